@@ -1,0 +1,44 @@
+# The README's commands. Everything installs into .venv on first use.
+#   make demo     the main job: tiny LLaMA models (RMSNorm vs IBNorm-S/L/T) on the built-in corpus, offline
+#   make test     the test suite (CPU)
+# GPU users pick their torch build, e.g.
+#   make install TORCH="torch==2.11.0 --index-url https://download.pytorch.org/whl/cu128"
+
+PYTHON ?= python3
+VENV   ?= .venv
+# The CPU build of torch 2.13.0 lies on local disk here; an unpinned torch can pull a multi-GB CUDA build.
+TORCH  ?= torch==2.13.0
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test test-fast lint bench clean-runs
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q $(TORCH)
+	$(PIP) install -q -c constraints.txt -e ".[dev,triton]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) scripts/demo.py
+
+test: $(STAMP)
+	$(VENV)/bin/pytest -q
+
+test-fast: $(STAMP)
+	$(VENV)/bin/pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check ibnorm_llm scripts eval tests
+
+bench: $(STAMP)
+	$(PY) scripts/bench_norms.py
+	$(PY) scripts/bench_data.py
+	$(PY) scripts/bench_train.py
+
+clean-runs:
+	rm -rf runs/demo
