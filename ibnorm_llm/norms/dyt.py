@@ -1,0 +1,48 @@
+"""Dynamic Tanh: a statistics-free replacement for normalization layers."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .precision import upcast
+from .validation import check_bool, check_dim, check_positive
+
+
+class DyT(nn.Module):
+    """Dynamic Tanh (Zhu et al., 2025, "Transformers without Normalization").
+
+    ``y = weight * tanh(alpha * x) + bias`` with one learnable scalar ``alpha``
+    (initialized to ``alpha_init``). No statistics, hence no ``eps``. Computed in fp32;
+    output in the input's dtype.
+    """
+
+    def __init__(self, dim: int, *, alpha_init: float = 0.5, affine: bool = True, bias: bool = True) -> None:
+        super().__init__()
+        self.dim = check_dim(dim)
+        self.alpha_init = check_positive("alpha_init", alpha_init)
+        self.affine = check_bool("affine", affine)
+        self.use_bias = check_bool("bias", bias)
+        self.alpha = nn.Parameter(torch.empty(()))
+        self.weight = nn.Parameter(torch.empty(dim)) if affine else None
+        self.bias = nn.Parameter(torch.empty(dim)) if affine and bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.constant_(self.alpha, self.alpha_init)
+        if self.weight is not None:
+            nn.init.ones_(self.weight)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = upcast(x)
+        y = torch.tanh(self.alpha.to(xf.dtype) * xf)
+        if self.weight is not None:
+            y = y * self.weight.to(xf.dtype)
+        if self.bias is not None:
+            y = y + self.bias.to(xf.dtype)
+        return y.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"{self.dim}, alpha_init={self.alpha_init}, affine={self.affine}, bias={self.use_bias}"

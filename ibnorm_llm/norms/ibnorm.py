@@ -1,0 +1,216 @@
+"""IBNorm (arXiv 2510.25262): compress each group toward its mean, then standardize.
+
+``IBNorm(x; lam) = eta(psi(s_lam(zeta(x))))``: grouping zeta, compression s_lam,
+standardization psi, affine recovery eta. The paper does not publish its compression
+functions; the three below are OUR definitions, not the paper's.
+For a deviation ``r >= 0`` from the group mean, each has ``f(0) = 0``, ``f'(0) = 1`` and
+``0 < f' <= 1``:
+
+- ``S``: ``r`` if ``r <= 1/lam`` else ``1/lam + (r - 1/lam)/lam``  (lam >= 1; lam = 1 is the identity)
+- ``L``: ``log1p(lam * r) / lam``  (lam > 0)
+- ``T``: ``tanh(lam * r) / lam``   (lam > 0; saturates at 1/lam)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .precision import upcast
+from .standardize import standardize as standardize_groups
+from .validation import (
+    NormOptionError,
+    check_bool,
+    check_choice,
+    check_dim,
+    check_groups,
+    check_positive,
+)
+
+VARIANTS = ("S", "L", "T")
+DEVIATIONS = ("raw", "std")
+STANDARDIZATIONS = ("meanvar", "rms")
+ORDERS = ("compress_first", "standardize_first")
+IMPLS = ("auto", "reference", "fused", "triton")
+
+Lam = float | torch.Tensor
+
+
+def check_lam(variant: str, lam: float) -> float:
+    """lam must be finite and > 0 (L, T) or >= 1 (S, where lam = 1 is the identity)."""
+    if variant == "S":
+        try:
+            return check_positive("lam", lam, minimum=1.0, inclusive=True)
+        except NormOptionError as err:
+            raise NormOptionError("lam", lam, f"{err.reason} for variant S (L and T take any lam > 0)") from None
+    return check_positive("lam", lam)
+
+
+def compress(d: torch.Tensor, variant: str, lam: Lam) -> torch.Tensor:
+    """Signed compression ``sign(d) * f_lam(|d|)`` of deviations ``d`` from a group mean."""
+    r = d.abs()
+    if variant == "S":
+        knee = 1.0 / lam
+        f = torch.where(r <= knee, r, knee + (r - knee) / lam)
+    elif variant == "L":
+        f = torch.log1p(lam * r) / lam
+    elif variant == "T":
+        f = torch.tanh(lam * r) / lam
+    else:
+        raise NormOptionError("variant", variant, f"must be one of {', '.join(VARIANTS)}")
+    return torch.sign(d) * f
+
+
+def _compress_group(g: torch.Tensor, variant: str, lam: Lam, deviation: str, eps: float) -> torch.Tensor:
+    """``s = mu + sign(d) f(r)`` per group (last dim); gradients flow through the mean."""
+    mu = g.mean(-1, keepdim=True)
+    d = g - mu
+    if deviation == "std":
+        # In std units lam means the same at every activation scale.
+        d = d * torch.rsqrt(d.pow(2).mean(-1, keepdim=True) + eps)
+    return mu + compress(d, variant, lam)
+
+
+def ibnorm_reference(
+    x: torch.Tensor,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    *,
+    variant: str,
+    lam: Lam,
+    deviation: str,
+    standardize: str,
+    order: str,
+    num_groups: int,
+    eps: float,
+) -> torch.Tensor:
+    """The readable IBNorm formula over the last dim of ``x``; the fused kernels are tested against it.
+
+    Statistics in fp32 (fp64 input stays fp64); output in ``x.dtype``. ``lam`` is a float
+    or a 0-d tensor (learnable lambda). ``weight``/``bias`` of shape ``(width,)`` or None.
+    """
+    xf = upcast(x)
+    width = x.shape[-1]
+    g = xf.reshape(*x.shape[:-1], num_groups, width // num_groups)  # (..., G, width/G)
+    if torch.is_tensor(lam):
+        lam = lam.to(xf.dtype)
+    if order == "compress_first":
+        y = standardize_groups(_compress_group(g, variant, lam, deviation, eps), standardize, eps)
+    else:
+        # Ablation: compress the standardized values, no second standardization.
+        y = _compress_group(standardize_groups(g, standardize, eps), variant, lam, deviation, eps)
+    y = y.reshape(x.shape)  # (..., width)
+    if weight is not None:
+        y = y * weight.to(xf.dtype)
+    if bias is not None:
+        y = y + bias.to(xf.dtype)
+    return y.to(x.dtype)
+
+
+def _select_impl(impl: str, x: torch.Tensor) -> Callable[..., torch.Tensor]:
+    """The IBNorm kernel for ``impl`` on ``x``'s device; ``auto`` is the reference for now."""
+    if impl in ("auto", "reference"):
+        return ibnorm_reference
+    raise RuntimeError(
+        f"IBNorm impl={impl!r} is not available in this build; use impl='auto' or impl='reference'"
+    )
+
+
+def _inverse_softplus(value: float) -> float:
+    # log(expm1(v)) overflows for large v; v + log(-expm1(-v)) is the same and stable.
+    return value + math.log(-math.expm1(-value))
+
+
+class IBNorm(nn.Module):
+    """IBNorm: ``y = gamma * psi(mu + sign(d) f_lam(r)) + beta`` per group, ``d = x - mu``.
+
+    ``r = |d|`` (``deviation="raw"``) or ``|d| / sqrt(var + eps)`` (``"std"``); ``psi`` is
+    ``(s - mean s) / sqrt(var s + eps)`` (``standardize="meanvar"``) or
+    ``s / sqrt(mean s^2 + eps)`` (``"rms"``). ``order="standardize_first"`` applies psi
+    before compressing and skips the second standardization. ``num_groups`` splits the last
+    dim into equal groups. With ``learnable_lam`` lambda is ``softplus(lam_raw)`` for L/T and
+    ``1 + softplus(lam_raw)`` for S, so it stays in the variant's valid range.
+    ``affine=False`` removes both gain and bias (the paper's ablation).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        variant: str = "L",
+        lam: float = 4.0,
+        deviation: str = "raw",
+        standardize: str = "meanvar",
+        order: str = "compress_first",
+        num_groups: int = 1,
+        affine: bool = True,
+        bias: bool = True,
+        eps: float = 1e-5,
+        learnable_lam: bool = False,
+        impl: str = "auto",
+    ) -> None:
+        super().__init__()
+        self.dim = check_dim(dim)
+        self.variant = check_choice("variant", variant, VARIANTS)
+        self.lam = check_lam(variant, lam)
+        self.deviation = check_choice("deviation", deviation, DEVIATIONS)
+        self.standardize = check_choice("standardize", standardize, STANDARDIZATIONS)
+        self.order = check_choice("order", order, ORDERS)
+        self.num_groups = check_groups(dim, num_groups)
+        self.affine = check_bool("affine", affine)
+        self.use_bias = check_bool("bias", bias)
+        self.eps = check_positive("eps", eps)
+        self.learnable_lam = check_bool("learnable_lam", learnable_lam)
+        self.impl = check_choice("impl", impl, IMPLS)
+        if learnable_lam and variant == "S" and lam == 1.0:
+            raise NormOptionError("lam", lam, "must be > 1 for variant S with learnable_lam (1 + softplus never reaches 1)")
+        self.weight = nn.Parameter(torch.empty(dim)) if affine else None
+        self.bias = nn.Parameter(torch.empty(dim)) if affine and bias else None
+        self.lam_raw = nn.Parameter(torch.empty(())) if learnable_lam else None
+        self.reset_parameters()
+
+    @property
+    def _lam_floor(self) -> float:
+        return 1.0 if self.variant == "S" else 0.0
+
+    @property
+    def lam_value(self) -> Lam:
+        """The current lambda: a 0-d tensor (with grad) when learnable, else the float."""
+        if self.lam_raw is None:
+            return self.lam
+        return self._lam_floor + F.softplus(self.lam_raw)
+
+    def reset_parameters(self) -> None:
+        if self.weight is not None:
+            nn.init.ones_(self.weight)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+        if self.lam_raw is not None:
+            nn.init.constant_(self.lam_raw, _inverse_softplus(self.lam - self._lam_floor))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kernel = _select_impl(self.impl, x)
+        return kernel(
+            x,
+            self.weight,
+            self.bias,
+            variant=self.variant,
+            lam=self.lam_value,
+            deviation=self.deviation,
+            standardize=self.standardize,
+            order=self.order,
+            num_groups=self.num_groups,
+            eps=self.eps,
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.dim}, variant={self.variant}, lam={self.lam}, deviation={self.deviation}, "
+            f"standardize={self.standardize}, order={self.order}, num_groups={self.num_groups}, "
+            f"affine={self.affine}, bias={self.use_bias}, eps={self.eps}, "
+            f"learnable_lam={self.learnable_lam}, impl={self.impl}"
+        )

@@ -1,0 +1,111 @@
+"""NormalNorm (Eftekhari & Papyan, ICML 2025): make each group closer to Gaussian.
+
+This is our reading of the paper: standardize the group, apply a Yeo-Johnson power
+transform whose power is estimated per group by Newton steps on the Gaussian negative
+log-likelihood, standardize again, add Gaussian noise while training, then the affine.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .precision import upcast
+from .standardize import standardize as standardize_groups
+from .validation import check_bool, check_dim, check_groups, check_non_negative, check_positive
+
+# The power stays inside (0, 2), away from the log branches of Yeo-Johnson at 0 and 2.
+POWER_MIN, POWER_MAX = 0.1, 1.9
+NEWTON_STEPS = 2
+# Central-difference step for the NLL's derivatives in the power.
+POWER_STEP = 1e-2
+
+
+def yeo_johnson(z: torch.Tensor, power: torch.Tensor) -> torch.Tensor:
+    """Yeo-Johnson transform for a power strictly inside (0, 2) (broadcast against ``z``)."""
+    pos = ((z.clamp(min=0) + 1).pow(power) - 1) / power
+    neg = -((1 - z.clamp(max=0)).pow(2 - power) - 1) / (2 - power)
+    return torch.where(z >= 0, pos, neg)
+
+
+def _yeo_johnson_nll(z: torch.Tensor, power: torch.Tensor, log_term: torch.Tensor) -> torch.Tensor:
+    """Per-group Gaussian NLL of the transformed values, per element, up to constants."""
+    t = yeo_johnson(z, power)
+    return 0.5 * torch.log(t.var(-1, unbiased=False, keepdim=True)) - (power - 1) * log_term
+
+
+@torch.no_grad()
+def estimate_power(z: torch.Tensor) -> torch.Tensor:
+    """Newton steps from power 1 on each group's NLL (last dim); returns shape ``(..., 1)``."""
+    log_term = (torch.sign(z) * torch.log1p(z.abs())).mean(-1, keepdim=True)
+    power = torch.ones_like(z[..., :1])
+    h = POWER_STEP
+    for _ in range(NEWTON_STEPS):
+        f_minus = _yeo_johnson_nll(z, power - h, log_term)
+        f_zero = _yeo_johnson_nll(z, power, log_term)
+        f_plus = _yeo_johnson_nll(z, power + h, log_term)
+        slope = (f_plus - f_minus) / (2 * h)
+        curvature = (f_plus - 2 * f_zero + f_minus) / (h * h)
+        # Only step where the NLL is locally convex; elsewhere keep the current power.
+        step = torch.where(curvature > 0, -slope / curvature.clamp(min=1e-12), torch.zeros_like(slope))
+        power = (power + step).clamp(POWER_MIN, POWER_MAX)
+    return power
+
+
+class NormalNorm(nn.Module):
+    """NormalNorm: ``y = gamma * (psi(YJ_p(psi(x))) + noise) + beta`` per group.
+
+    ``psi`` standardizes (mean 0, variance 1, with ``eps``); ``YJ_p`` is the Yeo-Johnson
+    transform with power ``p`` estimated per group by two Newton steps on the Gaussian
+    NLL, starting at 1, clamped to [0.1, 1.9] and detached. In training only,
+    ``noise = noise_std * std(psi(...)) * N(0, 1)`` per group. Our reading of Eftekhari &
+    Papyan (ICML 2025); computed in fp32, output in the input's dtype.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        num_groups: int = 1,
+        eps: float = 1e-5,
+        noise_std: float = 0.4,
+        affine: bool = True,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        self.dim = check_dim(dim)
+        self.num_groups = check_groups(dim, num_groups)
+        self.eps = check_positive("eps", eps)
+        self.noise_std = check_non_negative("noise_std", noise_std)
+        self.affine = check_bool("affine", affine)
+        self.use_bias = check_bool("bias", bias)
+        self.weight = nn.Parameter(torch.empty(dim)) if affine else None
+        self.bias = nn.Parameter(torch.empty(dim)) if affine and bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        if self.weight is not None:
+            nn.init.ones_(self.weight)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = upcast(x)
+        g = xf.reshape(*x.shape[:-1], self.num_groups, self.dim // self.num_groups)  # (..., G, dim/G)
+        z = standardize_groups(g, "meanvar", self.eps)
+        y = standardize_groups(yeo_johnson(z, estimate_power(z.detach())), "meanvar", self.eps)
+        if self.training and self.noise_std > 0:
+            scale = self.noise_std * y.detach().std(-1, unbiased=False, keepdim=True)
+            y = y + scale * torch.randn_like(y)
+        y = y.reshape(x.shape)  # (..., dim)
+        if self.weight is not None:
+            y = y * self.weight.to(xf.dtype)
+        if self.bias is not None:
+            y = y + self.bias.to(xf.dtype)
+        return y.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.dim}, num_groups={self.num_groups}, eps={self.eps}, noise_std={self.noise_std}, "
+            f"affine={self.affine}, bias={self.use_bias}"
+        )

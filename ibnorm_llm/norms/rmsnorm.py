@@ -1,0 +1,41 @@
+"""RMSNorm with the registry's constructor contract."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .precision import upcast
+from .validation import check_bool, check_dim, check_positive
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square normalization (Zhang & Sennrich, 2019), as HF ``LlamaRMSNorm``.
+
+    ``y = weight * (x / sqrt(mean(x^2) + eps))`` over the last dimension. Same operation
+    order as LlamaRMSNorm (normalize in fp32, cast back to the input dtype, then scale), so
+    fp32 outputs match it bit for bit; unlike LlamaRMSNorm the output is always in the
+    input's dtype, even when the weight is fp32 and the input bf16.
+    """
+
+    def __init__(self, dim: int, *, eps: float = 1e-6, affine: bool = True) -> None:
+        super().__init__()
+        self.dim = check_dim(dim)
+        self.eps = check_positive("eps", eps)
+        self.affine = check_bool("affine", affine)
+        self.weight = nn.Parameter(torch.empty(dim)) if affine else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        if self.weight is not None:
+            nn.init.ones_(self.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = upcast(x)
+        normed = (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype)
+        if self.weight is None:
+            return normed
+        return (self.weight * normed).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"{self.dim}, eps={self.eps}, affine={self.affine}"
