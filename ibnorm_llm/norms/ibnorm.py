@@ -52,7 +52,10 @@ def check_lam(variant: str, lam: float) -> float:
 
 def compress(d: torch.Tensor, variant: str, lam: Lam) -> torch.Tensor:
     """Signed compression ``sign(d) * f_lam(|d|)`` of deviations ``d`` from a group mean."""
-    r = d.abs()
+    # sign * f(sign * d) instead of sign(d) * f(|d|): same values, but the gradient at
+    # d = 0 is f'(0) = 1 rather than the 0 that sign(0) and abs'(0) would give.
+    sign = torch.where(d >= 0, 1.0, -1.0).to(d.dtype)
+    r = sign * d
     if variant == "S":
         knee = 1.0 / lam
         f = torch.where(r <= knee, r, knee + (r - knee) / lam)
@@ -62,7 +65,7 @@ def compress(d: torch.Tensor, variant: str, lam: Lam) -> torch.Tensor:
         f = torch.tanh(lam * r) / lam
     else:
         raise NormOptionError("variant", variant, f"must be one of {', '.join(VARIANTS)}")
-    return torch.sign(d) * f
+    return sign * f
 
 
 def _compress_group(g: torch.Tensor, variant: str, lam: Lam, deviation: str, eps: float) -> torch.Tensor:
