@@ -1,0 +1,237 @@
+"""Atomic, resumable checkpoints.
+
+Layout of ``runs/<run_name>/checkpoints/step_<N>/`` and ``final/``::
+
+    config.json, model.safetensors, ...   a Hugging Face model directory (save_pretrained)
+    tokenizer files                         so the directory is self-contained for lm-eval
+    config.yaml                             the resolved run config
+    trainer_state/
+        trainer.json                        step, tokens, skipped steps, batch plan
+        optimizer.pt                        unsharded runs (DDP / single process)
+        accelerate/                         sharded runs (DeepSpeed, FSDP): accelerator.save_state
+        rank_<r>.pt                         per rank: RNG states and the data loader's state
+        COMPLETE                            written last
+
+Every rank writes into ``.tmp_<name>/``; after a barrier the main process fsyncs, writes
+COMPLETE and renames the folder into place, so a crash at any point leaves either the old
+checkpoint or the new one, never a half-written one under a real name. The learning-rate
+schedule is a pure function of the step (optim.lr_at), so the step is the scheduler state.
+Checkpoints assume a file system shared by all ranks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ibnorm_llm.config import ConfigError, RunConfig, save_config
+
+STATE_DIR = "trainer_state"
+COMPLETE = "COMPLETE"
+# Test hook: SIGKILL this process in the middle of writing the checkpoint of this step.
+KILL_HOOK_ENV = "IBNORM_LLM_TEST_KILL_DURING_CHECKPOINT"
+
+
+@dataclass(frozen=True)
+class TrainerState:
+    step: int
+    """Optimizer steps completed."""
+    tokens: int
+    """Token positions trained on (all ranks)."""
+    skipped_steps: int
+    """Steps skipped for a non-finite loss or gradient (train.skip_nonfinite)."""
+    world_size: int
+    grad_accum: int
+    micro_batch_size: int
+
+
+def checkpoints_root(run_dir: Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def is_complete(path: Path) -> bool:
+    return (Path(path) / STATE_DIR / COMPLETE).is_file()
+
+
+def read_state(path: Path) -> TrainerState:
+    path = Path(path)
+    if not is_complete(path):
+        raise ConfigError(
+            f"train.resume={path}: not a complete checkpoint (no {STATE_DIR}/{COMPLETE}); "
+            "point it at a runs/<name>/checkpoints/step_<N> or final directory, or use train.resume=auto"
+        )
+    return TrainerState(**json.loads((path / STATE_DIR / "trainer.json").read_text()))
+
+
+def find_latest(run_dir: Path) -> Path | None:
+    """The complete checkpoint with the most steps (final/ wins a tie), or None."""
+    root = checkpoints_root(run_dir)
+    if not root.is_dir():
+        return None
+    candidates = [p for p in root.iterdir() if not p.name.startswith(".") and is_complete(p)]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda p: (read_state(p).step, p.name == "final"))
+
+
+def remove_stale(run_dir: Path) -> None:
+    """Delete leftovers of interrupted writes (``.tmp_*`` and ``.old_*``); main process only."""
+    root = checkpoints_root(run_dir)
+    if root.is_dir():
+        for path in root.iterdir():
+            if path.name.startswith((".tmp_", ".old_")):
+                shutil.rmtree(path)
+
+
+def prune(run_dir: Path, keep_last: int) -> None:
+    """Keep the newest ``keep_last`` complete step checkpoints; final/ is never removed."""
+    steps = [p for p in checkpoints_root(run_dir).glob("step_*") if is_complete(p)]
+    steps.sort(key=lambda p: read_state(p).step)
+    for path in steps[:-keep_last]:
+        shutil.rmtree(path)
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _fsync_tree(path: Path) -> None:
+    for root, _, files in os.walk(path):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as f:
+                os.fsync(f.fileno())
+        dir_fd = os.open(root, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _kill_hook(step: int) -> None:
+    if os.environ.get(KILL_HOOK_ENV) == str(step):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def save_checkpoint(
+    target: Path,
+    *,
+    accelerator,
+    model: torch.nn.Module,
+    optimizer,
+    tokenizer,
+    cfg: RunConfig,
+    state: TrainerState,
+    loader,
+    sharded: bool,
+) -> Path:
+    """Write ``target`` atomically (collective: every rank must call it)."""
+    target = Path(target)
+    tmp = target.parent / f".tmp_{target.name}"
+    if accelerator.is_main_process:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        (tmp / STATE_DIR).mkdir(parents=True)
+    accelerator.wait_for_everyone()
+
+    # The model directory needs the full (gathered) weights: a collective under ZeRO-3/FSDP.
+    full_state = accelerator.get_state_dict(model)
+    if accelerator.is_main_process:
+        accelerator.unwrap_model(model).save_pretrained(tmp, state_dict=full_state, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        save_config(cfg, tmp / "config.yaml")
+    _kill_hook(state.step)
+    if sharded:
+        accelerator.save_state(str(tmp / STATE_DIR / "accelerate"))
+    elif accelerator.is_main_process:
+        torch.save(optimizer.state_dict(), tmp / STATE_DIR / "optimizer.pt")
+    rank = accelerator.process_index
+    torch.save({"rng": rng_state(), "data": loader.state_dict()}, tmp / STATE_DIR / f"rank_{rank}.pt")
+    accelerator.wait_for_everyone()
+
+    if accelerator.is_main_process:
+        (tmp / STATE_DIR / "trainer.json").write_text(json.dumps(asdict(state), indent=2))
+        (tmp / STATE_DIR / COMPLETE).write_text(f"step {state.step}\n")
+        _fsync_tree(tmp)
+        old = target.parent / f".old_{target.name}"
+        if target.exists():
+            target.rename(old)
+        tmp.rename(target)
+        if old.exists():
+            shutil.rmtree(old)
+        _fsync_tree(target.parent)
+    accelerator.wait_for_everyone()
+    return target
+
+
+def check_compatible(state: TrainerState, path: Path, world_size: int, grad_accum: int, micro: int) -> None:
+    """Exact resume needs the same data split and batch shape as the run that saved."""
+    if (state.world_size, state.grad_accum, state.micro_batch_size) != (world_size, grad_accum, micro):
+        raise ConfigError(
+            f"train.resume={path}: the checkpoint was written with world size {state.world_size}, "
+            f"gradient accumulation {state.grad_accum} and train.micro_batch_size={state.micro_batch_size}, "
+            f"this launch has {world_size}, {grad_accum} and {micro}. Resume with the same number of processes "
+            "and batch settings (each rank restores its own data position)."
+        )
+
+
+def load_rank_state(path: Path, rank: int) -> dict[str, Any]:
+    """RNG and data-loader state that rank ``rank`` saved (our own file: full unpickling)."""
+    return torch.load(Path(path) / STATE_DIR / f"rank_{rank}.pt", weights_only=False)
+
+
+def load_optimizer_state(path: Path) -> dict[str, Any]:
+    return torch.load(Path(path) / STATE_DIR / "optimizer.pt", weights_only=False)
+
+
+def sharded_state_dir(path: Path) -> Path:
+    return Path(path) / STATE_DIR / "accelerate"
+
+
+def load_model_weights(model: torch.nn.Module, path: Path) -> None:
+    """Load a checkpoint's safetensors (single file or sharded index) into ``model`` exactly.
+
+    Tied parameters (GPT-2's lm_head) are stored once by save_pretrained; any other missing
+    or unexpected tensor is an error.
+    """
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    elif (path / "model.safetensors").is_file():
+        files = ["model.safetensors"]
+    else:
+        raise ConfigError(f"train.resume={path}: no model.safetensors (or index) in the checkpoint")
+    weights: dict[str, torch.Tensor] = {}
+    for name in files:
+        weights.update(load_file(path / name))
+    result = model.load_state_dict(weights, strict=False)
+    loaded = {id(p) for n, p in model.named_parameters() if n in weights}
+    named = dict(model.named_parameters(remove_duplicate=False))
+    missing = [k for k in result.missing_keys if not (k in named and id(named[k]) in loaded)]
+    if missing or result.unexpected_keys:
+        raise ConfigError(
+            f"train.resume={path}: the checkpoint's weights do not match model.* of this config "
+            f"(missing {missing[:5]}, unexpected {result.unexpected_keys[:5]})"
+        )

@@ -1,0 +1,98 @@
+"""What a run tells the outside world: wandb, the progress bar, and run.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from collections.abc import Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from ibnorm_llm.config import RunConfig, to_dict
+
+
+def resolve_wandb_mode(setting: str, env: Mapping[str, str] = os.environ) -> str | None:
+    """The wandb mode to use, or None for off. ``auto`` is online only with an API key."""
+    if setting == "off":
+        return None
+    if setting == "auto":
+        return "online" if env.get("WANDB_API_KEY") else "offline"
+    return setting
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in ("ibnorm_llm", "torch", "transformers", "accelerate", "datasets", "deepspeed"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def write_run_metadata(path: Path, info: dict[str, Any]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(info, indent=2, default=str) + "\n")
+
+
+class Tracker:
+    """wandb and a tqdm bar on the main process; silent on the others."""
+
+    def __init__(self, cfg: RunConfig, *, is_main: bool, start_step: int):
+        self.is_main = is_main
+        self._wandb = None
+        self._bar = None
+        if not is_main:
+            return
+        mode = resolve_wandb_mode(cfg.logging.wandb)
+        if mode is not None:
+            import wandb
+
+            norm = cfg.model.norm
+            self._wandb = wandb.init(
+                project=cfg.logging.wandb_project,
+                name=cfg.run_name,
+                mode=mode,
+                dir=str(cfg.run_dir),
+                config=to_dict(cfg),
+                tags=[cfg.model.preset, norm.kind] + ([f"variant={norm.variant}"] if norm.variant else []),
+                resume="allow",
+                id=cfg.run_name,
+            )
+        if cfg.logging.progress:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(
+                total=cfg.train.max_steps, initial=start_step, desc=cfg.run_name, unit="step",
+                dynamic_ncols=True, file=sys.stderr,
+            )
+
+    def log(self, record: dict[str, Any], steps_done: int) -> None:
+        """Push a metrics record; ``steps_done`` advances the bar to that step."""
+        if self._wandb is not None:
+            self._wandb.log({k: v for k, v in record.items() if v is not None}, step=record["step"])
+        if self._bar is not None:
+            self._bar.update(steps_done - self._bar.n)
+            postfix = {"loss": f"{record['loss']:.4f}", "tok/s": f"{record['tokens_per_s']:.0f}"}
+            if record.get("eval_loss") is not None:
+                postfix["eval"] = f"{record['eval_loss']:.4f}"
+            self._bar.set_postfix(postfix, refresh=False)
+
+    def write(self, message: str) -> None:
+        """A line on the main process that does not break the bar."""
+        if not self.is_main:
+            return
+        if self._bar is not None:
+            self._bar.write(message)
+        else:
+            print(message, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        if self._wandb is not None:
+            self._wandb.finish()

@@ -1,0 +1,233 @@
+"""The training loop: ``train(cfg)`` runs one config to its final checkpoint.
+
+Order of work: refuse bad settings (precision, batch plan, resume target) -> tokenizer,
+model, data -> restore a checkpoint if asked -> loop of optimizer steps (micro batches with
+gradient accumulation; one host sync per step for the loss, the gradient norm and the
+non-finite check) -> periodic metrics, held-out evaluation and checkpoints -> final/.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate.utils import gather_object, set_seed
+
+from ibnorm_llm.config import RunConfig, save_config
+from ibnorm_llm.data import build_train_loader, build_val_batches, check_data_config, load_tokenizer
+from ibnorm_llm.models import build_model, count_parameters, padded_vocab_size
+from ibnorm_llm.train import checkpoint as ckpt
+from ibnorm_llm.train.batching import plan_batches
+from ibnorm_llm.train.distributed import build_accelerator, describe, is_sharded, prepare
+from ibnorm_llm.train.metrics import MetricsWriter, flops_per_token, mfu, peak_flops_for
+from ibnorm_llm.train.optim import build_optimizer, lr_at, set_lr
+from ibnorm_llm.train.tracking import Tracker, package_versions, write_run_metadata
+
+
+class NonFiniteError(RuntimeError):
+    """A non-finite loss or gradient with train.skip_nonfinite=false."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    final_checkpoint: Path
+    steps: int
+    tokens: int
+    train_loss: float | None
+    """Mean training loss over the last logging window."""
+    eval_loss: float | None
+    tokens_per_s: float | None
+    """Mean training throughput of this process group (evaluation and checkpoints excluded)."""
+
+
+def resolve_resume(cfg: RunConfig) -> Path | None:
+    """The checkpoint to continue from: none, the newest complete one (auto), or a path."""
+    if cfg.train.resume == "none":
+        return None
+    if cfg.train.resume == "auto":
+        return ckpt.find_latest(cfg.run_dir)
+    path = Path(cfg.train.resume)
+    ckpt.read_state(path)  # raises a ConfigError naming train.resume if incomplete or missing
+    return path
+
+
+def _culprit(model: torch.nn.Module, loss: float) -> str:
+    if not math.isfinite(loss):
+        return f"loss={loss}"
+    for name, param in model.named_parameters():
+        if param.grad is not None and not torch.isfinite(param.grad).all():
+            return f"gradient of parameter '{name}'"
+    return "gradient norm (no single local gradient is non-finite; sharded or reduced)"
+
+
+def _learnable_lams(model: torch.nn.Module) -> dict[str, float]:
+    return {
+        f"lam/{name}": float(module.lam_value())
+        for name, module in model.named_modules()
+        if getattr(module, "learnable_lam", False)
+    }
+
+
+@torch.no_grad()
+def evaluate(model, val_batches, accelerator) -> tuple[float, float]:
+    """Held-out loss (token-weighted mean over all ranks) and perplexity."""
+    model.eval()
+    totals = torch.zeros(2, device=accelerator.device, dtype=torch.float64)
+    for batch in val_batches:
+        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        n_targets = (batch["labels"][:, 1:] != -100).sum()  # the model shifts labels by one
+        totals += torch.stack([model(**batch).loss.double() * n_targets, n_targets.double()])
+    model.train()
+    loss_sum, count = accelerator.reduce(totals, reduction="sum").tolist()
+    loss = loss_sum / max(count, 1.0)
+    return loss, math.exp(min(loss, 700.0))
+
+
+def train(cfg: RunConfig) -> TrainResult:
+    accelerator = build_accelerator(cfg)  # refuses bf16 on CPU before any work
+    main = accelerator.is_main_process
+    rank, world = accelerator.process_index, accelerator.num_processes
+    plan = plan_batches(cfg.train, cfg.data.seq_len, world)
+    resume = resolve_resume(cfg)
+    state = ckpt.TrainerState(0, 0, 0, world, plan.grad_accum, plan.micro_batch_size)
+    if resume is not None:
+        state = ckpt.read_state(resume)
+        ckpt.check_compatible(state, resume, world, plan.grad_accum, plan.micro_batch_size)
+    sharded = is_sharded(accelerator)
+
+    set_seed(cfg.train.seed)
+    tokenizer = load_tokenizer(cfg)
+    model = build_model(cfg.model, padded_vocab_size(len(tokenizer)))
+    check_data_config(cfg, tokenizer, model.config.max_position_embeddings)
+    if resume is not None and not sharded:
+        ckpt.load_model_weights(model, resume)
+    if cfg.train.precision == "bf16-pure":
+        model.to(torch.bfloat16)
+    if cfg.train.compile:
+        model = torch.compile(model)
+    n_params = count_parameters(model)
+    flops_tok = flops_per_token(n_params, model.config.num_hidden_layers, model.config.hidden_size, cfg.data.seq_len)
+    optimizer = build_optimizer(model, cfg.optim)
+    if resume is not None and not sharded:
+        optimizer.load_state_dict(ckpt.load_optimizer_state(resume))
+    loader = build_train_loader(cfg, tokenizer, rank=rank, world_size=world)
+    val_batches = build_val_batches(cfg, tokenizer, rank=rank, world_size=world)
+    model, optimizer = prepare(accelerator, model, optimizer, plan, cfg.optim.grad_clip)
+    if resume is not None:
+        if sharded:
+            accelerator.load_state(str(ckpt.sharded_state_dir(resume)))
+        rank_state = ckpt.load_rank_state(resume, rank)
+        loader.load_state_dict(rank_state["data"])
+        ckpt.set_rng_state(rank_state["rng"])
+
+    run_dir = cfg.run_dir
+    processes = gather_object([describe(accelerator)])
+    metrics = MetricsWriter(run_dir / "metrics.jsonl", enabled=main)
+    if main:
+        ckpt.remove_stale(run_dir)
+        save_config(cfg, run_dir / "config.yaml")
+        metrics.truncate_after(state.step)
+        write_run_metadata(run_dir / "run.json", {
+            "run_name": cfg.run_name, "world_size": world, "ranks": sorted(p["rank"] for p in processes),
+            "processes": processes, "distributed_type": processes[0]["distributed_type"],
+            "precision": cfg.train.precision, "micro_batch_size": plan.micro_batch_size,
+            "grad_accum": plan.grad_accum, "global_batch_size": plan.global_batch_size,
+            "tokens_per_step": plan.tokens_per_step, "n_params": n_params, "flops_per_token": flops_tok,
+            "resumed_from": str(resume) if resume else None, "start_step": state.step,
+            "versions": package_versions(),
+        })
+    peak = peak_flops_for(processes[0]["device_name"], cfg.train.peak_flops)
+    tracker = Tracker(cfg, is_main=main, start_step=state.step)
+    if resume is not None:
+        tracker.write(f"resumed from {resume} at step {state.step}")
+
+    clip = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf")
+    max_steps, tc = cfg.train.max_steps, cfg.train
+    step, tokens, skipped = state.step, state.tokens, state.skipped_steps
+    window_losses: list[float] = []
+    window_start, train_time, trained_tokens = time.perf_counter(), 0.0, 0
+    last_eval: float | None = None
+    record: dict[str, Any] = {}
+    model.train()
+    while step < max_steps:
+        lr = lr_at(step, cfg.optim, max_steps)
+        set_lr(optimizer, lr)
+        loss_sum = torch.zeros((), device=accelerator.device)
+        for _ in range(plan.grad_accum):
+            batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in next(loader).items()}
+            with accelerator.accumulate(model):
+                loss = model(**batch).loss
+                accelerator.backward(loss)
+            loss_sum += loss.detach().float()
+        grad_norm = accelerator.clip_grad_norm_(model.parameters(), clip)
+        grad_norm = torch.as_tensor(grad_norm if grad_norm is not None else float("nan"), device=accelerator.device)
+        # One host sync per optimizer step: global mean loss and the (already global) grad norm.
+        step_loss = accelerator.reduce(loss_sum / plan.grad_accum, reduction="mean")
+        step_loss, norm_value = torch.stack([step_loss, grad_norm.float()]).tolist()
+        step += 1
+        tokens += plan.tokens_per_step
+        if not (math.isfinite(step_loss) and math.isfinite(norm_value)):
+            where = _culprit(accelerator.unwrap_model(model), step_loss)
+            if not tc.skip_nonfinite:
+                tracker.close()
+                raise NonFiniteError(
+                    f"non-finite {where} at step {step}; stopping (last good checkpoint: "
+                    f"{ckpt.find_latest(run_dir) or 'none'}). Lower optim.lr, enable optim.grad_clip, "
+                    "or set train.skip_nonfinite=true to skip such steps."
+                )
+            optimizer.zero_grad(set_to_none=True)
+            skipped += 1
+            tracker.write(f"step {step}: skipped, non-finite {where} ({skipped} skipped so far)")
+        else:
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            window_losses.append(step_loss)
+
+        is_last = step == max_steps
+        do_eval = is_last or (tc.eval_every > 0 and step % tc.eval_every == 0)
+        if do_eval or step % tc.log_every == 0:
+            elapsed = time.perf_counter() - window_start
+            steps_in_window = max(1, len(window_losses))
+            tokens_per_s = steps_in_window * plan.tokens_per_step / elapsed if elapsed > 0 else 0.0
+            train_time, trained_tokens = train_time + elapsed, trained_tokens + steps_in_window * plan.tokens_per_step
+            record = {
+                "step": step, "loss": sum(window_losses) / len(window_losses) if window_losses else float("nan"),
+                "lr": lr, "grad_norm": norm_value, "tokens": tokens, "tokens_per_s": tokens_per_s,
+                "mfu": mfu(tokens_per_s, flops_tok, peak, world), "skipped_steps": skipped, "world_size": world,
+            }
+            record.update(_learnable_lams(accelerator.unwrap_model(model)))
+            if do_eval:
+                last_eval, ppl = evaluate(model, val_batches, accelerator)
+                record.update(eval_loss=last_eval, eval_ppl=ppl)
+            metrics.write(record)
+            tracker.log(record, step)
+            window_losses = []
+            window_start = time.perf_counter()  # throughput excludes evaluation time
+        if is_last or (tc.checkpoint_every > 0 and step % tc.checkpoint_every == 0):
+            save_started = time.perf_counter()
+            name = "final" if is_last else f"step_{step}"
+            saved = ckpt.save_checkpoint(
+                ckpt.checkpoints_root(run_dir) / name, accelerator=accelerator, model=model, optimizer=optimizer,
+                tokenizer=tokenizer, cfg=cfg, loader=loader, sharded=sharded,
+                state=replace(state, step=step, tokens=tokens, skipped_steps=skipped),
+            )
+            if main and not is_last:
+                ckpt.prune(run_dir, tc.keep_last)
+            tracker.write(f"saved {saved}")
+            window_start += time.perf_counter() - save_started  # and checkpoint time
+
+    if resume is not None and step == state.step:
+        tracker.write(f"{resume} is already at train.max_steps={max_steps}; nothing to train")
+    tracker.close()
+    metrics.close()
+    final = ckpt.checkpoints_root(run_dir) / "final"
+    return TrainResult(
+        run_dir=run_dir, final_checkpoint=final, steps=step, tokens=tokens,
+        train_loss=record.get("loss"), eval_loss=last_eval,
+        tokens_per_s=trained_tokens / train_time if train_time > 0 else None,
+    )

@@ -1,0 +1,41 @@
+"""Pretrain a model from a run config.
+
+    python scripts/pretrain.py --config llama_tiny_ibnorm_l.yaml train.max_steps=200
+    accelerate launch --config_file launch/ddp.yaml scripts/pretrain.py --config llama60m_ibnorm_l.yaml
+
+A bare config name is looked up in configs/. Extra ``dotted.key=value`` arguments override
+the file. Bad settings exit with status 2 and a message naming the key; a non-finite loss
+(without train.skip_nonfinite) exits with status 3 and leaves the last checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ibnorm_llm.config import ConfigError, load_config
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="config path, or a file name in configs/")
+    parser.add_argument("overrides", nargs="*", help="dotted.key=value overrides, e.g. train.max_steps=100")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(args.config, args.overrides)
+        from ibnorm_llm.train.trainer import NonFiniteError, train
+
+        try:
+            result = train(cfg)
+        except NonFiniteError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 3
+    except ConfigError as err:
+        print(f"config error: {err}", file=sys.stderr)
+        return 2
+    print(f"done: {result.steps} steps, final checkpoint {result.final_checkpoint}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
