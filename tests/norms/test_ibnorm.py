@@ -207,3 +207,28 @@ def test_reference_impl_is_the_reference_function():
 def test_unavailable_impl_is_a_clear_error(impl):
     with pytest.raises(RuntimeError, match=rf"impl='{impl}' is not available.*impl='reference'"):
         IBNorm(16, impl=impl)(torch.randn(2, 16))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"deviation": "std", "num_groups": 2},
+        {"standardize": "rms", "order": "standardize_first"},
+        {"learnable_lam": True, "lam": 2.0},
+    ],
+    ids=["default", "std-groups", "rms-standardize_first", "learnable"],
+)
+def test_gradcheck_float64_across_options(variant, options):
+    torch.manual_seed(0)
+    norm = IBNorm(8, variant=variant, **options).double()
+    with torch.no_grad():
+        norm.weight.add_(torch.randn_like(norm.weight) * 0.3)
+    x = torch.randn(3, 8, dtype=torch.float64, requires_grad=True)
+    params = tuple(norm.parameters())
+
+    def f(inp, *_):
+        return norm(inp)
+
+    assert torch.autograd.gradcheck(f, (x, *params), eps=1e-6, atol=1e-5)
