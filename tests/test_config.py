@@ -1,0 +1,122 @@
+"""The config system: strict keys and types, dotted overrides, YAML round trip, helpful errors."""
+
+import pytest
+import yaml
+
+from ibnorm_llm.config import (
+    ConfigError,
+    NormConfig,
+    RunConfig,
+    config_to_yaml,
+    load_config,
+    parse_override,
+    replace,
+    save_config,
+)
+
+
+def write_yaml(tmp_path, tree, name="cfg.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(tree))
+    return path
+
+
+def test_defaults_load_without_a_file():
+    cfg = load_config()
+    assert isinstance(cfg, RunConfig)
+    assert cfg.out_dir == "runs"
+    assert cfg.run_dir.as_posix() == "runs/run"
+
+
+def test_yaml_then_overrides_take_precedence(tmp_path):
+    path = write_yaml(tmp_path, {"run_name": "a", "train": {"max_steps": 10, "seed": 3}})
+    cfg = load_config(path, ["train.max_steps=20", "model.norm.kind=ibnorm", "model.norm.lam=2.5"])
+    assert cfg.run_name == "a"
+    assert cfg.train.max_steps == 20
+    assert cfg.train.seed == 3
+    assert cfg.model.norm.kind == "ibnorm"
+    assert cfg.model.norm.lam == 2.5
+
+
+def test_unknown_key_names_the_dotted_key_and_suggests(tmp_path):
+    path = write_yaml(tmp_path, {"train": {"max_step": 10}})
+    with pytest.raises(ConfigError, match=r"train\.max_step.*did you mean 'train\.max_steps'"):
+        load_config(path)
+    with pytest.raises(ConfigError, match=r"model\.norm\.lamda.*did you mean 'model\.norm\.lam'"):
+        load_config(None, ["model.norm.lamda=3"])
+
+
+def test_wrong_types_are_errors_with_the_key():
+    with pytest.raises(ConfigError, match=r"train\.max_steps='ten': expected an integer"):
+        load_config(None, ["train.max_steps=ten"])
+    with pytest.raises(ConfigError, match=r"train\.skip_nonfinite=1: expected true or false"):
+        load_config(None, ["train.skip_nonfinite=1"])
+    with pytest.raises(ConfigError, match=r"data\.packing='zip': must be one of concat, pad"):
+        load_config(None, ["data.packing=zip"])
+    with pytest.raises(ConfigError, match=r"optim\.lr=nan"):
+        load_config(None, ["optim.lr=.nan"])
+
+
+def test_invalid_values_are_errors_with_the_key():
+    with pytest.raises(ConfigError, match=r"train\.max_steps=0: must be a positive integer"):
+        load_config(None, ["train.max_steps=0"])
+    with pytest.raises(ConfigError, match=r"optim\.lr=-0\.1"):
+        load_config(None, ["optim.lr=-0.1"])
+    with pytest.raises(ConfigError, match="set only one"):
+        load_config(None, ["train.global_batch_size=8", "train.global_batch_tokens=2048"])
+    with pytest.raises(ConfigError, match=r"run_name"):
+        load_config(None, ["run_name=a/b"])
+
+
+def test_norm_options_are_validated_against_the_norm():
+    with pytest.raises(ConfigError, match=r"model\.norm"):
+        load_config(None, ["model.norm.kind=rmsnorm", "model.norm.lam=4"])
+    with pytest.raises(ConfigError, match=r"model\.norm"):
+        load_config(None, ["model.norm.kind=ibnorm", "model.norm.lam=-1"])
+    with pytest.raises(ConfigError, match=r"model\.norm"):
+        load_config(None, ["model.norm.kind=ibnorm", "model.norm.variant=Q"])
+    with pytest.raises(ConfigError, match=r"model\.norm"):
+        load_config(None, ["model.norm.kind=ibnrom"])
+
+
+def test_layer_dependent_norms(tmp_path):
+    path = write_yaml(
+        tmp_path,
+        {
+            "model": {
+                "norm": {"kind": "rmsnorm"},
+                "norm_overrides": [{"layers": "0-1", "norm": {"kind": "ibnorm", "variant": "L", "lam": 4}}],
+            }
+        },
+    )
+    cfg = load_config(path)
+    assert [cfg.model.norm_for_block(i).kind for i in range(4)] == ["ibnorm", "ibnorm", "rmsnorm", "rmsnorm"]
+    with pytest.raises(ConfigError, match="layers"):
+        load_config(None, ["model.norm_overrides=[{layers: '3-1', norm: {kind: rmsnorm}}]"])
+
+
+def test_resolved_config_round_trips_through_yaml(tmp_path):
+    cfg = load_config(None, ["model.norm.kind=ibnorm", "model.norm.variant=T", "optim.betas=[0.9, 0.99]"])
+    path = tmp_path / "config.yaml"
+    save_config(cfg, path)
+    assert load_config(path) == cfg
+    assert "variant: T" in config_to_yaml(cfg)
+
+
+def test_bare_config_names_are_looked_up_in_configs_dir():
+    with pytest.raises(ConfigError, match="not found"):
+        load_config("no_such_config_anywhere.yaml")
+
+
+def test_override_syntax_errors():
+    with pytest.raises(ConfigError, match="expected dotted.key=value"):
+        parse_override("train.max_steps")
+    assert parse_override("a.b=[1, 2]") == ("a.b", [1, 2])
+
+
+def test_replace_revalidates():
+    cfg = load_config()
+    assert replace(cfg, "train.seed", 7).train.seed == 7
+    with pytest.raises(ConfigError):
+        replace(cfg, "train.seed", "x")
+    assert NormConfig(kind="ibnorm", lam=3.0).options() == {"lam": 3.0}
