@@ -1,0 +1,196 @@
+"""Write configs/*.yaml for the paper grid and the CPU configs from one table.
+
+    python scripts/make_configs.py            # rewrite configs/
+    python scripts/make_configs.py --check    # exit 1 if configs/ differs from this table
+
+Recipes (../shared/design/reference.md): LLaMA follows the GaLore C4 recipe (t5-base
+tokenizer, 256 tokens, pad without packing, 512 sequences per step, Adam, warmup 10% of
+steps, cosine to 10%, no clipping, whole model in bf16); GPT-2 follows nanoGPT/llm.c
+(GPT-2 BPE, 1024 tokens, 2^19 tokens per step, AdamW (0.9, 0.95), decay 0.1, clip 1.0,
+warmup 700, cosine, bf16 autocast) on FineWeb-Edu. IBNorm runs use lambda = 4, the paper's
+best value in most runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+# name, preset, steps, warmup, peak lr, micro batch per device (divides 512 at 1, 2, 4 or 8 GPUs)
+LLAMA = [
+    ("llama60m", "llama-60m", 10_000, 1_000, 1e-3, 64),
+    ("llama130m", "llama-130m", 20_000, 2_000, 1e-3, 64),
+    ("llama350m", "llama-350m", 60_000, 6_000, 5e-4, 32),
+    ("llama1b", "llama-1b", 100_000, 10_000, 5e-4, 16),
+]
+# name, preset, steps, peak lr, micro batch, FineWeb-Edu sample (10B tokens for 124M, ~31B for 355M)
+GPT2 = [
+    ("gpt2_124m", "gpt2-124m", 19_073, 6e-4, 32, "sample-10BT"),
+    ("gpt2_355m", "gpt2-355m", 60_000, 3e-4, 16, "sample-100BT"),
+]
+IBNORM_VARIANTS = {"s": "S", "l": "L", "t": "T"}
+LAM = 4.0
+
+
+def _norms(baseline: str) -> dict[str, dict]:
+    norms = {baseline: {"kind": baseline}}
+    for suffix, variant in IBNORM_VARIANTS.items():
+        norms[f"ibnorm_{suffix}"] = {"kind": "ibnorm", "variant": variant, "lam": LAM}
+    return norms
+
+
+def _describe(norm: dict) -> str:
+    return f"IBNorm-{norm['variant']} (lambda {norm['lam']:g})" if norm["kind"] == "ibnorm" else norm["kind"]
+
+
+def llama_config(name, preset, steps, warmup, lr, micro, norm_name, norm) -> tuple[str, dict]:
+    header = (
+        f"# {preset} with {_describe(norm)}: GaLore C4 recipe (reference.md). {steps} steps x 512 x 256 tokens.\n"
+        "# Launch: accelerate launch --config_file launch/ddp.yaml scripts/pretrain.py "
+        f"--config {name}_{norm_name}.yaml\n"
+    )
+    return header, {
+        "run_name": f"{name}_{norm_name}",
+        "model": {"preset": preset, "norm": norm},
+        "data": {
+            "source": "hf", "hf_name": "allenai/c4", "hf_config": "en", "train_split": "train",
+            "val_split": "validation", "text_field": "text", "seq_len": 256, "packing": "pad",
+        },
+        "tokenizer": {"name_or_path": "t5-base"},
+        "optim": {
+            "name": "adam", "lr": lr, "betas": [0.9, 0.999], "weight_decay": 0.0, "warmup_steps": warmup,
+            "schedule": "cosine", "min_lr_ratio": 0.1, "grad_clip": 0.0,
+        },
+        "train": {
+            "max_steps": steps, "micro_batch_size": micro, "global_batch_size": 512, "precision": "bf16-pure",
+            "checkpoint_every": 1000, "eval_every": 1000, "eval_batches": 64,
+        },
+    }
+
+
+def gpt2_config(name, preset, steps, lr, micro, sample, norm_name, norm) -> tuple[str, dict]:
+    header = (
+        f"# {preset} with {_describe(norm)}: nanoGPT/llm.c recipe on FineWeb-Edu {sample} (reference.md).\n"
+        f"# {steps} steps x 2^19 tokens. Launch: accelerate launch --config_file launch/ddp.yaml "
+        f"scripts/pretrain.py --config {name}_{norm_name}.yaml\n"
+    )
+    return header, {
+        "run_name": f"{name}_{norm_name}",
+        "model": {"preset": preset, "norm": norm},
+        "data": {
+            # FineWeb-Edu has only a train split: the held-out split is carved from the stream.
+            "source": "hf", "hf_name": "HuggingFaceFW/fineweb-edu", "hf_config": sample, "train_split": "train",
+            "val_split": None, "text_field": "text", "seq_len": 1024, "packing": "concat",
+        },
+        "tokenizer": {"name_or_path": "gpt2"},
+        "optim": {
+            "name": "adamw", "lr": lr, "betas": [0.9, 0.95], "weight_decay": 0.1, "warmup_steps": 700,
+            "schedule": "cosine", "min_lr_ratio": 0.1, "grad_clip": 1.0,
+        },
+        "train": {
+            "max_steps": steps, "micro_batch_size": micro, "global_batch_tokens": 524_288,
+            "precision": "bf16-mixed", "checkpoint_every": 1000, "eval_every": 250, "eval_batches": 20,
+        },
+    }
+
+
+def tiny_config(family, norm_name, norm) -> tuple[str, dict]:
+    name = f"{family}_tiny_{norm_name}"
+    header = (
+        f"# CPU-sized {family} with {_describe(norm)} on the built-in offline corpus, fp32.\n"
+        f"# python scripts/pretrain.py --config {name}.yaml\n"
+    )
+    return header, {
+        "run_name": name,
+        "model": {"preset": f"{family}-tiny", "norm": norm},
+        "data": {"source": "builtin", "seq_len": 128, "packing": "concat"},
+        "optim": {
+            "name": "adamw", "lr": 3e-3, "betas": [0.9, 0.95], "weight_decay": 0.1, "warmup_steps": 20,
+            "schedule": "cosine", "min_lr_ratio": 0.1, "grad_clip": 1.0,
+        },
+        "train": {
+            "max_steps": 300, "micro_batch_size": 16, "precision": "fp32", "checkpoint_every": 100,
+            "eval_every": 100, "eval_batches": 8, "log_every": 10,
+        },
+        "logging": {"wandb": "off"},
+    }
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style for sections, flow style for short lists such as betas."""
+
+
+_Dumper.add_representer(list, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=True))
+
+SECTION_NOTES = {
+    "llama": {
+        "data": "C4 en streamed from the hub; each document truncated/padded to 256 tokens, pad masked from the loss",
+        "optim": "plain Adam, no weight decay, no clipping; warmup 10% of steps, cosine to 10% of the peak",
+        "train": "512 sequences per step; the whole model cast to bf16 (GaLore's --dtype bfloat16)",
+    },
+    "gpt2": {
+        "data": "FineWeb-Edu streamed from the hub, documents joined with EOS and cut into 1024-token blocks",
+        "optim": "AdamW (0.9, 0.95), decay 0.1 on matrices only, clip 1.0, warmup 700, cosine to 10%",
+        "train": "2^19 = 524,288 tokens per step; bf16 autocast with fp32 master weights",
+    },
+    "tiny": {
+        "data": "offline built-in corpus (Python's own documentation) with the default SentencePiece tokenizer",
+        "train": "fp32: bf16 is over 100x slower on CPUs",
+    },
+}
+
+
+def _render(header: str, body: dict, notes: dict[str, str]) -> str:
+    lines = []
+    for line in yaml.dump(body, Dumper=_Dumper, sort_keys=False).splitlines():
+        key = line.split(":", 1)[0]
+        if not line.startswith(" ") and key in notes:
+            lines.append(f"# {notes[key]}")
+        lines.append(line)
+    return header + "\n".join(lines) + "\n"
+
+
+def all_configs() -> dict[str, str]:
+    """File name -> YAML text."""
+    entries = []
+    for name, preset, steps, warmup, lr, micro in LLAMA:
+        for norm_name, norm in _norms("rmsnorm").items():
+            entries.append((f"{name}_{norm_name}", "llama", llama_config(name, preset, steps, warmup, lr, micro, norm_name, norm)))
+    for name, preset, steps, lr, micro, sample in GPT2:
+        for norm_name, norm in _norms("layernorm").items():
+            entries.append((f"{name}_{norm_name}", "gpt2", gpt2_config(name, preset, steps, lr, micro, sample, norm_name, norm)))
+    for family, baseline in (("llama", "rmsnorm"), ("gpt2", "layernorm")):
+        entries.append((f"{family}_tiny_{baseline}", "tiny", tiny_config(family, baseline, {"kind": baseline})))
+        ib_l = _norms(baseline)["ibnorm_l"]
+        entries.append((f"{family}_tiny_ibnorm_l", "tiny", tiny_config(family, "ibnorm_l", ib_l)))
+    return {
+        f"{stem}.yaml": _render(header, body, SECTION_NOTES[kind]) for stem, kind, (header, body) in entries
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="only compare configs/ with the table")
+    args = parser.parse_args()
+    stale = []
+    for file_name, text in all_configs().items():
+        path = CONFIG_DIR / file_name
+        if args.check:
+            if not path.is_file() or path.read_text() != text:
+                stale.append(file_name)
+        else:
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(text)
+    if stale:
+        print(f"configs/ is out of date for: {', '.join(stale)}; run python scripts/make_configs.py", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
