@@ -546,16 +546,16 @@ def _coverage_notes(rows: Sequence[Row], columns: Sequence[Column]) -> list[str]
                 notes.append(f"{row.label}: {col.title} is the mean over seeds {seeds} only (others lack it)")
     for row in rows:
         for suite, tasks in row.missing.items():
-            notes.append(f"{row.label}: {suite} avg needs {', '.join(tasks)}, missing from its results")
+            for task in tasks:
+                have = row.cells[task].by_seed if task in row.cells else {}
+                lacking = ", ".join(str(s) for s in row.seeds if s not in have)
+                notes.append(f"{row.label}: {suite} avg needs {task}, missing from the results of seed {lacking}")
     return notes
 
 
 def _varying_extras(rows: Sequence[Row]) -> tuple[str, ...]:
-    values: dict[str, set] = {}
-    for row in rows:
-        for key in {k for r in rows for k, _ in r.extras}:
-            values.setdefault(key, set()).add(dict(row.extras).get(key))
-    return tuple(sorted(k for k, v in values.items() if len(v) > 1))
+    keys = sorted({k for row in rows for k, _ in row.extras})
+    return tuple(k for k in keys if len({dict(row.extras).get(k) for row in rows}) > 1)
 
 
 def _mean(row: Row, key: str) -> float | None:

@@ -121,7 +121,7 @@ def test_missing_task_is_a_dash_and_the_average_names_it(comparison):
     line = next(x for x in md.splitlines() if x.startswith("| llama-60m | layernorm |"))
     assert f"{MISSING} (missing: gsm8k)" in line
     assert " 0.00 " not in line
-    assert "v1 avg needs gsm8k" in md
+    assert "v1 avg needs gsm8k, missing from the results of seed 0" in md
     record = next(r for r in csv.DictReader(io.StringIO(to_csv(comparison))) if r["norm"] == "layernorm")
     assert record["gsm8k"] == MISSING and record["v1_avg"] == MISSING and record["ppl"] == MISSING
     assert record["v1_avg_missing"] == "gsm8k"
@@ -260,3 +260,22 @@ def test_bad_input_names_the_file(tmp_path):
 
     with pytest.raises(ResultError, match="same run .*seed 0"):
         build_comparison(load_summaries([RESULTS / "rmsnorm_s0", RESULTS / "rmsnorm_s0"]))
+
+
+def test_other_run_fields_split_rows_and_pick_the_matching_baseline():
+    def run(norm, lr, seed, **extra):
+        return parse_summary(summary(run={"norm": norm, "seed": seed, "run_name": f"{norm}{lr}s{seed}", "lr": lr},
+                                     **extra), f"{norm}-{lr}-{seed}.json")
+
+    no_gsm8k = {k: v for k, v in raw("rmsnorm_s0")["tasks"].items() if k != "gsm8k"}
+    runs = [run("rmsnorm", lr, s) for lr in (1e-3, 3e-3) for s in (0, 1, 2)]
+    runs += [run("dyt", 1e-3, 0), run("dyt", 1e-3, 1, tasks=no_gsm8k), run("dyt", 3e-3, 0)]
+    comparison = build_comparison(runs)
+    assert comparison.varying_extras == ("lr",)
+    assert len(comparison.rows) == 4
+    dyt = comparison.row("llama-60m dyt step 10000 lr=0.001")
+    assert comparison.rows[dyt.baseline_index].label == "llama-60m rmsnorm step 10000 lr=0.001"
+    assert dyt.cells["v1_avg"].by_seed.keys() == {0}  # seed 1 lacks gsm8k
+    assert "llama-60m dyt step 10000 lr=0.001: v1 avg is the mean over seeds 0 only (others lack it)" in comparison.notes
+    header = to_markdown(comparison).split("## Scores")[1].splitlines()[2]
+    assert header.startswith("| preset | norm | variant | λ | step | tokens | lr | seeds |")
