@@ -124,8 +124,20 @@ class ModelConfig:
     """Override the preset's MLP width."""
     max_seq_len: Optional[int] = None
     """Override the preset's maximum positions."""
+    tie_embeddings: Optional[bool] = None
+    """Share the token embedding with the LM head; None = the preset's choice (LLaMA untied, GPT-2 tied)."""
+    init_std: Optional[float] = None
+    """Std of the normal init of linear and embedding weights; None = 0.02."""
     gradient_checkpointing: bool = False
     """Recompute block activations in the backward to save memory."""
+
+    def __post_init__(self) -> None:
+        for name in ("d_model", "n_layers", "n_heads", "n_kv_heads", "d_ff", "max_seq_len"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"model.{name}={value}: must be a positive integer (or null for the preset's)")
+        if self.init_std is not None and not self.init_std > 0:
+            raise ConfigError(f"model.init_std={self.init_std}: must be > 0 (or null for 0.02)")
 
     def norm_for_block(self, index: int) -> NormConfig:
         chosen = self.norm

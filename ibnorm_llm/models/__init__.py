@@ -1,0 +1,24 @@
+"""LLaMA and GPT-2 built on transformers' own classes, with every norm from the registry.
+
+    model = build_model(cfg.model, vocab_size=len(tokenizer))
+    model.save_pretrained("ckpt")           # loads anywhere with trust_remote_code=True
+    model = load_model("ckpt")              # in-package, no remote code
+"""
+
+from .build import (
+    MODEL_CLASSES,
+    build_model,
+    count_parameters,
+    load_model,
+    model_config,
+    padded_vocab_size,
+    resolve_norm,
+)
+from .modeling_ibnorm import IBNormGPT2Config, IBNormGPT2LMHeadModel, IBNormLlamaConfig, IBNormLlamaForCausalLM
+from .presets import FAMILY_BASELINE_NORM, FAMILY_NORM_EPS, PRESETS, Preset
+
+__all__ = [
+    "FAMILY_BASELINE_NORM", "FAMILY_NORM_EPS", "MODEL_CLASSES", "PRESETS", "IBNormGPT2Config", "IBNormGPT2LMHeadModel",
+    "IBNormLlamaConfig", "IBNormLlamaForCausalLM", "Preset", "build_model", "count_parameters", "load_model",
+    "model_config", "padded_vocab_size", "resolve_norm",
+]

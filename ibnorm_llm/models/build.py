@@ -1,0 +1,206 @@
+"""Model construction from a ModelConfig, loading of saved checkpoints, parameter counts."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import json
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
+
+from ibnorm_llm.config import ConfigError, ModelConfig, NormConfig
+from ibnorm_llm.norms import NORMS, accepted_options, build_norm
+
+from .modeling_ibnorm import IBNormGPT2Config, IBNormGPT2LMHeadModel, IBNormLlamaConfig, IBNormLlamaForCausalLM
+from .presets import FAMILY_NORM_EPS, PRESETS, Preset
+
+MODEL_CLASSES: dict[str, type[PreTrainedModel]] = {
+    IBNormLlamaConfig.model_type: IBNormLlamaForCausalLM,
+    IBNormGPT2Config.model_type: IBNormGPT2LMHeadModel,
+}
+
+# In-package loading must not need trust_remote_code: register our classes with the Auto API.
+for _model_class in MODEL_CLASSES.values():
+    AutoConfig.register(_model_class.config_class.model_type, _model_class.config_class, exist_ok=True)
+    AutoModelForCausalLM.register(_model_class.config_class, _model_class, exist_ok=True)
+
+VOCAB_MULTIPLE = 64
+
+
+def padded_vocab_size(n: int, multiple: int = VOCAB_MULTIPLE) -> int:
+    """``n`` rounded up to a multiple of ``multiple`` (64: tensor-core friendly embedding/LM-head shapes)."""
+    if n <= 0:
+        raise ValueError(f"vocab size {n}: must be positive")
+    return -(-n // multiple) * multiple
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of distinct parameters (a tied embedding/LM-head matrix counts once)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def _preset(model_cfg: ModelConfig) -> Preset:
+    if model_cfg.preset not in PRESETS:
+        close = difflib.get_close_matches(model_cfg.preset, PRESETS, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ConfigError(f"model.preset={model_cfg.preset!r}: unknown preset; {hint}valid: {', '.join(PRESETS)}")
+    return PRESETS[model_cfg.preset]
+
+
+def resolve_norm(norm_cfg: NormConfig, family: str, dim: int, key: str) -> dict[str, Any]:
+    """The norm as the model config records it: kind plus every constructor option, explicit.
+
+    Unset options take the norm's own default, except eps, which takes the family's (1e-6
+    LLaMA, 1e-5 GPT-2) for norms that have one. Recording every value keeps a checkpoint's
+    meaning fixed even if a default changes later. Invalid settings for this width raise
+    ConfigError naming ``key``.
+    """
+    options = norm_cfg.options()
+    if "eps" in accepted_options(norm_cfg.kind) and "eps" not in options:
+        options["eps"] = FAMILY_NORM_EPS[family]
+    signature = inspect.signature(NORMS[norm_cfg.kind].__init__)
+    resolved = {
+        p.name: options.get(p.name, p.default)
+        for p in signature.parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+    try:
+        build_norm(norm_cfg.kind, dim, **resolved)
+    except ValueError as err:
+        raise ConfigError(f"{key} (kind {norm_cfg.kind!r}, width {dim}): {err}") from None
+    return {"kind": norm_cfg.kind, **resolved}
+
+
+def _block_norms(model_cfg: ModelConfig, family: str, dim: int, n_layers: int) -> list[dict[str, Any]]:
+    for i, override in enumerate(model_cfg.norm_overrides):
+        blocks = override.block_indices()
+        if blocks.stop > n_layers:
+            raise ConfigError(
+                f"model.norm_overrides[{i}].layers={override.layers!r}: the model has {n_layers} blocks "
+                f"(0-{n_layers - 1})"
+            )
+    # Resolve each distinct NormConfig once; the key names where it came from.
+    keys = {model_cfg.norm: "model.norm"}
+    for i, override in enumerate(model_cfg.norm_overrides):
+        keys.setdefault(override.norm, f"model.norm_overrides[{i}].norm")
+    resolved = {norm: resolve_norm(norm, family, dim, key) for norm, key in keys.items()}
+    return [dict(resolved[model_cfg.norm_for_block(i)]) for i in range(n_layers)]
+
+
+def model_config(
+    model_cfg: ModelConfig,
+    vocab_size: int,
+    *,
+    bos_token_id: int | None = None,
+    eos_token_id: int | None = None,
+    pad_token_id: int | None = None,
+) -> IBNormLlamaConfig | IBNormGPT2Config:
+    """The transformers config ``build_model`` uses: preset sizes, overrides, resolved norms."""
+    preset = _preset(model_cfg)
+    d_model = model_cfg.d_model or preset.d_model
+    n_layers = model_cfg.n_layers or preset.n_layers
+    n_heads = model_cfg.n_heads or preset.n_heads
+    d_ff = model_cfg.d_ff or preset.d_ff
+    max_seq_len = model_cfg.max_seq_len or preset.max_seq_len
+    n_kv_heads = model_cfg.n_kv_heads or preset.n_kv_heads or n_heads
+    tie = preset.tie_embeddings if model_cfg.tie_embeddings is None else model_cfg.tie_embeddings
+    if d_model % n_heads:
+        raise ConfigError(f"model.n_heads={n_heads}: must divide model.d_model={d_model}")
+    if n_heads % n_kv_heads:
+        raise ConfigError(f"model.n_kv_heads={n_kv_heads}: must divide model.n_heads={n_heads}")
+    if preset.family == "gpt2" and model_cfg.n_kv_heads is not None:
+        raise ConfigError(
+            f"model.n_kv_heads={model_cfg.n_kv_heads}: GPT-2 ({model_cfg.preset}) has no grouped-query attention; remove it"
+        )
+
+    block_norms = _block_norms(model_cfg, preset.family, d_model, n_layers)
+    norm = resolve_norm(model_cfg.norm, preset.family, d_model, "model.norm")
+    final_norm = (
+        norm
+        if model_cfg.final_norm is None
+        else resolve_norm(model_cfg.final_norm, preset.family, d_model, "model.final_norm")
+    )
+    common: dict[str, Any] = dict(
+        vocab_size=padded_vocab_size(vocab_size),
+        tie_word_embeddings=tie,
+        initializer_range=0.02 if model_cfg.init_std is None else model_cfg.init_std,
+        bos_token_id=bos_token_id,
+        eos_token_id=eos_token_id,
+        pad_token_id=pad_token_id,
+        preset=model_cfg.preset,
+        norm=norm,
+        block_norms=block_norms,
+        final_norm=final_norm,
+    )
+    family_eps = FAMILY_NORM_EPS[preset.family]
+    if preset.family == "llama":
+        return IBNormLlamaConfig(
+            hidden_size=d_model,
+            intermediate_size=d_ff,
+            num_hidden_layers=n_layers,
+            num_attention_heads=n_heads,
+            num_key_value_heads=n_kv_heads,
+            max_position_embeddings=max_seq_len,
+            rms_norm_eps=family_eps,
+            **common,
+        )
+    # nanoGPT/llm.c pretrain GPT-2 without dropout; transformers' GPT2Config defaults to 0.1.
+    return IBNormGPT2Config(
+        n_embd=d_model,
+        n_inner=d_ff,
+        n_layer=n_layers,
+        n_head=n_heads,
+        n_positions=max_seq_len,
+        layer_norm_epsilon=family_eps,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        **common,
+    )
+
+
+def build_model(
+    model_cfg: ModelConfig,
+    vocab_size: int,
+    *,
+    bos_token_id: int | None = None,
+    eos_token_id: int | None = None,
+    pad_token_id: int | None = None,
+) -> PreTrainedModel:
+    """A freshly initialized model for ``model_cfg``; the vocabulary is padded to a multiple of 64.
+
+    ``vocab_size`` is the tokenizer's; pass its special-token ids so ``generate()`` knows
+    them. Build under ``torch.device("meta")`` to get the structure without allocating.
+    """
+    config = model_config(
+        model_cfg, vocab_size, bos_token_id=bos_token_id, eos_token_id=eos_token_id, pad_token_id=pad_token_id
+    )
+    model = MODEL_CLASSES[config.model_type](config)
+    if model_cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model
+
+
+def load_model(path: str | Path, **from_pretrained_kwargs: Any) -> PreTrainedModel:
+    """Load a checkpoint directory (``save_pretrained`` output) without remote code.
+
+    Our checkpoints load into this package's classes; a stock LLaMA/GPT-2 directory (e.g.
+    ``export_hf.py`` output) into transformers' own. Extra keyword arguments go to
+    ``from_pretrained`` (e.g. ``dtype=torch.bfloat16``).
+    """
+    path = Path(path)
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(
+            f"{path}: no config.json; expected a checkpoint directory written by save_pretrained "
+            "(e.g. runs/<run_name>/checkpoints/final)"
+        )
+    model_type = json.loads(config_file.read_text()).get("model_type")
+    model_class = MODEL_CLASSES.get(model_type)
+    if model_class is None:
+        return AutoModelForCausalLM.from_pretrained(path, **from_pretrained_kwargs)
+    return model_class.from_pretrained(path, **from_pretrained_kwargs)
+

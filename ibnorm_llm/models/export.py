@@ -1,0 +1,126 @@
+"""Export a baseline-norm checkpoint to a stock transformers directory (no remote code).
+
+Only a model whose every norm is exactly the stock one converts: RMSNorm (weight only) for
+LLaMA, LayerNorm with weight and bias for GPT-2, one eps throughout. Parameter names are
+already stock (the norm modules keep transformers' names), so the conversion is a config
+rewrite plus a state-dict copy, checked by comparing logits before anything is written.
+"""
+
+from __future__ import annotations
+
+import inspect
+import shutil
+from pathlib import Path
+
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PretrainedConfig, PreTrainedModel
+
+from ibnorm_llm.norms import NORMS
+
+from .build import load_model
+from .modeling_ibnorm import IBNormGPT2Config, IBNormLlamaConfig
+from .presets import FAMILY_BASELINE_NORM
+
+TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model", "spiece.model",
+    "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja",
+)
+"""Tokenizer files (any that exist) copied from the checkpoint next to the exported model."""
+
+# model_type -> (family, stock config class, stock model class, the stock config's eps field)
+_STOCK = {
+    IBNormLlamaConfig.model_type: ("llama", LlamaConfig, LlamaForCausalLM, "rms_norm_eps"),
+    IBNormGPT2Config.model_type: ("gpt2", GPT2Config, GPT2LMHeadModel, "layer_norm_epsilon"),
+}
+_STOCK_OPTIONS = {"rmsnorm": {"affine": True}, "layernorm": {"affine": True, "bias": True}}
+"""Options the stock norm has fixed (eps is free but must be the same in every norm)."""
+_OUR_CONFIG_KEYS = ("preset", "norm", "block_norms", "final_norm", "auto_map", "architectures", "model_type")
+
+
+class ExportError(ValueError):
+    """The checkpoint cannot become a stock transformers model; the message says why."""
+
+
+def _effective_options(spec: dict) -> dict:
+    """A recorded norm with the constructor's defaults filled in for anything not recorded."""
+    params = inspect.signature(NORMS[spec["kind"]].__init__).parameters.values()
+    defaults = {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    return defaults | {key: value for key, value in spec.items() if key != "kind"}
+
+
+def stock_norm_eps(config: PretrainedConfig) -> float:
+    """The single eps of a model whose norms are all stock; ExportError naming the first that is not."""
+    if config.model_type not in _STOCK:
+        raise ExportError(f"model_type {config.model_type!r} is not an ibnorm_llm model; nothing to export")
+    family, _, stock_class, _ = _STOCK[config.model_type]
+    baseline = FAMILY_BASELINE_NORM[family]
+    shared = "; share the checkpoint as is: it loads with trust_remote_code=True"
+    places = [(f"block {i}", spec) for i, spec in enumerate(config.block_norms)] + [("the final norm", config.final_norm)]
+    eps_values = set()
+    for where, spec in places:
+        if spec["kind"] != baseline:
+            raise ExportError(
+                f"cannot export to a stock {stock_class.__name__}: {where} uses norm {spec['kind']!r}, "
+                f"and the stock model only has {baseline!r}{shared}"
+            )
+        options = _effective_options(spec)
+        for option, stock_value in _STOCK_OPTIONS[baseline].items():
+            if options[option] != stock_value:
+                raise ExportError(
+                    f"cannot export to a stock {stock_class.__name__}: {where} uses {baseline} with "
+                    f"{option}={options[option]!r}, but the stock {baseline} has {option}={stock_value!r}{shared}"
+                )
+        eps_values.add(options["eps"])
+    if len(eps_values) > 1:
+        raise ExportError(
+            f"cannot export to a stock {stock_class.__name__}: its norms share one eps, but this model's norms use "
+            f"{sorted(eps_values)}{shared}"
+        )
+    return eps_values.pop()
+
+
+def to_stock_model(model: PreTrainedModel) -> PreTrainedModel:
+    """The same network as a stock ``LlamaForCausalLM``/``GPT2LMHeadModel``, logits checked equal."""
+    eps = stock_norm_eps(model.config)
+    _, config_class, model_class, eps_field = _STOCK[model.config.model_type]
+    fields = {key: value for key, value in model.config.to_dict().items() if key not in _OUR_CONFIG_KEYS}
+    fields[eps_field] = eps
+    stock = model_class(config_class.from_dict(fields)).to(device=model.device, dtype=model.dtype)
+    stock.load_state_dict(model.state_dict(), strict=True)
+
+    was_training = model.training
+    model.eval()
+    stock.eval()
+    probe = torch.randint(0, model.config.vocab_size, (2, 16), generator=torch.Generator().manual_seed(0))
+    probe = probe.to(model.device)
+    with torch.no_grad():
+        ours, theirs = model(probe).logits, stock(probe).logits
+    model.train(was_training)
+    try:
+        torch.testing.assert_close(theirs, ours)
+    except AssertionError as err:
+        raise RuntimeError(f"the stock {model_class.__name__} does not reproduce the model's logits: {err}") from None
+    return stock
+
+
+def export_checkpoint(checkpoint: str | Path, out: str | Path) -> list[str]:
+    """Write ``checkpoint`` as a stock transformers directory at ``out``; returns the tokenizer files copied.
+
+    ``out`` must not exist or be empty. The directory appears complete or not at all: it is
+    written under a temporary name and renamed at the end.
+    """
+    checkpoint, out = Path(checkpoint), Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ExportError(f"--out {out}: exists and is not an empty directory; choose a new path")
+    stock = to_stock_model(load_model(checkpoint))
+
+    partial = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    stock.save_pretrained(partial)
+    copied = [name for name in TOKENIZER_FILES if (checkpoint / name).is_file()]
+    for name in copied:
+        shutil.copyfile(checkpoint / name, partial / name)
+    if out.exists():
+        out.rmdir()
+    partial.rename(out)
+    return copied
