@@ -153,6 +153,8 @@ class DataConfig:
     """builtin (offline corpus from Python's own docs), files (local text/JSONL/Parquet) or hf (hub, streamed)."""
     files: tuple[str, ...] = ()
     """source=files: paths or globs of .txt, .jsonl/.json or .parquet files."""
+    txt_sample_by: Literal["document", "paragraph", "line"] = "paragraph"
+    """source=files, .txt files: one document per file, per blank-line-separated paragraph, or per line."""
     hf_name: str = "allenai/c4"
     """source=hf: dataset name (or a local dataset directory with the same layout)."""
     hf_config: Optional[str] = "en"
@@ -160,23 +162,23 @@ class DataConfig:
     train_split: str = "train"
     """source=hf: split to train on."""
     val_split: Optional[str] = "validation"
-    """source=hf: split for held-out evaluation; None = carve it from the train stream."""
+    """source=hf: split for held-out evaluation; None = hold out data.val_fraction of the train split by hash."""
     text_field: str = "text"
     """Field holding the document text (JSONL, Parquet, hub)."""
     seq_len: int = 256
     """Tokens per training sequence."""
     packing: Literal["concat", "pad"] = "concat"
     """concat: documents joined with EOS and cut into seq_len blocks; pad: one document per row, padded (GaLore)."""
-    val_fraction: float = 0.02
-    """Local corpora: share of documents held out for validation."""
-    val_tokens: int = 65536
-    """Held-out tokens used for evaluation."""
+    val_fraction: float = 0.05
+    """Share of documents held out for validation (chosen by a hash of the text; local corpora and hf without val_split)."""
+    val_tokens: int = 8192
+    """Held-out tokens used for evaluation, in total over all ranks (val_tokens // seq_len rows, pad included)."""
     shuffle_seed: int = 42
     """Seed of the document/stream shuffle."""
     shuffle_buffer: int = 10000
-    """source=hf: streaming shuffle buffer in documents."""
+    """source=hf: documents per shuffle window (a resume re-reads at most one window)."""
     num_workers: int = 1
-    """Background workers tokenizing streamed data."""
+    """source=hf: background threads tokenizing the stream ahead of training."""
     cache_dir: str = ".cache/ibnorm_llm/tokens"
     """Where token shards of local and built-in corpora are cached."""
 
@@ -184,13 +186,16 @@ class DataConfig:
 @dataclass(frozen=True, kw_only=True)
 class TokenizerConfig:
     name_or_path: str = "tokenizers/builtin-sp-4k"
-    """A hub tokenizer (t5-base, gpt2) or a local directory AutoTokenizer can load."""
+    """A hub tokenizer (t5-base, gpt2) or a local directory. Local when it exists, starts with '.', '/' or '~',
+    or lies under tokenizers/; anything else is a hub name."""
     train_if_missing: bool = True
     """When name_or_path is a missing local directory: train a SentencePiece tokenizer there on data.*."""
     vocab_size: int = 4096
     """Vocabulary size when training a SentencePiece tokenizer."""
     model_type: Literal["bpe", "unigram"] = "bpe"
     """SentencePiece algorithm when training."""
+    train_max_documents: int = 200000
+    """At most this many corpus documents are used to train a SentencePiece tokenizer."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -306,7 +311,7 @@ class RunConfig:
 
 _POSITIVE_INT = (
     "data.seq_len", "data.val_tokens", "data.shuffle_buffer", "data.num_workers",
-    "tokenizer.vocab_size", "train.max_steps", "train.micro_batch_size", "train.keep_last",
+    "tokenizer.vocab_size", "tokenizer.train_max_documents", "train.max_steps", "train.micro_batch_size", "train.keep_last",
     "train.eval_batches", "train.log_every", "analysis.n_tokens",
 )
 _NON_NEGATIVE = (

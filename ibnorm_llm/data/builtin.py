@@ -1,0 +1,118 @@
+"""The built-in offline corpus: English prose from the documentation Python ships with itself.
+
+Two sources, both present in every CPython install and needing no network:
+
+- ``pydoc_data.topics``: the language reference sections ``help()`` shows (statements,
+  operators, data model ...), split into chunks of whole paragraphs;
+- the docstrings of the standard library's modules, classes and functions, read with ``ast``
+  from the ``.py`` sources (nothing is imported, so no module side effects).
+
+Code is filtered out paragraph by paragraph (indented blocks, doctests, grammar rules and
+anything with few letters), and documents with too few words are dropped, so what remains
+is documentation prose written by people. The result depends only on the Python installation,
+so it is deterministic for a given interpreter; :func:`builtin_corpus_fingerprint` identifies it.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import hashlib
+import sys
+import sysconfig
+from pathlib import Path
+
+MIN_WORDS = 30
+"""Documents with fewer words after filtering are dropped (one-line docstrings say little)."""
+MIN_LETTER_SHARE = 0.7
+"""A paragraph is prose when at least this share of its non-space characters are letters."""
+TOPIC_CHUNK_CHARS = 2000
+"""Reference topics are cut into chunks of whole paragraphs of about this size."""
+_SKIPPED_STDLIB_DIRS = {"site-packages", "dist-packages", "test", "tests", "idlelib", "lib2to3", "turtledemo"}
+_FORMAT_VERSION = "builtin-corpus-v1"
+
+
+def _is_prose(paragraph: str) -> bool:
+    first = paragraph.lstrip("\n")
+    if not first or first[0].isspace() or first.startswith((">>>", "...", "::")):
+        return False
+    visible = [c for c in paragraph if not c.isspace()]
+    letters = sum(c.isalpha() for c in visible)
+    return letters >= MIN_LETTER_SHARE * len(visible)
+
+
+def _prose_paragraphs(text: str) -> list[str]:
+    paragraphs = [p.strip("\n") for p in text.replace("\r\n", "\n").split("\n\n")]
+    return [p for p in paragraphs if p.strip() and _is_prose(p)]
+
+
+def _enough_words(document: str) -> bool:
+    return len(document.split()) >= MIN_WORDS
+
+
+def _topic_documents() -> list[str]:
+    from pydoc_data.topics import topics
+
+    documents = []
+    for name in sorted(topics):
+        chunk: list[str] = []
+        size = 0
+        for paragraph in _prose_paragraphs(topics[name]):
+            chunk.append(paragraph)
+            size += len(paragraph)
+            if size >= TOPIC_CHUNK_CHARS:
+                documents.append("\n\n".join(chunk))
+                chunk, size = [], 0
+        if chunk:
+            documents.append("\n\n".join(chunk))
+    return [d for d in documents if _enough_words(d)]
+
+
+def _stdlib_sources() -> list[Path]:
+    root = Path(sysconfig.get_paths()["stdlib"])
+    sources = []
+    for path in sorted(root.rglob("*.py")):
+        parts = path.relative_to(root).parts
+        if not _SKIPPED_STDLIB_DIRS.intersection(parts):
+            sources.append(path)
+    return sources
+
+
+def _docstring_documents() -> list[str]:
+    documents = []
+    for path in _stdlib_sources():
+        try:
+            tree = ast.parse(path.read_bytes(), filename=str(path))
+        except (SyntaxError, ValueError, OSError):
+            continue  # a few stdlib files are deliberately invalid (e.g. bad-encoding fixtures)
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                docstring = ast.get_docstring(node)
+                if docstring:
+                    document = "\n\n".join(_prose_paragraphs(docstring))
+                    if _enough_words(document):
+                        documents.append(document)
+    return documents
+
+
+@functools.lru_cache(maxsize=1)
+def _cached_corpus() -> tuple[str, ...]:
+    return tuple(_topic_documents() + _docstring_documents())
+
+
+def builtin_corpus() -> list[str]:
+    """Documents of the built-in corpus (about 1.5 MB of English prose), in a fixed order.
+
+    Built once per process (a few seconds: every stdlib source is parsed) and cached.
+    """
+    return list(_cached_corpus())
+
+
+@functools.lru_cache(maxsize=1)
+def builtin_corpus_fingerprint() -> str:
+    """SHA-256 of the corpus content, the Python version and this module's filter version."""
+    digest = hashlib.sha256(f"{_FORMAT_VERSION}|{sys.version}".encode())
+    for document in _cached_corpus():
+        digest.update(document.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()

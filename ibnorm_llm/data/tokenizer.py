@@ -1,0 +1,263 @@
+"""Tokenizers: load a hub or local one, or train a SentencePiece model into a Hugging Face directory.
+
+A trained tokenizer directory holds ``tokenizer.model`` (SentencePiece), ``tokenizer.json``,
+``tokenizer_config.json`` naming ``LlamaTokenizer`` (so AutoTokenizer never asks about remote
+code) and ``ibnorm_tokenizer.json`` recording how it was trained. Building the directory from a
+bare ``LlamaTokenizer(vocab_file=...)`` is NOT used: in transformers 5 that silently yields a
+tokenizer that encodes nothing; loading the folder through AutoTokenizer is what works.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ibnorm_llm.data.atomic import build_dir_once
+from ibnorm_llm.data.corpus import DataError, local_corpus, open_hf_stream, stream_texts
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from ibnorm_llm.config import RunConfig
+
+PROVENANCE_FILE = "ibnorm_tokenizer.json"
+SPECIAL_TOKENS = {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>"}
+_MAX_SENTENCE_CHARS = 4000  # SentencePiece skips "sentences" over 4192 bytes; cut paragraphs below that
+_MAX_SENTENCES = 2_000_000
+
+
+def is_local_tokenizer_path(name_or_path: str) -> bool:
+    """Local directory or hub name? Local when it exists, starts with '.', '/' or '~', or lies under tokenizers/."""
+    path = Path(name_or_path).expanduser()
+    return (
+        path.exists()
+        or name_or_path.startswith((".", "/", "~"))
+        or (len(path.parts) > 1 and path.parts[0] == "tokenizers")
+    )
+
+
+def load_tokenizer(cfg: RunConfig) -> PreTrainedTokenizerBase:
+    """The tokenizer of ``cfg.tokenizer`` with EOS, pad and BOS defined.
+
+    A hub name is loaded with AutoTokenizer (from the local cache first; offline, a missing one
+    is a clear error). A missing local directory is trained there first when
+    ``tokenizer.train_if_missing`` (the same code as ``scripts/train_tokenizer.py``); two
+    processes doing so at once build it once. Tokenizers without a pad token (gpt2) get
+    pad = EOS and those without BOS (t5-base) get BOS = EOS; labels mask padding by position,
+    so pad == EOS is safe.
+    """
+    spec = cfg.tokenizer
+    if is_local_tokenizer_path(spec.name_or_path):
+        directory = Path(spec.name_or_path).expanduser()
+        if not (directory / "tokenizer_config.json").is_file():
+            if not spec.train_if_missing:
+                raise DataError(
+                    f"tokenizer.name_or_path={spec.name_or_path!r}: no tokenizer directory there. Train one with "
+                    f"`python scripts/train_tokenizer.py --config ... --out {spec.name_or_path}` or set "
+                    f"tokenizer.train_if_missing=true"
+                )
+            train_tokenizer_dir(cfg, directory)
+        tokenizer = _auto_tokenizer(str(directory), local_only=True)
+        _check_trained_vocab(directory, cfg)
+    else:
+        tokenizer = _load_hub_tokenizer(spec.name_or_path)
+    return ensure_special_tokens(tokenizer)
+
+
+def _auto_tokenizer(source: str, *, local_only: bool):
+    from transformers import AutoTokenizer
+
+    # trust_remote_code=False: never execute hub code, never stop at the interactive prompt.
+    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False, local_files_only=local_only)
+    # from_pretrained records its kwargs for save_pretrained; a checkpoint should not inherit them.
+    for key in ("local_files_only", "is_local"):
+        tokenizer.init_kwargs.pop(key, None)
+    return tokenizer
+
+
+def _hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+
+
+def _load_hub_tokenizer(name: str):
+    try:
+        return _auto_tokenizer(name, local_only=True)
+    except OSError:
+        pass  # not in the local cache: go to the hub unless offline
+    fix = (
+        f"download it on a connected machine (`hf download {name}`, then copy the HF cache or "
+        f"`save_pretrained` it to a folder) and set tokenizer.name_or_path to that folder, or train one with "
+        f"scripts/train_tokenizer.py"
+    )
+    if _hub_offline():
+        raise DataError(f"tokenizer.name_or_path={name!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE "
+                        f"is set: {fix}")
+    try:
+        return _auto_tokenizer(name, local_only=False)
+    except OSError as err:
+        raise DataError(f"tokenizer.name_or_path={name!r} could not be loaded ({err}). {fix}") from err
+
+
+def ensure_special_tokens(tokenizer):
+    """Give the tokenizer the EOS, pad and BOS the data pipeline and checkpoints rely on."""
+    if tokenizer.eos_token is None:
+        raise DataError(
+            f"tokenizer {tokenizer.name_or_path!r} has no EOS token; documents are joined with EOS. "
+            f"Use a tokenizer with one (or train one with scripts/train_tokenizer.py)"
+        )
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.bos_token is None:
+        tokenizer.bos_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _check_trained_vocab(directory: Path, cfg: RunConfig) -> None:
+    provenance = directory / PROVENANCE_FILE
+    if not provenance.is_file():
+        return  # a tokenizer someone else made: tokenizer.vocab_size only applies to training
+    trained = json.loads(provenance.read_text())
+    if trained["vocab_size"] != cfg.tokenizer.vocab_size or trained["model_type"] != cfg.tokenizer.model_type:
+        raise DataError(
+            f"tokenizer.name_or_path={cfg.tokenizer.name_or_path!r} was trained with vocab_size="
+            f"{trained['vocab_size']}, model_type={trained['model_type']} but the config asks for "
+            f"tokenizer.vocab_size={cfg.tokenizer.vocab_size}, tokenizer.model_type={cfg.tokenizer.model_type}: "
+            f"point tokenizer.name_or_path at a new folder (it is trained there) or match the config to it"
+        )
+
+
+# --------------------------------------------------------------------------------------
+# Training
+
+
+def training_documents(cfg: RunConfig) -> Iterator[str]:
+    """The documents a tokenizer is trained on: the configured corpus, train split, capped in count."""
+    from ibnorm_llm.data.corpus import document_hash, is_held_out
+
+    data = cfg.data
+    if data.source == "hf":
+        texts: Iterable[str] = stream_texts(open_hf_stream(data, data.train_split), data.text_field, data.hf_name)
+    else:
+        texts = local_corpus(data).documents()
+    count = 0
+    for text in texts:
+        if data.source != "hf" or data.val_split is None:
+            if is_held_out(document_hash(text), data.val_fraction):
+                continue  # the tokenizer never sees held-out text either
+        yield text
+        count += 1
+        if count >= cfg.tokenizer.train_max_documents:
+            return
+
+
+def _sentences(documents: Iterable[str]) -> Iterator[str]:
+    # SentencePiece is line-oriented: feed paragraphs, cut below its sentence-length limit.
+    for document in documents:
+        for paragraph in document.split("\n\n"):
+            paragraph = paragraph.strip("\n")
+            for start in range(0, len(paragraph), _MAX_SENTENCE_CHARS):
+                piece = paragraph[start : start + _MAX_SENTENCE_CHARS]
+                if piece.strip():
+                    yield piece
+
+
+def train_sentencepiece(documents: Iterable[str], out_dir: Path, *, vocab_size: int, model_type: str,
+                        seed: int = 0, extra_provenance: dict | None = None) -> None:
+    """Train SentencePiece on ``documents`` and write a Hugging Face tokenizer directory to ``out_dir``.
+
+    Ids: 0 <unk>, 1 <s> (BOS), 2 </s> (EOS), 3 <pad>. Byte fallback keeps every string encodable,
+    and the identity normalization keeps whitespace and newlines, so decode(encode(x)) == x.
+    The tokenizer adds no special tokens by default: training rows are documents joined by EOS.
+    """
+    import sentencepiece as spm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = io.BytesIO()
+    spm.set_random_generator_seed(seed)
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=_sentences(documents),
+            model_writer=model,
+            vocab_size=vocab_size,
+            model_type=model_type,
+            unk_id=0, bos_id=1, eos_id=2, pad_id=3,
+            byte_fallback=True,
+            character_coverage=0.9995,
+            normalization_rule_name="identity",
+            remove_extra_whitespaces=False,
+            allow_whitespace_only_pieces=True,
+            split_digits=True,
+            input_sentence_size=_MAX_SENTENCES,
+            shuffle_input_sentence=True,
+            num_threads=os.cpu_count() or 1,
+            minloglevel=2,
+        )
+    except RuntimeError as err:
+        raise DataError(f"SentencePiece training failed (tokenizer.vocab_size={vocab_size}): {err}. "
+                        f"A small corpus needs a smaller tokenizer.vocab_size") from err
+    (out_dir / "tokenizer.model").write_bytes(model.getvalue())
+    config = {
+        "tokenizer_class": "LlamaTokenizer",
+        **SPECIAL_TOKENS,
+        "add_bos_token": False,
+        "add_eos_token": False,
+        "legacy": False,
+        "model_max_length": 1_000_000_000,
+        "clean_up_tokenization_spaces": False,
+    }
+    (out_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+    # Round-trip through AutoTokenizer once so the folder also carries tokenizer.json.
+    tokenizer = _auto_tokenizer(str(out_dir), local_only=True)
+    if len(tokenizer) != vocab_size or not tokenizer("a b c", add_special_tokens=False)["input_ids"]:
+        raise DataError(f"the trained tokenizer in {out_dir} does not load correctly (size {len(tokenizer)})")
+    tokenizer.save_pretrained(str(out_dir))
+    provenance = {"vocab_size": vocab_size, "model_type": model_type, "seed": seed, **(extra_provenance or {})}
+    (out_dir / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2))
+
+
+def train_tokenizer_dir(cfg: RunConfig, out_dir: Path) -> bool:
+    """Train a tokenizer for ``cfg`` into ``out_dir`` atomically (once, even with 2 processes). True if built."""
+    spec = cfg.tokenizer
+
+    def build(tmp: Path) -> None:
+        train_sentencepiece(
+            training_documents(cfg), tmp, vocab_size=spec.vocab_size, model_type=spec.model_type,
+            seed=cfg.data.shuffle_seed,
+            extra_provenance={"source": cfg.data.source, "max_documents": spec.train_max_documents},
+        )
+
+    return build_dir_once(Path(out_dir), build, lambda d: (d / "tokenizer_config.json").is_file())
+
+
+def encode_texts(tokenizer, texts: list[str]) -> list[list[int]]:
+    """Token ids of each text, without special tokens.
+
+    Fast tokenizers go straight to the Rust backend: batched in parallel, and safe to call from a
+    background thread while the main thread uses the tokenizer (the Python wrapper reconfigures
+    truncation/padding on every call, which fails across threads with "Already borrowed").
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+    return [encoding.ids for encoding in backend.encode_batch(texts, add_special_tokens=False)]
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """SHA-256 identifying what the tokenizer does: its full serialized model and special tokens."""
+    digest = hashlib.sha256(type(tokenizer).__name__.encode())
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        digest.update(backend.to_str().encode())
+    else:
+        digest.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
+    specials = {name: getattr(tokenizer, f"{name}_id", None) for name in ("bos_token", "eos_token", "pad_token")}
+    digest.update(json.dumps(specials, sort_keys=True).encode())
+    return digest.hexdigest()
