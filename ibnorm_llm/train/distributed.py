@@ -7,7 +7,9 @@ file; this module adds what the trainer needs on top:
   MULTI_GPU/MULTI_CPU config and no CUDA, each spawned process would otherwise run ALONE
   (world size 1, every process "main"): ``use_cpu: true`` in the launcher's YAML does not
   reach the spawned processes, only ``ACCELERATE_USE_CPU=true`` or this argument does.
-  With it, the processes form one gloo group with correct ranks.
+  With it, the processes form one gloo group with correct ranks. DeepSpeed launches are the
+  exception: ``cpu=True`` turns DeepSpeed off, so there the gloo backend is named instead
+  (otherwise accelerate reports world size 1 while DeepSpeed's group has every rank).
 - Precision comes from ``train.precision`` only: ``fp32``; ``bf16-mixed`` (autocast,
   fp32 master weights); ``bf16-pure`` (the GaLore/paper recipe: the whole model cast to
   bf16, no fp32 copy). bf16 on a CPU is refused before any work: it is emulated and more
@@ -22,7 +24,7 @@ import os
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedType
+from accelerate.utils import DistributedType, InitProcessGroupKwargs
 
 from ibnorm_llm.config import ConfigError, RunConfig
 from ibnorm_llm.train.batching import BatchPlan
@@ -52,7 +54,15 @@ def build_accelerator(cfg: RunConfig) -> Accelerator:
     """The Accelerator for this process (see the module docstring for the CPU rule)."""
     cuda = torch.cuda.is_available()
     check_precision(cfg, cuda)
-    accelerator = Accelerator(cpu=not cuda, mixed_precision=_AUTOCAST[cfg.train.precision])
+    mixed = _AUTOCAST[cfg.train.precision]
+    if cuda:
+        accelerator = Accelerator(mixed_precision=mixed)
+    elif os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+        # cpu=True would switch DeepSpeed off; without a backend accelerate counts world size 1
+        # while DeepSpeed's own group has all ranks. Naming gloo gives both the real group.
+        accelerator = Accelerator(mixed_precision=mixed, kwargs_handlers=[InitProcessGroupKwargs(backend="gloo")])
+    else:
+        accelerator = Accelerator(cpu=True, mixed_precision=mixed)
     if cfg.train.skip_nonfinite and accelerator.distributed_type == DistributedType.DEEPSPEED:
         raise ConfigError(
             "train.skip_nonfinite=true under DeepSpeed: the DeepSpeed engine applies the update inside backward, "
