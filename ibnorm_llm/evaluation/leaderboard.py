@@ -1,0 +1,293 @@
+"""Run the Open LLM Leaderboard suites on a checkpoint with lm-evaluation-harness.
+
+    summary = run_leaderboard("runs/demo_rms/checkpoints/final", "v1", "runs/eval/demo_rms",
+                              limit=4, offline_data="eval/offline_data", smoke=True)
+
+Writes into ``out_dir``:
+
+- ``results.json``: the harness's results object as ``simple_evaluate`` returns it (minus the
+  per-sample logs), serialized with the harness's own JSON encoder;
+- ``samples/<task>.jsonl``: the per-sample logs (``log_samples``) of every leaf task;
+- ``tasks/``: the task YAMLs that were evaluated (see :mod:`ibnorm_llm.evaluation.task_dir`);
+- ``summary.json``: task -> headline metric, stderr, n; the run's identity (preset, norm,
+  variant, λ, seed), step and tokens; held-out perplexity; the harness version and every
+  setting that changes scores (suite, limit, batch size, seed, offline data, smoke length).
+
+Single process: an in-process ``HFLM(pretrained=<model>)`` over :func:`ibnorm_llm.models.load_model`
+(no remote code). Under ``accelerate launch`` with more than one process the harness forbids an
+in-process model, so each rank builds ``HFLM(pretrained=<dir>, trust_remote_code=True)`` (our
+checkpoints carry their modeling code) and the harness shards the requests data-parallel; rank 0
+writes the files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from ibnorm_llm.evaluation.checkpoint_info import CheckpointError, CheckpointInfo, inspect_checkpoint
+from ibnorm_llm.evaluation.harness_tasks import TaskTree, resolve_task
+from ibnorm_llm.evaluation.offline import Coverage, check_offline_data, enable_offline_mode
+from ibnorm_llm.evaluation.punkt import PunktSource, ensure_punkt_tab
+from ibnorm_llm.evaluation.suites import SuiteError, TaskSpec, select_tasks
+from ibnorm_llm.evaluation.task_dir import write_task_dir
+
+SMOKE_MAX_GEN_TOKS = 32
+"""Generation length of generative tasks under ``smoke`` (the harness's are 256 to 1280)."""
+SMOKE_BOOTSTRAP_ITERS = 1000
+FULL_BOOTSTRAP_ITERS = 100_000
+"""The harness default, used for the stderr of non-mean aggregations (ifeval's instruction level)."""
+DEFAULT_SEED = 1234
+"""The harness's default seed for Python, NumPy, torch and few-shot sampling."""
+
+MATH_EXTRAS = {"sympy": "sympy>=1.12", "antlr4": "antlr4-python3-runtime==4.11", "math_verify": "math_verify"}
+
+
+def _world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def check_math_extras() -> None:
+    """leaderboard_math_hard's scorer imports these; name what to install if one is missing."""
+    import importlib
+
+    missing = []
+    for module, requirement in MATH_EXTRAS.items():
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(requirement)
+    if not missing:
+        from importlib.metadata import version
+
+        if not version("antlr4-python3-runtime").startswith("4.11"):
+            missing.append("antlr4-python3-runtime==4.11")
+    if missing:
+        raise ImportError(
+            "leaderboard_math_hard needs " + ", ".join(missing) + ": pip install " + " ".join(f"'{m}'" for m in missing)
+        )
+
+
+def _load_model_and_tokenizer(path: Path, device: str, dtype: str):
+    import torch
+
+    from ibnorm_llm.data.tokenizer import ensure_special_tokens
+    from ibnorm_llm.models import load_model
+
+    try:
+        model = load_model(path, dtype=getattr(torch, dtype)).to(device)
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
+    except (OSError, ValueError, RuntimeError, KeyError) as err:
+        raise CheckpointError(f"--checkpoint {path}: could not be loaded ({type(err).__name__}: {err})") from err
+    if tokenizer.eos_token is None:
+        raise CheckpointError(f"--checkpoint {path}: its tokenizer has no EOS token; lm-eval needs one")
+    model.eval()
+    return model, ensure_special_tokens(tokenizer)
+
+
+def _number(value: Any) -> float | None:
+    """The harness writes "N/A" for a stderr it could not compute."""
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _score(results: dict[str, Any], name: str, spec: TaskSpec) -> dict[str, Any]:
+    entry = results["results"].get(name)
+    if entry is None or spec.result_key not in entry:
+        available = sorted(k for k in (entry or {}) if "," in k)
+        raise KeyError(f"{name}: the harness reported no {spec.result_key} (it reported: {', '.join(available)})")
+    n = entry.get("sample_len", results.get("n-samples", {}).get(name, {}).get("effective"))
+    return {
+        "metric": spec.metric,
+        "filter": spec.filter,
+        "value": float(entry[spec.result_key]),
+        "stderr": _number(entry.get(f"{spec.metric}_stderr,{spec.filter}")),
+        "n": int(n) if n is not None else None,
+    }
+
+
+def summarize(
+    results: dict[str, Any], trees: list[TaskTree], included: dict[str, tuple[str, ...]]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Headline score per leaderboard entry and per subtask/sub-group, from the harness results."""
+    tasks, subtasks = {}, {}
+    for tree in trees:
+        spec = tree.spec
+        tasks[spec.name] = {**_score(results, spec.name, spec), "num_fewshot": spec.num_fewshot}
+        if tree.is_group:
+            members = [g.name for g in tree.groups[1:]] + list(included[spec.name])
+            subtasks[spec.name] = {m: _score(results, m, spec) for m in members if m in results["results"]}
+    return tasks, subtasks
+
+
+def _write_outputs(out_dir: Path, results: dict[str, Any]) -> None:
+    from lm_eval.utils import handle_non_serializable
+
+    samples = results.pop("samples", None) or {}
+    (out_dir / "results.json").write_text(
+        json.dumps(results, indent=2, default=handle_non_serializable, ensure_ascii=False)
+    )
+    sample_dir = out_dir / "samples"
+    sample_dir.mkdir(exist_ok=True)
+    for task, rows in samples.items():
+        lines = (json.dumps(row, default=handle_non_serializable, ensure_ascii=False) for row in rows)
+        (sample_dir / f"{task}.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def _perplexity(info: CheckpointInfo, model, tokenizer, device: str, notes: list[str]) -> dict[str, Any] | None:
+    if info.config is None:
+        notes.append(
+            "held-out perplexity skipped: the checkpoint has no config.yaml (not written by this project's "
+            "trainer), so its training corpus is unknown"
+        )
+        return None
+    from ibnorm_llm.evaluation.perplexity import held_out_perplexity
+
+    return held_out_perplexity(model, tokenizer, info.config, device)
+
+
+def run_leaderboard(
+    checkpoint: str | Path,
+    suite: str,
+    out_dir: str | Path,
+    *,
+    tasks: list[str] | None = None,
+    limit: int | None = None,
+    batch_size: int = 8,
+    offline_data: str | Path | None = None,
+    smoke: bool = False,
+    max_gen_toks: int | None = None,
+    allow_partial_groups: bool = False,
+    device: str = "cpu",
+    dtype: str = "float32",
+    seed: int = DEFAULT_SEED,
+    perplexity: bool = True,
+) -> dict[str, Any] | None:
+    """Evaluate ``checkpoint`` on a leaderboard suite; returns the summary (None on ranks other than 0).
+
+    ``smoke`` caps generation at :data:`SMOKE_MAX_GEN_TOKS` tokens (or ``max_gen_toks``), uses
+    fewer bootstrap iterations for stderrs and allows partial groups; the summary records all of it.
+    Every input is checked (checkpoint, suite, tasks, offline data, task extras) before the model
+    is loaded.
+    """
+    started = time.time()
+    if limit is not None and limit <= 0:
+        raise SuiteError(f"--limit {limit}: must be a positive number of examples per task")
+    if batch_size <= 0:
+        raise SuiteError(f"--batch-size {batch_size}: must be positive (a fixed batch size keeps scores comparable)")
+    specs = select_tasks(suite, tasks)
+    info = inspect_checkpoint(checkpoint)
+    out_dir = Path(out_dir)
+    offline_dir = Path(offline_data).resolve() if offline_data is not None else None
+    if offline_dir is not None:
+        enable_offline_mode()  # before lm_eval/datasets make any request
+    trees = [resolve_task(spec) for spec in specs]
+    allow_partial = allow_partial_groups or smoke
+    coverage: dict[str, Coverage] = {}
+    if offline_dir is not None:
+        coverage = check_offline_data(trees, offline_dir, allow_partial_groups=allow_partial)
+    included = {
+        t.spec.name: coverage[t.spec.name].included if coverage else tuple(leaf.name for leaf in t.leaves) for t in trees
+    }
+    names = {spec.name for spec in specs}
+    if "leaderboard_math_hard" in names:
+        check_math_extras()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    punkt: PunktSource | None = None
+    if "leaderboard_ifeval" in names:
+        punkt = ensure_punkt_tab(offline_dir, out_dir / "nltk_data")
+    task_names = write_task_dir(trees, out_dir / "tasks", offline_data=offline_dir, included=included)
+
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    notes: list[str] = []
+    held_out = None
+    distributed = _world_size() > 1
+    if distributed:
+        # The harness refuses an in-process model under accelerate; it loads the directory per rank.
+        lm = HFLM(pretrained=str(info.path), trust_remote_code=True, device=device, dtype=dtype, batch_size=batch_size)
+        if perplexity and lm.rank == 0:
+            held_out = _perplexity(info, lm.model, lm.tokenizer, lm.device, notes)
+    else:
+        model, tokenizer = _load_model_and_tokenizer(info.path, device, dtype)
+        if perplexity:
+            held_out = _perplexity(info, model, tokenizer, device, notes)
+        lm = HFLM(pretrained=model, tokenizer=tokenizer, device=device, batch_size=batch_size)
+    if not perplexity:
+        notes.append("held-out perplexity skipped (--no-perplexity)")
+
+    gen_toks = max_gen_toks if max_gen_toks is not None else (SMOKE_MAX_GEN_TOKS if smoke else None)
+    bootstrap_iters = SMOKE_BOOTSTRAP_ITERS if smoke else FULL_BOOTSTRAP_ITERS
+    results = lm_eval.simple_evaluate(
+        model=lm,
+        tasks=task_names,
+        task_manager=TaskManager(include_path=str((out_dir / "tasks").resolve()), include_defaults=False),
+        batch_size=batch_size,
+        limit=limit,
+        log_samples=True,
+        gen_kwargs={"max_gen_toks": gen_toks} if gen_toks is not None else None,
+        bootstrap_iters=bootstrap_iters,
+        random_seed=seed,
+        numpy_random_seed=seed,
+        torch_random_seed=seed,
+        fewshot_random_seed=seed,
+    )
+    if results is None:  # not rank 0
+        return None
+
+    scores, subtask_scores = summarize(results, trees, included)
+    _write_outputs(out_dir, results)
+    partial = {name: {"included": list(cov.included), "missing": sorted(cov.missing)} for name, cov in coverage.items() if cov.partial}
+    for name, groups in partial.items():
+        notes.append(
+            f"{name}: scored on {len(groups['included'])} of {len(groups['included']) + len(groups['missing'])} "
+            "subtasks (partial offline data); not comparable to a full-group score"
+        )
+    summary = {
+        "checkpoint": str(info.path.resolve()),
+        "suite": suite,
+        "tasks_run": [spec.name for spec in specs],
+        "harness_version": lm_eval.__version__,
+        "limit": limit,
+        "batch_size": batch_size,
+        "seed": seed,
+        "device": device,
+        "dtype": dtype,
+        "world_size": _world_size(),
+        "offline_data": offline_dir is not None,
+        "offline_data_dir": str(offline_dir) if offline_dir is not None else None,
+        "partial_groups": partial,
+        "smoke": smoke,
+        "max_gen_toks": gen_toks,
+        "bootstrap_iters": bootstrap_iters,
+        "nltk_punkt_tab": punkt.as_dict() if punkt is not None else None,
+        "step": info.step,
+        "tokens": info.tokens,
+        "run": info.run_fields(),
+        "run_config": _config_dict(info),
+        "tasks": scores,
+        "subtasks": subtask_scores,
+        "perplexity": held_out,
+        "notes": notes,
+        "files": {"results": "results.json", "samples": "samples/", "task_configs": "tasks/"},
+        "elapsed_s": round(time.time() - started, 1),
+    }
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))
+    return summary
+
+
+def _config_dict(info: CheckpointInfo) -> dict[str, Any] | None:
+    if info.config is None:
+        return None
+    from ibnorm_llm.config import to_dict
+
+    return to_dict(info.config)

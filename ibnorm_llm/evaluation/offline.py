@@ -1,0 +1,122 @@
+"""Offline task data: the on-disk layout, what a run would miss, and switching the Hub off.
+
+Layout (written by ``eval/prefetch.py``; a small handwritten copy ships in ``eval/offline_data/``)::
+
+    DIR/<leaf task>/<split>.jsonl               one JSON object per line, the dataset's own fields
+    DIR/nltk_data/tokenizers/punkt_tab/english  optional: NLTK's sentence splitter for ifeval
+
+A leaf task is what the harness evaluates (``mmlu_anatomy``, ``leaderboard_bbh_navigate``);
+its splits are every split its harness YAML names (train, validation, test, few-shot), so the
+few-shot sampler reads the same split it reads online.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ibnorm_llm.evaluation.harness_tasks import HarnessTask, TaskTree
+
+OFFLINE_ENV = {"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+NLTK_SUBDIR = "nltk_data"
+
+
+class OfflineDataError(ValueError):
+    """Offline task data that cannot serve the requested tasks; the message lists what is missing."""
+
+
+def split_file(data_dir: Path, task: str, split: str) -> Path:
+    return Path(data_dir) / task / f"{split}.jsonl"
+
+
+def data_files(data_dir: Path, task: HarnessTask) -> dict[str, str]:
+    """``{split: absolute path}`` for the harness's ``dataset_kwargs.data_files``."""
+    return {split: str(split_file(data_dir, task.name, split).resolve()) for split in task.splits}
+
+
+def _missing_files(data_dir: Path, task: HarnessTask) -> list[Path]:
+    files = [split_file(data_dir, task.name, split) for split in task.splits]
+    return [f for f in files if not f.is_file() or f.stat().st_size == 0]
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Which leaf tasks of one leaderboard entry the offline data can serve."""
+
+    included: tuple[str, ...]
+    missing: dict[str, tuple[str, ...]]
+    """Leaf task -> its missing split files."""
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.missing) and bool(self.included)
+
+
+def coverage(tree: TaskTree, data_dir: Path) -> Coverage:
+    included, missing = [], {}
+    for leaf in tree.leaves:
+        files = _missing_files(data_dir, leaf)
+        if files:
+            missing[leaf.name] = tuple(str(f) for f in files)
+        else:
+            included.append(leaf.name)
+    return Coverage(tuple(included), missing)
+
+
+def check_offline_data(
+    trees: list[TaskTree], data_dir: Path, *, allow_partial_groups: bool = False
+) -> dict[str, Coverage]:
+    """Coverage of every entry; raises :class:`OfflineDataError` listing everything missing.
+
+    A task (or group) with no offline data at all is always an error. A group with only some
+    of its subtasks is an error unless ``allow_partial_groups``: then the group is scored on
+    the subtasks present, and the caller records which ones.
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise OfflineDataError(
+            f"--offline-data {data_dir}: no such directory; use eval/offline_data or a folder written by eval/prefetch.py"
+        )
+    result = {tree.spec.name: coverage(tree, data_dir) for tree in trees}
+    problems = []
+    for tree in trees:
+        cov = result[tree.spec.name]
+        if not cov.missing:
+            continue
+        if cov.included and allow_partial_groups:
+            continue
+        listed = "; ".join(f"{leaf}: {', '.join(files)}" for leaf, files in cov.missing.items())
+        if cov.included:
+            problems.append(
+                f"{tree.spec.name}: {len(cov.missing)} of {len(tree.leaves)} subtasks have no offline data "
+                f"({', '.join(cov.missing)}); files missing: {listed}"
+            )
+        else:
+            problems.append(f"{tree.spec.name}: no offline data; files missing: {listed}")
+    if problems:
+        hint = (
+            "Fetch the real data with `python eval/prefetch.py --out DIR` on a connected machine"
+            + ("" if allow_partial_groups else ", or pass --allow-partial-groups (implied by --smoke) to score "
+               "groups on the subtasks that are present")
+            + "."
+        )
+        raise OfflineDataError(f"offline data in {data_dir} is incomplete:\n  " + "\n  ".join(problems) + "\n" + hint)
+    return result
+
+
+def enable_offline_mode() -> None:
+    """Stop datasets and huggingface_hub from touching the network, also if already imported."""
+    os.environ.update(OFFLINE_ENV)
+    # Both libraries read these variables once, at import: patch the constants if a caller
+    # (a test, a notebook) imported them first.
+    if "datasets" in sys.modules:
+        import datasets.config
+
+        datasets.config.HF_DATASETS_OFFLINE = True
+        datasets.config.HF_HUB_OFFLINE = True
+    if "huggingface_hub" in sys.modules:
+        import huggingface_hub.constants
+
+        huggingface_hub.constants.HF_HUB_OFFLINE = True
