@@ -13,7 +13,9 @@ For a deviation ``r >= 0`` from the group mean, each has ``f(0) = 0``, ``f'(0) =
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import os
 from collections.abc import Callable
 
 import torch
@@ -114,13 +116,35 @@ def ibnorm_reference(
     return y.to(x.dtype)
 
 
+def _triton_usable_on(x: torch.Tensor) -> str | None:
+    """None if the Triton kernels can run on ``x``, else the reason they cannot."""
+    if importlib.util.find_spec("triton") is None:
+        return "triton is not installed (pip install triton)"
+    if not x.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+        return f"the input is on {x.device.type}, not CUDA (set TRITON_INTERPRET=1 before start-up to run Triton on CPU)"
+    return None
+
+
 def _select_impl(impl: str, x: torch.Tensor) -> Callable[..., torch.Tensor]:
-    """The IBNorm kernel for ``impl`` on ``x``'s device; ``auto`` is the reference for now."""
-    if impl in ("auto", "reference"):
+    """The IBNorm kernel for ``impl`` on ``x``'s device.
+
+    ``auto``: the Triton kernels on CUDA when triton is installed, else the fused autograd
+    Function. ``fused``/``triton``/``reference`` force one. The fast paths are imported
+    lazily so that CPU users never need triton.
+    """
+    if impl == "reference":
         return ibnorm_reference
-    raise RuntimeError(
-        f"IBNorm impl={impl!r} is not available in this build; use impl='auto' or impl='reference'"
-    )
+    use_triton = impl == "triton" or (impl == "auto" and x.is_cuda and _triton_usable_on(x) is None)
+    if use_triton:
+        reason = _triton_usable_on(x)
+        if reason is not None:
+            raise RuntimeError(f"IBNorm impl='triton' cannot run: {reason}; use impl='fused' or impl='auto'")
+        from .triton_ibnorm import ibnorm_triton
+
+        return ibnorm_triton
+    from .fused_ibnorm import ibnorm_fused
+
+    return ibnorm_fused
 
 
 def _inverse_softplus(value: float) -> float:

@@ -1,0 +1,265 @@
+"""IBNorm as one autograd Function with a hand-derived backward (the CPU fast path).
+
+Same definition and signature as ``ibnorm_reference`` (see ``ibnorm.py``); the difference
+is what autograd keeps. The reference records every intermediate of the formula; this
+Function saves only the input and per-group statistics (means and reciprocal standard
+deviations) and recomputes the cheap elementwise terms in the backward.
+
+Notation, per group of ``n`` values (``mean`` is over the group):
+
+- compression ``C(v)``: ``mu = mean(v)``, ``d = v - mu``, ``u = d`` (``raw``) or ``u = d * a``
+  with ``a = rsqrt(mean(d^2) + eps)`` (``std``); ``c = sign(u) f(|u|)``; ``s = mu + c``.
+- standardization ``P(s)``: ``meanvar``: ``(s - mean s) * rstd``; ``rms``: ``s * rstd``.
+- ``compress_first``: ``y = affine(P(C(x)))``; ``standardize_first``: ``y = affine(C(P(x)))``.
+
+Backward of ``C`` given ``gs = dL/ds`` (``f'`` is the variant's slope, in ``(0, 1]``):
+``gu = gs * f'(|u|)``; ``gv = gu - mean(gu) + mean(gs)`` (raw) or
+``gv = a * (gu - mean(gu) - u * mean(gu * u)) + mean(gs)`` (std), and
+``dL/dlam = sum(gs * sign(u) * df/dlam(|u|))``. Backward of ``P`` is LayerNorm's (meanvar) or
+RMSNorm's (rms) backward without affine.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from .precision import upcast
+
+Lam = float | torch.Tensor
+
+
+class IBNormOptions(NamedTuple):
+    """The non-tensor settings of one IBNorm call (hashable, so kernels can be cached on it)."""
+
+    variant: str
+    deviation: str
+    standardize: str
+    order: str
+    num_groups: int
+    eps: float
+
+
+# ---- the compression f_lam and its derivatives, elementwise on signed deviations u ----
+
+
+def _compress_values(u: torch.Tensor, variant: str, lam: Lam) -> torch.Tensor:
+    """``sign(u) * f_lam(|u|)``."""
+    r = u.abs()
+    if variant == "S":
+        knee = 1.0 / lam
+        # f(r) = r below the knee, slope 1/lam above it: r - (1 - 1/lam) * relu(r - knee).
+        f = r - (1.0 - knee) * torch.clamp_min(r - knee, 0.0)
+    elif variant == "L":
+        f = torch.log1p(r * lam).div_(lam)
+    else:
+        f = torch.tanh(r * lam).div_(lam)
+    return f.copysign_(u)
+
+
+def _slope(u: torch.Tensor, c: torch.Tensor, variant: str, lam: Lam) -> torch.Tensor:
+    """``f'(|u|)``, from ``u`` and ``c = sign(u) f(|u|)`` (whichever is cheaper per variant)."""
+    if variant == "S":
+        # 1 up to the knee (inclusive, as the reference's where), 1/lam beyond it.
+        return torch.where(u.abs() <= 1.0 / lam, 1.0, 1.0 / lam).to(u.dtype)
+    if variant == "L":
+        return torch.reciprocal(u.abs().mul_(lam).add_(1.0))
+    # tanh: f' = 1 - tanh(lam r)^2 = 1 - (lam c)^2.
+    lc = c * lam
+    return lc.mul_(lc).neg_().add_(1.0)
+
+
+def _dcompress_dlam(u: torch.Tensor, c: torch.Tensor, slope: torch.Tensor, variant: str, lam: Lam) -> torch.Tensor:
+    """``sign(u) * d f_lam(|u|) / d lam``."""
+    if variant == "S":
+        # Above the knee f = 1/lam + (r - 1/lam)/lam, whose lam-derivative is 2/lam^3 - (1 + r)/lam^2.
+        r = u.abs()
+        above = r > 1.0 / lam
+        inv = 1.0 / lam
+        dfdl = (2.0 * inv * inv * inv) - (1.0 + r) * (inv * inv)
+        return torch.where(above, dfdl, 0.0).mul_(torch.sign(u))
+    # L and T are f(r) = h(lam r) / lam, so df/dlam = (r f'(r) - f(r)) / lam; times sign(u):
+    return (u * slope - c) / lam
+
+
+# ---- the two per-group stages: forward with statistics, recompute, backward ----
+
+
+class _CompressStats(NamedTuple):
+    mu: torch.Tensor
+    scale: torch.Tensor | None  # rsqrt(var + eps) for deviation=std, None for raw
+
+
+def _compress_stats(v: torch.Tensor, deviation: str, eps: float) -> _CompressStats:
+    mu = v.mean(-1, keepdim=True)
+    if deviation == "raw":
+        return _CompressStats(mu, None)
+    var = (v - mu).pow_(2).mean(-1, keepdim=True)
+    return _CompressStats(mu, torch.rsqrt(var.add_(eps)))
+
+
+def _deviations(v: torch.Tensor, stats: _CompressStats) -> torch.Tensor:
+    u = v - stats.mu
+    return u if stats.scale is None else u.mul_(stats.scale)
+
+
+def _compress_backward(
+    gs: torch.Tensor, u: torch.Tensor, c: torch.Tensor, stats: _CompressStats, variant: str, lam: Lam, need_lam: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(dL/dv, dL/dlam)`` for ``s = mu + sign(u) f(|u|)``, given ``gs = dL/ds``."""
+    slope = _slope(u, c, variant, lam)
+    glam = (gs * _dcompress_dlam(u, c, slope, variant, lam)).sum() if need_lam else None
+    gu = slope.mul_(gs)
+    gv = gu - gu.mean(-1, keepdim=True)
+    if stats.scale is not None:
+        gv.sub_(u * (gu * u).mean(-1, keepdim=True)).mul_(stats.scale)
+    # s = mu + c: the mean itself passes mean(gs) to every input of the group.
+    return gv.add_(gs.mean(-1, keepdim=True)), glam
+
+
+class _StandardizeStats(NamedTuple):
+    mean: torch.Tensor | None  # None for rms
+    rstd: torch.Tensor
+
+
+def _standardize_forward(s: torch.Tensor, how: str, eps: float) -> tuple[torch.Tensor, _StandardizeStats]:
+    if how == "meanvar":
+        n = s.shape[-1]
+        # ATen's layer_norm is one fast pass and returns its per-group mean and rstd.
+        shat, mean, rstd = torch.native_layer_norm(s, (n,), None, None, eps)
+        return shat, _StandardizeStats(mean, rstd)
+    rstd = torch.rsqrt(s.pow(2).mean(-1, keepdim=True).add_(eps))
+    return s * rstd, _StandardizeStats(None, rstd)
+
+
+def _standardize_recompute(s: torch.Tensor, stats: _StandardizeStats) -> torch.Tensor:
+    if stats.mean is None:
+        return s * stats.rstd
+    return (s - stats.mean).mul_(stats.rstd)
+
+
+def _standardize_backward(gshat: torch.Tensor, shat: torch.Tensor, stats: _StandardizeStats) -> torch.Tensor:
+    """LayerNorm's (meanvar) or RMSNorm's (rms) input gradient, without affine."""
+    g = gshat - shat * (gshat * shat).mean(-1, keepdim=True)
+    if stats.mean is not None:
+        g.sub_(gshat.mean(-1, keepdim=True))
+    return g.mul_(stats.rstd)
+
+
+# ---- the whole norm ----
+
+
+class _Forward(NamedTuple):
+    shat: torch.Tensor  # normalized groups before the affine, (rows, G, n)
+    compress: _CompressStats
+    standardize: _StandardizeStats
+
+
+def _normalize(v: torch.Tensor, opts: IBNormOptions, lam: Lam) -> _Forward:
+    """IBNorm without the affine on groups ``v`` of shape (rows, G, n), computing the statistics."""
+    if opts.order == "compress_first":
+        cstats = _compress_stats(v, opts.deviation, opts.eps)
+        s = _compress_values(_deviations(v, cstats), opts.variant, lam).add_(cstats.mu)
+        shat, pstats = _standardize_forward(s, opts.standardize, opts.eps)
+        return _Forward(shat, cstats, pstats)
+    z, pstats = _standardize_forward(v, opts.standardize, opts.eps)
+    cstats = _compress_stats(z, opts.deviation, opts.eps)
+    shat = _compress_values(_deviations(z, cstats), opts.variant, lam).add_(cstats.mu)
+    return _Forward(shat, cstats, pstats)
+
+
+def _normalize_backward(
+    gshat: torch.Tensor, v: torch.Tensor, fwd: _Forward, opts: IBNormOptions, lam: Lam, need_lam: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Recompute the elementwise terms from ``v`` and the saved statistics, then backpropagate.
+
+    Returns ``(dL/dv, shat, dL/dlam)``; ``shat`` is returned for the affine's weight gradient.
+    """
+    if opts.order == "compress_first":
+        u = _deviations(v, fwd.compress)
+        c = _compress_values(u, opts.variant, lam)
+        shat = _standardize_recompute(c + fwd.compress.mu, fwd.standardize)
+        gs = _standardize_backward(gshat, shat, fwd.standardize)
+        gv, glam = _compress_backward(gs, u, c, fwd.compress, opts.variant, lam, need_lam)
+        return gv, shat, glam
+    z = _standardize_recompute(v, fwd.standardize)
+    u = _deviations(z, fwd.compress)
+    c = _compress_values(u, opts.variant, lam)
+    gz, glam = _compress_backward(gshat, u, c, fwd.compress, opts.variant, lam, need_lam)
+    gv = _standardize_backward(gz, z, fwd.standardize)
+    return gv, c.add_(fwd.compress.mu), glam
+
+
+def _groups(x: torch.Tensor, num_groups: int) -> torch.Tensor:
+    width = x.shape[-1]
+    return upcast(x).reshape(-1, num_groups, width // num_groups)  # (rows, G, n)
+
+
+class FusedIBNorm(torch.autograd.Function):
+    """IBNorm with a hand-derived backward; saves ``x`` and per-group statistics only."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, lam, opts: IBNormOptions):
+        v = _groups(x, opts.num_groups)
+        lam_value = lam.to(v.dtype) if torch.is_tensor(lam) else lam
+        fwd = _normalize(v, opts, lam_value)
+        y = fwd.shat.reshape(x.shape)  # (..., width)
+        if weight is not None:
+            y = y.mul_(weight.to(y.dtype)) if bias is None else torch.addcmul(bias.to(y.dtype), y, weight.to(y.dtype))
+        elif bias is not None:
+            y = y.add_(bias.to(y.dtype))
+        ctx.opts = opts
+        ctx.bias_dtype = bias.dtype if bias is not None else None
+        ctx.lam = lam_value if not torch.is_tensor(lam) else None
+        ctx.fwd_meta = (fwd.compress.scale is not None, fwd.standardize.mean is not None)
+        tensors = [t for t in (fwd.compress.mu, fwd.compress.scale, fwd.standardize.mean, fwd.standardize.rstd) if t is not None]
+        ctx.save_for_backward(x, weight, lam if torch.is_tensor(lam) else None, *tensors)
+        return y.to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, weight, lam_tensor, *stats = ctx.saved_tensors
+        opts: IBNormOptions = ctx.opts
+        has_scale, has_mean = ctx.fwd_meta
+        mu = stats.pop(0)
+        scale = stats.pop(0) if has_scale else None
+        mean = stats.pop(0) if has_mean else None
+        fwd = _Forward(None, _CompressStats(mu, scale), _StandardizeStats(mean, stats.pop(0)))
+        v = _groups(x, opts.num_groups)
+        lam = lam_tensor.to(v.dtype) if lam_tensor is not None else ctx.lam
+        need_x, need_w, need_b, need_lam = ctx.needs_input_grad[:4]
+
+        gyf = upcast(gy).reshape(v.shape)  # (rows, G, n)
+        gshat = gyf if weight is None else gyf * weight.to(v.dtype).reshape(v.shape[1:])
+        gv, shat, glam = _normalize_backward(gshat, v, fwd, opts, lam, need_lam)
+
+        width = x.shape[-1]
+        gx = gv.reshape(x.shape).to(x.dtype) if need_x else None
+        gw = (gyf * shat).reshape(-1, width).sum(0).to(weight.dtype) if need_w else None
+        gb = gyf.reshape(-1, width).sum(0).to(ctx.bias_dtype) if need_b else None
+        if glam is not None:
+            glam = glam.to(lam_tensor.dtype)
+        return gx, gw, gb, glam, None
+
+
+def ibnorm_fused(
+    x: torch.Tensor,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    *,
+    variant: str,
+    lam: Lam,
+    deviation: str,
+    standardize: str,
+    order: str,
+    num_groups: int,
+    eps: float,
+) -> torch.Tensor:
+    """IBNorm with the signature and numerics of ``ibnorm_reference``, via ``FusedIBNorm``.
+
+    Saves only ``x`` and per-group statistics for the backward. ``lam`` is a float, or a
+    0-d tensor that receives a gradient (learnable lambda).
+    """
+    opts = IBNormOptions(variant, deviation, standardize, order, num_groups, float(eps))
+    return FusedIBNorm.apply(x, weight, bias, lam, opts)

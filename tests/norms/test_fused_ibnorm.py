@@ -1,0 +1,172 @@
+"""The fused IBNorm (hand-derived backward) equals the reference formula, forward and backward."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from ibnorm_llm.norms import IBNorm, ibnorm_reference
+from ibnorm_llm.norms.fused_ibnorm import ibnorm_fused
+from ibnorm_llm.norms.ibnorm import _select_impl
+
+VARIANTS = ("S", "L", "T")
+LAM = {"S": 2.5, "L": 4.0, "T": 3.0}
+ALL_MODES = list(itertools.product(VARIANTS, ("raw", "std"), ("meanvar", "rms"), ("compress_first", "standardize_first")))
+
+
+def _mode_id(mode) -> str:
+    return "-".join(mode)
+
+
+def _heavy_tailed(*shape: int, dtype=torch.float32, seed: int = 0) -> torch.Tensor:
+    """Student-t (df=3) values with an offset, so the S knee and the T saturation are both hit."""
+    gen = torch.Generator().manual_seed(seed)
+    normal = torch.randn(*shape, generator=gen, dtype=torch.float64)
+    chi2 = torch.randn(3, *shape, generator=gen, dtype=torch.float64).pow(2).sum(0) / 3
+    return (normal / chi2.sqrt() * 1.5 + 0.3).to(dtype)
+
+
+def _run(fn, x, weight, bias, lam, **opts):
+    """Output and gradients of x, weight, bias and lambda for a fixed random upstream gradient."""
+    x = x.clone().requires_grad_()
+    weight = weight.clone().requires_grad_() if weight is not None else None
+    bias = bias.clone().requires_grad_() if bias is not None else None
+    lam = lam.clone().requires_grad_() if torch.is_tensor(lam) else lam
+    y = fn(x, weight, bias, lam=lam, **opts)
+    grad_out = torch.randn(y.shape, generator=torch.Generator().manual_seed(1), dtype=y.dtype)
+    y.backward(grad_out)
+    grads = {"x": x.grad}
+    if weight is not None:
+        grads["weight"] = weight.grad
+    if bias is not None:
+        grads["bias"] = bias.grad
+    if torch.is_tensor(lam):
+        grads["lam"] = lam.grad
+    return y, grads
+
+
+def _assert_fused_matches_reference(x, weight, bias, lam, **opts):
+    y_ref, g_ref = _run(ibnorm_reference, x, weight, bias, lam, **opts)
+    y, g = _run(ibnorm_fused, x, weight, bias, lam, **opts)
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+    assert g.keys() == g_ref.keys()
+    for name in g:
+        torch.testing.assert_close(g[name], g_ref[name], rtol=1e-5, atol=1e-5, msg=lambda m, name=name: f"grad {name}: {m}")
+
+
+@pytest.mark.parametrize("mode", ALL_MODES, ids=_mode_id)
+def test_fused_equals_reference_learnable_lambda_groups_affine(mode):
+    variant, deviation, standardize, order = mode
+    x = _heavy_tailed(4, 7, 48)
+    gen = torch.Generator().manual_seed(2)
+    weight, bias = 1 + 0.3 * torch.randn(48, generator=gen), 0.2 * torch.randn(48, generator=gen)
+    _assert_fused_matches_reference(
+        x, weight, bias, torch.tensor(LAM[variant]), variant=variant, deviation=deviation,
+        standardize=standardize, order=order, num_groups=3, eps=1e-5,
+    )
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("affine", ["none", "weight-only", "weight-and-bias"])
+@pytest.mark.parametrize("num_groups", [1, 4])
+def test_fused_equals_reference_fixed_lambda(variant, affine, num_groups):
+    x = _heavy_tailed(32, 64, seed=3)
+    weight = None if affine == "none" else torch.linspace(0.5, 1.5, 64)
+    bias = torch.linspace(-0.2, 0.2, 64) if affine == "weight-and-bias" else None
+    _assert_fused_matches_reference(
+        x, weight, bias, LAM[variant], variant=variant, deviation="raw", standardize="meanvar",
+        order="compress_first", num_groups=num_groups, eps=1e-6,
+    )
+
+
+@pytest.mark.parametrize("mode", ALL_MODES, ids=_mode_id)
+def test_gradcheck_float64(mode):
+    variant, deviation, standardize, order = mode
+    x = _heavy_tailed(3, 8, dtype=torch.float64, seed=4).requires_grad_()
+    weight = torch.linspace(0.5, 1.5, 8, dtype=torch.float64).requires_grad_()
+    bias = torch.linspace(-0.3, 0.3, 8, dtype=torch.float64).requires_grad_()
+    lam = torch.tensor(LAM[variant] / 2 + 0.5, dtype=torch.float64, requires_grad=True)
+
+    def f(x, weight, bias, lam):
+        return ibnorm_fused(
+            x, weight, bias, variant=variant, lam=lam, deviation=deviation, standardize=standardize,
+            order=order, num_groups=2, eps=1e-5,
+        )
+
+    assert torch.autograd.gradcheck(f, (x, weight, bias, lam), eps=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_bf16_input_keeps_fp32_statistics(variant):
+    x32 = _heavy_tailed(16, 128, seed=5)
+    x = x32.to(torch.bfloat16)
+    weight = torch.linspace(0.5, 1.5, 128)
+    opts = dict(variant=variant, lam=LAM[variant], deviation="raw", standardize="meanvar",
+                order="compress_first", num_groups=1, eps=1e-5)
+    y = ibnorm_fused(x, weight, None, **opts)
+    assert y.dtype == torch.bfloat16
+    # The bf16 input computed in fp32 and rounded once: equal to the fp32 result, cast.
+    want = ibnorm_reference(x.float(), weight, None, **opts).to(torch.bfloat16)
+    torch.testing.assert_close(y, want, rtol=0, atol=0)
+
+    xr = x.clone().requires_grad_()
+    ibnorm_fused(xr, weight, None, **opts).float().square().sum().backward()
+    xf = x.float().requires_grad_()
+    ibnorm_reference(xf, weight, None, **opts).to(torch.bfloat16).float().square().sum().backward()
+    assert xr.grad.dtype == torch.bfloat16
+    torch.testing.assert_close(xr.grad.float(), xf.grad, rtol=1e-2, atol=1e-2)
+
+
+def _saved_bytes(fn) -> int:
+    total = 0
+
+    def pack(t):
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return total
+
+
+@pytest.mark.parametrize("order", ["compress_first", "standardize_first"])
+@pytest.mark.parametrize("deviation", ["raw", "std"])
+def test_saves_only_input_and_group_statistics(order, deviation):
+    rows, width, groups = 64, 256, 4
+    x = torch.randn(rows, width, requires_grad=True)
+    weight, bias = torch.ones(width, requires_grad=True), torch.zeros(width, requires_grad=True)
+    lam = torch.tensor(4.0, requires_grad=True)
+    saved = _saved_bytes(
+        lambda: ibnorm_fused(x, weight, bias, variant="L", lam=lam, deviation=deviation, standardize="meanvar",
+                             order=order, num_groups=groups, eps=1e-5)
+    )
+    stats = 4 * rows * groups * 4  # at most four fp32 statistics per group
+    assert saved <= x.numel() * 4 + weight.numel() * 4 + lam.numel() * 4 + stats
+    layer_norm = _saved_bytes(lambda: torch.nn.functional.layer_norm(x, (width,), weight, bias))
+    assert saved <= 1.5 * layer_norm
+
+
+def test_leading_dims_and_contiguity_do_not_matter():
+    x = _heavy_tailed(3, 64, 5, seed=6).transpose(1, 2)  # (3, 5, 64), not contiguous
+    opts = dict(variant="T", lam=3.0, deviation="std", standardize="rms", order="compress_first", num_groups=2, eps=1e-5)
+    torch.testing.assert_close(ibnorm_fused(x, None, None, **opts), ibnorm_reference(x, None, None, **opts),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_auto_impl_on_cpu_is_the_fused_function():
+    x = torch.randn(4, 16)
+    assert _select_impl("auto", x) is ibnorm_fused
+    assert _select_impl("fused", x) is ibnorm_fused
+    norm = IBNorm(16, variant="L", lam=4.0, learnable_lam=True)
+    y = norm(x)
+    y.square().sum().backward()
+    assert norm.lam_raw.grad is not None and torch.isfinite(norm.lam_raw.grad)
+
+
+def test_triton_on_cpu_without_interpreter_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    with pytest.raises(RuntimeError, match=r"impl='triton' cannot run: .*(not installed|not CUDA)"):
+        IBNorm(16, impl="triton")(torch.randn(2, 16))
