@@ -1,0 +1,91 @@
+"""The Triton IBNorm kernels equal the reference formula, run on CPU by Triton's interpreter.
+
+``TRITON_INTERPRET=1`` must be set before triton is imported and would change every later
+Triton use in the test process, so the checks run in a child process (this file run as a
+script) with the variable set there only.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
+
+# (variant, deviation, standardize, order, num_groups, affine, learnable lambda, dtype):
+# together every variant, deviation, standardization and order; groups; affine off;
+# weight without bias; a width that is not a power of two; bf16 input.
+CASES = [
+    ("L", "raw", "meanvar", "compress_first", 1, "weight-and-bias", True, "float32"),
+    ("S", "std", "rms", "standardize_first", 3, "weight-only", False, "float32"),
+    ("T", "std", "meanvar", "compress_first", 2, "none", True, "float32"),
+    ("L", "raw", "rms", "standardize_first", 1, "weight-and-bias", False, "float32"),
+    ("S", "raw", "meanvar", "compress_first", 4, "weight-and-bias", True, "float32"),
+    ("T", "raw", "rms", "compress_first", 1, "weight-only", False, "bfloat16"),
+]
+ROWS, WIDTH = 7, 24  # 7 rows over 4 backward programs leaves the last one short
+
+
+def _check_case(case) -> None:
+    import torch
+
+    from ibnorm_llm.norms import IBNorm, ibnorm_reference
+    from ibnorm_llm.norms.triton_ibnorm import ibnorm_triton
+
+    variant, deviation, standardize, order, num_groups, affine, learnable, dtype_name = case
+    dtype = getattr(torch, dtype_name)
+    gen = torch.Generator().manual_seed(0)
+    normal = torch.randn(ROWS, WIDTH, generator=gen)
+    x = (normal / torch.randn(3, ROWS, WIDTH, generator=gen).pow(2).mean(0).sqrt() + 0.3).to(dtype)
+    weight = None if affine == "none" else 1 + 0.3 * torch.randn(WIDTH, generator=gen)
+    bias = 0.2 * torch.randn(WIDTH, generator=gen) if affine == "weight-and-bias" else None
+    lam0 = {"S": 2.5, "L": 4.0, "T": 3.0}[variant]
+    opts = dict(variant=variant, deviation=deviation, standardize=standardize, order=order,
+                num_groups=num_groups, eps=1e-5)
+    grad_out = torch.randn(ROWS, WIDTH, generator=gen).to(dtype)
+
+    results = []
+    for fn in (ibnorm_reference, ibnorm_triton):
+        leaves = {"x": x.clone().requires_grad_()}
+        if weight is not None:
+            leaves["weight"] = weight.clone().requires_grad_()
+        if bias is not None:
+            leaves["bias"] = bias.clone().requires_grad_()
+        lam = torch.tensor(lam0, requires_grad=True) if learnable else lam0
+        if learnable:
+            leaves["lam"] = lam
+        y = fn(leaves["x"], leaves.get("weight"), leaves.get("bias"), lam=lam, **opts)
+        y.backward(grad_out)
+        results.append({"y": y, **{name: t.grad for name, t in leaves.items()}})
+
+    ref, got = results
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=2e-2, atol=2e-2)
+    for name in ref:
+        assert got[name].dtype == ref[name].dtype, (case, name)
+        torch.testing.assert_close(got[name], ref[name], **tol, msg=lambda m, name=name: f"{case} {name}: {m}")
+
+    # The module dispatches to the kernels when asked.
+    norm = IBNorm(WIDTH, impl="triton", num_groups=num_groups)
+    assert norm(x.float()).shape == x.shape
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
+def test_triton_kernels_match_reference_in_interpreter():
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    done = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("ok ") == len(CASES), done.stdout
+
+
+if __name__ == "__main__":
+    assert os.environ.get("TRITON_INTERPRET") == "1", "run through pytest, or with TRITON_INTERPRET=1"
+    import warnings
+
+    # The interpreter evaluates both sides of every tl.where with numpy, which warns about
+    # the side that is thrown away (e.g. log of a masked-out lane).
+    warnings.filterwarnings("ignore", category=RuntimeWarning)
+    for case in CASES:
+        _check_case(case)
+        print("ok", case, flush=True)
