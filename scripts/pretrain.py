@@ -14,6 +14,8 @@ import argparse
 import sys
 
 from ibnorm_llm.config import ConfigError, load_config
+from ibnorm_llm.data import DataError
+from ibnorm_llm.train.trainer import NonFiniteError, train
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,14 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         cfg = load_config(args.config, args.overrides)
-        from ibnorm_llm.train.trainer import NonFiniteError, train
-
         try:
             result = train(cfg)
         except NonFiniteError as err:
             print(f"error: {err}", file=sys.stderr)
             return 3
-    except ConfigError as err:
+    except (ConfigError, DataError) as err:
         print(f"config error: {err}", file=sys.stderr)
         return 2
     print(f"done: {result.steps} steps, final checkpoint {result.final_checkpoint}", file=sys.stderr)

@@ -96,3 +96,15 @@ class Tracker:
             self._bar.close()
         if self._wandb is not None:
             self._wandb.finish()
+
+
+def quiet_libraries(is_main: bool) -> None:
+    """No per-file save progress bars anywhere; only errors from libraries on non-main ranks."""
+    import datasets
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    if not is_main:
+        transformers.utils.logging.set_verbosity_error()
+        datasets.utils.logging.set_verbosity_error()
+        datasets.utils.logging.disable_progress_bar()

@@ -19,13 +19,13 @@ from accelerate.utils import gather_object, set_seed
 
 from ibnorm_llm.config import RunConfig, save_config
 from ibnorm_llm.data import build_train_loader, build_val_batches, check_data_config, load_tokenizer
-from ibnorm_llm.models import build_model, count_parameters, padded_vocab_size
+from ibnorm_llm.models import build_model, count_parameters
 from ibnorm_llm.train import checkpoint as ckpt
 from ibnorm_llm.train.batching import plan_batches
 from ibnorm_llm.train.distributed import build_accelerator, describe, is_sharded, prepare
 from ibnorm_llm.train.metrics import MetricsWriter, flops_per_token, mfu, peak_flops_for
 from ibnorm_llm.train.optim import build_optimizer, lr_at, set_lr
-from ibnorm_llm.train.tracking import Tracker, package_versions, write_run_metadata
+from ibnorm_llm.train.tracking import Tracker, package_versions, quiet_libraries, write_run_metadata
 
 
 class NonFiniteError(RuntimeError):
@@ -91,6 +91,7 @@ def evaluate(model, val_batches, accelerator) -> tuple[float, float]:
 def train(cfg: RunConfig) -> TrainResult:
     accelerator = build_accelerator(cfg)  # refuses bf16 on CPU before any work
     main = accelerator.is_main_process
+    quiet_libraries(main)
     rank, world = accelerator.process_index, accelerator.num_processes
     plan = plan_batches(cfg.train, cfg.data.seq_len, world)
     resume = resolve_resume(cfg)
@@ -102,8 +103,11 @@ def train(cfg: RunConfig) -> TrainResult:
 
     set_seed(cfg.train.seed)
     tokenizer = load_tokenizer(cfg)
-    model = build_model(cfg.model, padded_vocab_size(len(tokenizer)))
-    check_data_config(cfg, tokenizer, model.config.max_position_embeddings)
+    model = build_model(
+        cfg.model, len(tokenizer), bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    check_data_config(cfg, tokenizer, model.config.max_position_embeddings, model.config.vocab_size)
     if resume is not None and not sharded:
         ckpt.load_model_weights(model, resume)
     if cfg.train.precision == "bf16-pure":

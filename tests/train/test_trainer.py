@@ -1,0 +1,105 @@
+"""Single-process training: loss falls, exact resume, non-finite handling, early refusal of bad configs."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from train_helpers import losses, tiny_config
+
+from ibnorm_llm.config import ConfigError
+from ibnorm_llm.models import load_model
+from ibnorm_llm.train import checkpoint as ckpt
+from ibnorm_llm.train import trainer
+from ibnorm_llm.train.trainer import NonFiniteError, train
+
+
+def test_loss_falls_and_run_is_recorded(tiny_overrides):
+    result = train(tiny_config([*tiny_overrides, "run_name=falls", "train.max_steps=40", "train.eval_every=20"]))
+    curve = losses(result.run_dir)
+    assert len(curve) == 40
+    assert sum(curve[s] for s in range(36, 41)) / 5 < curve[1] - 1.0
+    assert result.eval_loss is not None and result.eval_loss < curve[1]
+    records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert {"step", "loss", "lr", "grad_norm", "tokens", "tokens_per_s", "mfu", "skipped_steps", "world_size"} <= set(
+        records[0]
+    )
+    assert records[-1]["tokens"] == 40 * 4 * 32 and records[-1]["mfu"] is None  # CPU without train.peak_flops
+    assert "eval_ppl" in records[19] and math.isclose(records[19]["eval_ppl"], math.exp(records[19]["eval_loss"]))
+    run = json.loads((result.run_dir / "run.json").read_text())
+    assert (run["world_size"], run["ranks"], run["distributed_type"]) == (1, [0], "NO")
+    assert (result.run_dir / "config.yaml").is_file()
+    final = result.final_checkpoint
+    assert ckpt.is_complete(final) and (final / "config.yaml").is_file() and (final / "tokenizer_config.json").is_file()
+    model = load_model(final)  # the checkpoint is a plain Hugging Face model directory
+    assert model.config.num_hidden_layers == 2 and torch.isfinite(next(model.parameters())).all()
+
+
+def test_resume_from_checkpoint_gives_identical_losses(tiny_overrides):
+    full = train(tiny_config([*tiny_overrides, "run_name=full", "train.max_steps=8", "train.checkpoint_every=4"]))
+    resumed = train(tiny_config([
+        *tiny_overrides, "run_name=resumed", "train.max_steps=8", f"train.resume={full.run_dir}/checkpoints/step_4",
+    ]))
+    a, b = losses(full.run_dir), losses(resumed.run_dir)
+    assert sorted(b) == [5, 6, 7, 8]
+    for step in b:
+        assert abs(a[step] - b[step]) <= 1e-6, (step, a[step], b[step])
+    run = json.loads((resumed.run_dir / "run.json").read_text())
+    assert run["start_step"] == 4 and run["resumed_from"].endswith("step_4")
+
+
+def test_resume_auto_picks_newest_complete_and_keeps_last_k(tiny_overrides):
+    cfg = [*tiny_overrides, "run_name=auto", "train.checkpoint_every=2", "train.keep_last=2"]
+    first = train(tiny_config([*cfg, "train.max_steps=6"]))
+    root = ckpt.checkpoints_root(first.run_dir)
+    assert sorted(p.name for p in root.iterdir()) == ["final", "step_2", "step_4"]
+    continued = train(tiny_config([*cfg, "train.max_steps=8", "train.resume=auto"]))
+    assert sorted(losses(continued.run_dir)) == list(range(1, 9))  # steps 1-6 kept, 7-8 appended
+    assert ckpt.read_state(continued.final_checkpoint).step == 8
+
+
+def test_bad_configs_fail_before_any_work(tiny_overrides, tmp_path):
+    with pytest.raises(ConfigError, match="train.precision=bf16-pure on a machine without a CUDA GPU"):
+        train(tiny_config([*tiny_overrides, "run_name=bf16", "train.precision=bf16-pure"]))
+    with pytest.raises(ConfigError, match="train.global_batch_size.*not divisible"):
+        train(tiny_config([*tiny_overrides, "run_name=batch", "train.global_batch_size=6"]))
+    with pytest.raises(ConfigError, match="not a complete checkpoint"):
+        train(tiny_config([*tiny_overrides, "run_name=nockpt", f"train.resume={tmp_path}/nowhere"]))
+    assert not (tmp_path / "runs").exists()
+
+
+def _poison_step(monkeypatch, bad_call: int):
+    """Make the forward pass of micro step ``bad_call`` (1-based) return NaN activations."""
+    build = trainer.build_model
+
+    def build_with_nan(*args, **kwargs):
+        model = build(*args, **kwargs)
+        calls = {"n": 0}
+
+        def hook(module, inputs, output):
+            calls["n"] += module.training
+            return output * float("nan") if module.training and calls["n"] == bad_call else output
+
+        model.get_input_embeddings().register_forward_hook(hook)
+        return model
+
+    monkeypatch.setattr(trainer, "build_model", build_with_nan)
+
+
+def test_nonfinite_loss_stops_and_keeps_last_checkpoint(tiny_overrides, monkeypatch):
+    _poison_step(monkeypatch, bad_call=3)
+    cfg = tiny_config([*tiny_overrides, "run_name=nan", "train.max_steps=6", "train.checkpoint_every=2"])
+    with pytest.raises(NonFiniteError, match=r"non-finite loss=nan at step 3.*step_2"):
+        train(cfg)
+    assert ckpt.find_latest(cfg.run_dir).name == "step_2"
+
+
+def test_skip_nonfinite_skips_and_counts(tiny_overrides, monkeypatch):
+    _poison_step(monkeypatch, bad_call=3)
+    result = train(tiny_config([*tiny_overrides, "run_name=skip", "train.max_steps=5", "train.skip_nonfinite=true"]))
+    records = {r["step"]: r for r in map(json.loads, (result.run_dir / "metrics.jsonl").read_text().splitlines())}
+    assert records[2]["skipped_steps"] == 0 and records[5]["skipped_steps"] == 1
+    assert all(math.isfinite(records[s]["loss"]) for s in (1, 2, 4, 5))
+    assert ckpt.read_state(result.final_checkpoint).skipped_steps == 1
