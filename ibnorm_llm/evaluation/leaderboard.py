@@ -83,7 +83,7 @@ def _load_model_and_tokenizer(path: Path, device: str, dtype: str):
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
-    except (OSError, ValueError, RuntimeError, KeyError) as err:
+    except Exception as err:  # any failure here means a broken or foreign checkpoint: say which and why
         raise CheckpointError(f"--checkpoint {path}: could not be loaded ({type(err).__name__}: {err})") from err
     if tokenizer.eos_token is None:
         raise CheckpointError(f"--checkpoint {path}: its tokenizer has no EOS token; lm-eval needs one")

@@ -1,0 +1,64 @@
+"""The task YAMLs a run evaluates: harness files included, our shots, local data files per split,
+groups rebuilt with the harness's aggregation; and the harness loads them offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from ibnorm_llm.evaluation.harness_tasks import resolve_task
+from ibnorm_llm.evaluation.offline import coverage, enable_offline_mode
+from ibnorm_llm.evaluation.suites import task_spec
+from ibnorm_llm.evaluation.task_dir import group_configs, leaf_config, write_task_dir
+
+OFFLINE = Path(__file__).resolve().parents[2] / "eval" / "offline_data"
+
+
+def test_leaf_config_includes_the_harness_file_and_points_every_split_at_local_jsonl():
+    tree = resolve_task(task_spec("arc_challenge"))
+    (leaf,) = tree.leaves
+    cfg = leaf_config(leaf, 25, OFFLINE)
+    assert cfg["include"] == str(leaf.yaml_path) and Path(cfg["include"]).is_file()
+    assert cfg["num_fewshot"] == 25 and cfg["dataset_path"] == "json" and cfg["dataset_name"] is None
+    files = cfg["dataset_kwargs"]["data_files"]
+    assert set(files) == {"train", "validation", "test"}
+    assert all(Path(f).is_absolute() and Path(f).is_file() and f.endswith(f"/arc_challenge/{s}.jsonl")
+               for s, f in files.items())
+    online = leaf_config(leaf, 25, None)
+    assert "dataset_path" not in online and online["num_fewshot"] == 25  # online: the harness's own dataset
+
+
+def test_musr_splits_are_named_after_the_subtasks():
+    tree = resolve_task(task_spec("leaderboard_musr"))
+    files = {leaf.name: leaf_config(leaf, 0, OFFLINE)["dataset_kwargs"]["data_files"] for leaf in tree.leaves}
+    assert set(files["leaderboard_musr_team_allocation"]) == {"team_allocation"}
+
+
+def test_partial_mmlu_keeps_the_category_groups_that_have_subjects():
+    tree = resolve_task(task_spec("mmlu"))
+    configs = {c["group"]: c for c in group_configs(tree, {"mmlu_nutrition", "mmlu_world_religions"})}
+    assert set(configs) == {"mmlu", "mmlu_other", "mmlu_humanities"}
+    assert configs["mmlu"]["task"] == ["mmlu_other", "mmlu_humanities"]
+    assert configs["mmlu_other"]["task"] == ["mmlu_nutrition"]
+    assert configs["mmlu"]["aggregate_metric_list"] == [{"metric": "acc", "weight_by_size": True}]
+
+
+def test_harness_builds_offline_tasks_and_groups_from_the_written_folder(tmp_path):
+    from lm_eval.tasks import TaskManager
+
+    enable_offline_mode()
+    trees = [resolve_task(task_spec(n)) for n in ("hellaswag", "leaderboard_bbh")]
+    included = {t.spec.name: coverage(t, OFFLINE).included for t in trees}
+    names = write_task_dir(trees, tmp_path / "tasks", offline_data=OFFLINE, included=included)
+    assert names == ["hellaswag", "leaderboard_bbh"]
+    written = yaml.safe_load((tmp_path / "tasks" / "_group_leaderboard_bbh.yaml").read_text())
+    assert written["task"] == list(included["leaderboard_bbh"])
+
+    loaded = TaskManager(include_path=str(tmp_path / "tasks"), include_defaults=False).load(names)
+    assert set(loaded["groups"]) == {"leaderboard_bbh"}
+    assert set(loaded["tasks"]) == {"hellaswag", *included["leaderboard_bbh"]}
+    hellaswag = loaded["tasks"]["hellaswag"]
+    assert hellaswag.config.num_fewshot == 10
+    assert len(hellaswag.eval_docs) == 3  # the local validation split, through the harness's process_docs
+    assert hellaswag.eval_docs[0]["query"] == "Slicing bread: A baker takes a warm loaf out of the oven. He"
