@@ -278,12 +278,33 @@ class EvalConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class AnalysisConfig:
+    """Information-bottleneck analysis (ibnorm_llm.analysis; scripts/analyze.py)."""
+
     every: int = 0
     """Log per-layer IB values and activation statistics every N steps; 0 = off."""
     n_tokens: int = 1024
-    """Tokens sampled for the mutual-information estimates."""
+    """Tokens sampled for the mutual-information estimates (at least 16)."""
     beta: float = 1.0
     """IB trade-off: I(Y;T_l) - beta * I(T_{l-1};T_l)."""
+    alpha: float = 1.01
+    """Renyi entropy order (> 0, != 1; 1.01 approximates Shannon)."""
+    width_rule: Literal["median_scaled", "median", "silverman"] = "median_scaled"
+    """Gaussian kernel width: median_scaled (median distance x d_eff^(1/3); keeps the dependent/
+    independent gap in high dimension), median (median distance) or silverman (Silverman's rule)."""
+    target: Literal["onehot", "embedding"] = "onehot"
+    """Representation of the next-token target Y: onehot (token identity) or embedding (input embedding row)."""
+    seed: int = 0
+    """Seed of the token sample (and of the shuffles behind the chance levels)."""
+    chance: bool = True
+    """Also estimate each MI term with one side shuffled (the estimator's bias without dependence)."""
+
+    def __post_init__(self) -> None:
+        if self.n_tokens < 16:
+            raise ConfigError(
+                f"analysis.n_tokens={self.n_tokens}: the estimates need at least 16 tokens (1024 is the default)"
+            )
+        if not (self.alpha > 0 and self.alpha != 1):
+            raise ConfigError(f"analysis.alpha={self.alpha}: the Renyi order must be > 0 and != 1 (e.g. 1.01)")
 
 
 @dataclass(frozen=True, kw_only=True)
