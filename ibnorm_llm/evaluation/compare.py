@@ -57,6 +57,18 @@ MIN_SEEDS_FOR_TEST = 3
 SUMMARY_FILE = "summary.json"
 _RUN_KEYS = ("preset", "norm", "variant", "lam", "seed", "run_name")
 """Run fields with a fixed meaning; any other field of ``run`` must also match for runs to group."""
+_NORM_EXTRAS = ("norm_options",)
+"""Extra run fields that describe the norm: they split rows but do not have to match the baseline's."""
+_MUST_MATCH = {
+    "suite": "suites",
+    "limit": "--limit values",
+    "offline_data": "task data (offline copies vs hub datasets)",
+    "smoke": "smoke settings",
+    "max_gen_toks": "generation lengths",
+}
+"""Eval settings that change what is measured: results that differ in one are refused."""
+_SHOULD_MATCH = ("harness_version", "batch_size", "dtype", "bootstrap_iters")
+"""Eval settings that can shift scores slightly: a difference is reported in the notes."""
 
 
 class ResultError(ValueError):
@@ -73,7 +85,7 @@ class TaskScore:
     value: float
     """The harness metric as a fraction in [0, 1]."""
     stderr: float | None
-    n: int
+    n: int | None
 
 
 @dataclass(frozen=True)
@@ -96,15 +108,20 @@ class RunSummary:
     step: int | None
     tokens: int | None
     run: Mapping[str, Any]
+    """The run's identity; preset, norm and seed are null for a checkpoint without a run config."""
     tasks: Mapping[str, TaskScore]
     held_out: HeldOut | None
+    settings: Mapping[str, Any]
+    """Eval settings that must (or should) match across compared results, as far as the file has them."""
+    notes: tuple[str, ...] = ()
+    """The runner's notes (partial offline groups, skipped perplexity ...)."""
 
     @property
-    def preset(self) -> str:
+    def preset(self) -> str | None:
         return self.run["preset"]
 
     @property
-    def norm(self) -> str:
+    def norm(self) -> str | None:
         return self.run["norm"]
 
     @property
@@ -116,7 +133,7 @@ class RunSummary:
         return self.run.get("lam")
 
     @property
-    def seed(self) -> int:
+    def seed(self) -> int | None:
         return self.run["seed"]
 
     @property
@@ -147,10 +164,14 @@ def parse_summary(data: Any, source: str) -> RunSummary:
 
         {"checkpoint": str, "suite": "v1"|"v2"|"all", "harness_version": str, "limit": int|null,
          "offline_data": bool, "step": int|null, "tokens": int|null,
-         "run": {"run_name": str, "preset": str, "norm": str, "variant": str|null,
-                 "lam": float|null, "seed": int, ...},
-         "tasks": {task: {"metric": str, "value": float in [0, 1], "stderr": float|null, "n": int}},
-         "perplexity": {"loss": float, "ppl": float, "tokens": int} | null}
+         "run": {"run_name": str, "preset": str|null, "norm": str|null, "variant": str|null,
+                 "lam": float|null, "seed": int|null, "norm_options": {...} (optional), ...},
+         "tasks": {task: {"metric": str, "value": float in [0, 1], "stderr": float|null, "n": int|null}},
+         "perplexity": {"loss": float, "ppl": float, "tokens": int} | null,
+         optional: "smoke", "max_gen_toks", "batch_size", "dtype", "bootstrap_iters", "notes": [str]}
+
+    Other keys (subtask scores, the run config, file lists) are the runner's record and are not
+    used here: the tables show each leaderboard entry's headline metric.
     """
     if not isinstance(data, dict):
         raise ResultError(f"{source}: expected a JSON object, got {type(data).__name__}")
@@ -158,9 +179,9 @@ def parse_summary(data: Any, source: str) -> RunSummary:
     if suite not in SUITES_OF_RUN:
         raise ResultError(f"{source}: suite={suite!r}, expected one of {', '.join(SUITES_OF_RUN)}")
     run = _field(data, "run", (dict,), source)
-    _field(run, "preset", (str,), source, "run.")
-    _field(run, "norm", (str,), source, "run.")
-    _field(run, "seed", (int,), source, "run.")
+    _field(run, "preset", (str,), source, "run.", nullable=True)
+    _field(run, "norm", (str,), source, "run.", nullable=True)
+    _field(run, "seed", (int,), source, "run.", nullable=True)
     if run.get("variant") is not None:
         _field(run, "variant", (str,), source, "run.")
     if run.get("lam") is not None:
@@ -179,7 +200,7 @@ def parse_summary(data: Any, source: str) -> RunSummary:
             metric=_field(entry, "metric", (str,), source, where),
             value=value,
             stderr=None if stderr is None else float(stderr),
-            n=_field(entry, "n", (int,), source, where),
+            n=_field(entry, "n", (int,), source, where, nullable=True),
         )
     ppl = _field(data, "perplexity", (dict,), source, nullable=True)
     held_out = None
@@ -201,6 +222,8 @@ def parse_summary(data: Any, source: str) -> RunSummary:
         run=dict(run),
         tasks=tasks,
         held_out=held_out,
+        settings={k: data[k] for k in (*_MUST_MATCH, *_SHOULD_MATCH) if k in data},
+        notes=tuple(str(note) for note in data.get("notes") or ()),
     )
 
 
@@ -280,15 +303,15 @@ class Delta:
 class Row:
     """Runs that differ only in their seed, aggregated."""
 
-    preset: str
-    norm: str
+    preset: str | None
+    norm: str | None
     variant: str | None
     lam: float | None
     step: int | None
     tokens: int | None
     extras: tuple[tuple[str, str], ...]
     """Other run fields (JSON-encoded values) that runs of this row share."""
-    seeds: tuple[int, ...]
+    seeds: tuple[int | None, ...]
     run_names: tuple[str, ...]
     sources: tuple[str, ...]
     cells: Mapping[str, Cell]
@@ -301,7 +324,7 @@ class Row:
 
     @property
     def label(self) -> str:
-        parts = [self.preset, self.norm]
+        parts = [self.preset or "(no run config)"] + ([self.norm] if self.norm is not None else [])
         if self.variant is not None:
             parts.append(self.variant)
         if self.lam is not None:
@@ -325,7 +348,7 @@ class Comparison:
     columns: tuple[Column, ...]
     metric_by_task: Mapping[str, str]
     rows: tuple[Row, ...]
-    baseline_norms: Mapping[str, str | None]
+    baseline_norms: Mapping[str | None, str | None]
     """Preset -> the baseline norm its rows are compared with (None: no default and none given)."""
     varying_extras: tuple[str, ...]
     """Extra run fields whose values differ between rows (shown as columns)."""
@@ -351,21 +374,23 @@ def build_comparison(summaries: Sequence[RunSummary], baseline: str | None = Non
     """Group, aggregate and compare runs; ``baseline`` overrides the baseline norm of every preset."""
     if not summaries:
         raise ResultError("no results to compare")
-    _check_comparable(summaries)
-    norms = sorted({s.norm for s in summaries})
+    notes = _check_comparable(summaries)
+    notes += _runner_notes(summaries)
+    norms = sorted({s.norm for s in summaries if s.norm is not None})
     if baseline is not None and baseline not in norms:
         raise ResultError(f"--baseline {baseline}: no result uses that norm; norms present: {', '.join(norms)}")
-    notes: list[str] = []
     suite = summaries[0].suite
     metric_by_task = _metric_by_task(summaries)
     columns = _columns(suite, metric_by_task, any(s.held_out for s in summaries))
     groups = _group_by_seed(summaries)
 
-    baseline_norms: dict[str, str | None] = {}
-    for preset in sorted({s.preset for s in summaries}):
-        baseline_norms[preset] = baseline or default_baseline_norm(preset)
-        if baseline_norms[preset] is None:
-            notes.append(f"preset {preset}: not a known preset, so no default baseline norm; pass --baseline KIND to get relative changes")
+    baseline_norms: dict[str | None, str | None] = {}
+    for preset in sorted({s.preset for s in summaries}, key=lambda p: p or ""):
+        baseline_norms[preset] = None if preset is None else baseline or default_baseline_norm(preset)
+        if preset is None:
+            notes.append("results of checkpoints without a run config (no preset, norm or seed) are not compared")
+        elif baseline_norms[preset] is None:
+            notes.append(f"preset {preset}: not a known preset, so no default baseline norm; pass --baseline KIND")
 
     rows = []
     for (preset, norm, variant, lam, step, tokens, extras), runs in groups.items():
@@ -374,14 +399,12 @@ def build_comparison(summaries: Sequence[RunSummary], baseline: str | None = Non
             preset=preset, norm=norm, variant=variant, lam=lam, step=step, tokens=tokens, extras=extras,
             seeds=tuple(r.seed for r in runs), run_names=tuple(r.run_name for r in runs),
             sources=tuple(r.source for r in runs), cells=cells, missing=missing,
-            is_baseline=norm == baseline_norms[preset], baseline_index=None, deltas={},
+            is_baseline=norm is not None and norm == baseline_norms[preset], baseline_index=None, deltas={},
         ))
     rows.sort(key=_row_order)
     rows = _attach_baselines(rows, baseline_norms, columns, notes)
     notes += _coverage_notes(rows, columns)
     versions = tuple(sorted({s.harness_version for s in summaries}))
-    if len(versions) > 1:
-        notes.append(f"results come from different harness versions ({', '.join(versions)}); scores may not be comparable")
     return Comparison(
         suite=suite,
         harness_versions=versions,
@@ -398,15 +421,29 @@ def build_comparison(summaries: Sequence[RunSummary], baseline: str | None = Non
     )
 
 
-def _check_comparable(summaries: Sequence[RunSummary]) -> None:
-    """Scores under different suites, limits or task data are not comparable: refuse to mix them."""
-    for attr, what in (("suite", "suites"), ("limit", "--limit values"), ("offline_data", "task data (offline vs hub)")):
-        seen: dict[Any, str] = {}
+def _check_comparable(summaries: Sequence[RunSummary]) -> list[str]:
+    """Refuse results measured differently; return notes for settings that differ only in detail."""
+    notes = []
+    for key in (*_MUST_MATCH, *_SHOULD_MATCH):
+        seen: dict[str, str] = {}
         for s in summaries:
-            seen.setdefault(getattr(s, attr), s.source)
-        if len(seen) > 1:
-            listing = "; ".join(f"{attr}={value!r} in {source}" for value, source in seen.items())
-            raise ResultError(f"mixed {what}: {listing}. Compare results of one eval setting at a time")
+            seen.setdefault(json.dumps(s.settings.get(key)), s.source)
+        if len(seen) < 2:
+            continue
+        listing = "; ".join(f"{key}={value} in {source}" for value, source in seen.items())
+        if key in _MUST_MATCH:
+            raise ResultError(f"mixed {_MUST_MATCH[key]}: {listing}. Compare results of one eval setting at a time")
+        notes.append(f"results differ in {key} ({listing}); scores may shift slightly")
+    return notes
+
+
+def _runner_notes(summaries: Sequence[RunSummary]) -> list[str]:
+    """The runner's notes, once each, with how many results carry them."""
+    counts: dict[str, int] = {}
+    for s in summaries:
+        for note in s.notes:
+            counts[note] = counts.get(note, 0) + 1
+    return [f"eval note ({n} of {len(summaries)} results): {note}" for note, n in counts.items()]
 
 
 def _metric_by_task(summaries: Sequence[RunSummary]) -> dict[str, str]:
@@ -435,7 +472,10 @@ def _columns(suite: str, metric_by_task: Mapping[str, str], has_held_out: bool) 
 def _group_by_seed(summaries: Sequence[RunSummary]) -> dict[tuple, list[RunSummary]]:
     groups: dict[tuple, list[RunSummary]] = {}
     for s in summaries:
-        extras = tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in s.run.items() if k not in _RUN_KEYS))
+        fields = {k: v for k, v in s.run.items() if k not in _RUN_KEYS}
+        if s.seed is None:  # a run of unknown seed is nobody's seed replicate
+            fields["run_name"] = s.run_name
+        extras = tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in fields.items()))
         lam = None if s.lam is None else float(s.lam)
         key = (s.preset, s.norm, s.variant, lam, s.step, s.tokens, extras)
         group = groups.setdefault(key, [])
@@ -447,7 +487,7 @@ def _group_by_seed(summaries: Sequence[RunSummary]) -> dict[tuple, list[RunSumma
                 )
         group.append(s)
     for group in groups.values():
-        group.sort(key=lambda s: s.seed)
+        group.sort(key=lambda s: -1 if s.seed is None else s.seed)
     return groups
 
 
@@ -487,7 +527,7 @@ def _attach_baselines(rows: list[Row], baseline_norms: Mapping, columns: Sequenc
         kind = baseline_norms[row.preset]
         candidates = [
             i for i, b in enumerate(rows)
-            if b.is_baseline and (b.preset, b.step, b.extras) == (row.preset, row.step, row.extras)
+            if b.is_baseline and (b.preset, b.step, _context(b)) == (row.preset, row.step, _context(row))
         ]
         if len(candidates) != 1:
             problem = "no" if not candidates else "more than one"
@@ -498,6 +538,11 @@ def _attach_baselines(rows: list[Row], baseline_norms: Mapping, columns: Sequenc
         deltas = {col.key: _delta(row.cells[col.key], base.cells[col.key]) for col in columns}
         out.append(dataclasses.replace(row, baseline_index=candidates[0], deltas=deltas))
     return out
+
+
+def _context(row: Row) -> tuple:
+    """The row's extra run fields that are not about the norm (e.g. lr): its baseline must share them."""
+    return tuple((k, v) for k, v in row.extras if k not in _NORM_EXTRAS)
 
 
 def _delta(run: Cell, base: Cell) -> Delta:
@@ -529,7 +574,7 @@ def seed_test(run: Mapping[int, float], base: Mapping[int, float]) -> tuple[floa
 
 def _row_order(row: Row) -> tuple:
     return (
-        row.preset, row.step if row.step is not None else -1, not row.is_baseline, row.norm,
+        row.preset or "", row.step if row.step is not None else -1, not row.is_baseline, row.norm or "",
         row.variant or "", row.lam if row.lam is not None else -1.0, row.extras,
     )
 
@@ -549,7 +594,8 @@ def _coverage_notes(rows: Sequence[Row], columns: Sequence[Column]) -> list[str]
             for task in tasks:
                 have = row.cells[task].by_seed if task in row.cells else {}
                 lacking = ", ".join(str(s) for s in row.seeds if s not in have)
-                notes.append(f"{row.label}: {suite} avg needs {task}, missing from the results of seed {lacking}")
+                where = f"the results of seed {lacking}" if row.seeds != (None,) else "its results"
+                notes.append(f"{row.label}: {suite} avg needs {task}, missing from {where}")
     return notes
 
 
@@ -653,8 +699,8 @@ def _bold(text: str, marked: bool) -> str:
 def _identity_cells(comparison: Comparison, row: Row) -> list[str]:
     extras = dict(row.extras)
     return [
-        row.preset,
-        row.norm,
+        row.preset or MISSING,
+        row.norm or MISSING,
         row.variant or MISSING,
         MISSING if row.lam is None else f"{row.lam:g}",
         MISSING if row.step is None else str(row.step),
@@ -673,7 +719,7 @@ def to_markdown(comparison: Comparison, title: str = "Norm comparison") -> str:
     """The comparison as Markdown: settings, a score table, a relative-change table, notes and sources."""
     c = comparison
     identity = ["preset", "norm", "variant", "λ", "step", "tokens", *c.varying_extras]
-    baselines = ", ".join(f"{p}: {k or MISSING}" for p, k in c.baseline_norms.items())
+    baselines = ", ".join(f"{p}: {k or MISSING}" for p, k in c.baseline_norms.items() if p is not None)
     lines = [
         f"# {title}",
         "",
@@ -744,11 +790,12 @@ def to_csv(comparison: Comparison) -> str:
     writer.writerow(header)
     for i, row in enumerate(c.rows):
         extras = dict(row.extras)
+        seeds = ";".join(MISSING if seed is None else str(seed) for seed in row.seeds)
         values = [
-            row.preset, row.norm, row.variant or MISSING, MISSING if row.lam is None else f"{row.lam:g}",
+            row.preset or MISSING, row.norm or MISSING, row.variant or MISSING, MISSING if row.lam is None else f"{row.lam:g}",
             MISSING if row.step is None else row.step, MISSING if row.tokens is None else row.tokens,
             *(extras.get(k, MISSING) for k in c.varying_extras),
-            row.n_seeds, ";".join(str(s) for s in row.seeds), row.n_seeds == 1,
+            row.n_seeds, seeds, row.n_seeds == 1,
             "self" if row.is_baseline else _baseline_label(c, row), _test_text(c, row),
         ]
         best_in = []

@@ -122,7 +122,7 @@ def write_plots(comparison: Comparison, out_dir: str | Path) -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for preset in sorted({r.preset for r in comparison.rows}):
+    for preset in sorted({r.preset for r in comparison.rows if r.preset is not None}):
         path = plot_task_deltas(comparison, preset, out / f"task_deltas_{_safe(preset)}.png")
         if path is not None:
             written.append(path)

@@ -235,7 +235,7 @@ def test_bad_input_names_the_file(tmp_path):
         load_summary(corrupt)
 
     v2 = copy_result(tmp_path, "ibnorm_l2_s1", {**raw("ibnorm_l2_s1"), "suite": "v2"})
-    with pytest.raises(ResultError, match=rf"mixed suites: suite='v1' in .*rmsnorm_s0.*suite='v2' in {v2}"):
+    with pytest.raises(ResultError, match=rf'mixed suites: suite="v1" in .*rmsnorm_s0.*suite="v2" in {v2}'):
         build_comparison(load_summaries([RESULTS / "rmsnorm_s0", v2]))
 
     limit = copy_result(tmp_path, "ibnorm_l2_s2", {**raw("ibnorm_l2_s2"), "limit": None})
@@ -279,3 +279,40 @@ def test_other_run_fields_split_rows_and_pick_the_matching_baseline():
     assert "llama-60m dyt step 10000 lr=0.001: v1 avg is the mean over seeds 0 only (others lack it)" in comparison.notes
     header = to_markdown(comparison).split("## Scores")[1].splitlines()[2]
     assert header.startswith("| preset | norm | variant | λ | step | tokens | lr | seeds |")
+
+
+def test_runner_notes_and_settings_that_differ(comparison):
+    assert "eval note (1 of 17 results): held-out perplexity skipped (--no-perplexity)" in comparison.notes
+    bigger_batch = parse_summary({**raw("ibnorm_l2_s0"), "batch_size": 16}, "b16.json")
+    notes = build_comparison([load_summary(RESULTS / "rmsnorm_s0"), bigger_batch]).notes
+    assert any(n.startswith("results differ in batch_size (batch_size=8 in ") and "b16.json" in n for n in notes)
+    smoke = parse_summary({**raw("ibnorm_l2_s0"), "smoke": True, "max_gen_toks": 32}, "smoke.json")
+    with pytest.raises(ResultError, match="mixed smoke settings: .*smoke=true in smoke.json"):
+        build_comparison([load_summary(RESULTS / "rmsnorm_s0"), smoke])
+
+
+def test_checkpoints_without_run_config_get_their_own_rows():
+    stock = {"run_name": "gpt2", "preset": None, "norm": None, "variant": None, "lam": None, "seed": None}
+    runs = [
+        parse_summary({**raw("rmsnorm_s0"), "run": stock}, "stock_a.json"),
+        parse_summary({**raw("rmsnorm_s1"), "run": {**stock, "run_name": "gpt2-medium"}}, "stock_b.json"),
+        load_summary(RESULTS / "rmsnorm_s0"),
+    ]
+    comparison = build_comparison(runs)
+    stock_rows = [r for r in comparison.rows if r.preset is None]
+    assert [r.run_names for r in stock_rows] == [("gpt2",), ("gpt2-medium",)]
+    assert all(r.baseline_index is None and not r.is_baseline for r in stock_rows)
+    assert any("without a run config" in n for n in comparison.notes)
+    md = to_markdown(comparison)
+    assert '| — | — | — | — | 10000 | 1310720000 | "gpt2" | 1 (single-seed) |' in md
+
+
+def test_norm_options_split_rows_but_share_the_baseline():
+    std = {**raw("ibnorm_l4_s0")["run"], "norm_options": {"deviation": "std"}}
+    runs = [load_summary(RESULTS / "rmsnorm_s0"), load_summary(RESULTS / "ibnorm_l4_s0"),
+            parse_summary({**raw("ibnorm_l4_s0"), "run": std}, "std.json")]
+    comparison = build_comparison(runs)
+    assert comparison.varying_extras == ("norm_options",)
+    ibnorm_rows = [r for r in comparison.rows if r.norm == "ibnorm"]
+    assert len(ibnorm_rows) == 2
+    assert all(comparison.rows[r.baseline_index].norm == "rmsnorm" for r in ibnorm_rows)
