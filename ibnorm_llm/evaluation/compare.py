@@ -67,7 +67,13 @@ _MUST_MATCH = {
     "max_gen_toks": "generation lengths",
 }
 """Eval settings that change what is measured: results that differ in one are refused."""
-_SHOULD_MATCH = ("harness_version", "batch_size", "dtype", "bootstrap_iters")
+_SHOULD_MATCH = {
+    "harness_version": "harness version",
+    "batch_size": "batch size",
+    "dtype": "dtype",
+    "seed": "harness seed (few-shot sampling)",
+    "bootstrap_iters": "bootstrap iterations (stderr)",
+}
 """Eval settings that can shift scores slightly: a difference is reported in the notes."""
 
 
@@ -422,7 +428,7 @@ def build_comparison(summaries: Sequence[RunSummary], baseline: str | None = Non
 
 
 def _check_comparable(summaries: Sequence[RunSummary]) -> list[str]:
-    """Refuse results measured differently; return notes for settings that differ only in detail."""
+    """Refuse results measured differently; return notes for settings that shift scores only slightly."""
     notes = []
     for key in (*_MUST_MATCH, *_SHOULD_MATCH):
         seen: dict[str, str] = {}
@@ -433,7 +439,7 @@ def _check_comparable(summaries: Sequence[RunSummary]) -> list[str]:
         listing = "; ".join(f"{key}={value} in {source}" for value, source in seen.items())
         if key in _MUST_MATCH:
             raise ResultError(f"mixed {_MUST_MATCH[key]}: {listing}. Compare results of one eval setting at a time")
-        notes.append(f"results differ in {key} ({listing}); scores may shift slightly")
+        notes.append(f"results differ in {_SHOULD_MATCH[key]} ({listing}); scores may shift slightly")
     return notes
 
 
@@ -621,7 +627,7 @@ def _best(rows: Sequence[Row], columns: Sequence[Column], value_of, include_base
             for i, row in enumerate(rows)
             if (include_baselines or not row.is_baseline) and (v := value_of(row, col)) is not None
         ]
-        if not scored:
+        if len(scored) < 2:  # nothing to beat
             best[col.key] = frozenset()
             continue
         pick = max if col.higher_is_better else min
@@ -719,7 +725,7 @@ def to_markdown(comparison: Comparison, title: str = "Norm comparison") -> str:
     """The comparison as Markdown: settings, a score table, a relative-change table, notes and sources."""
     c = comparison
     identity = ["preset", "norm", "variant", "λ", "step", "tokens", *c.varying_extras]
-    baselines = ", ".join(f"{p}: {k or MISSING}" for p, k in c.baseline_norms.items() if p is not None)
+    baselines = ", ".join(f"{p}: {k or MISSING}" for p, k in c.baseline_norms.items() if p is not None) or "none"
     lines = [
         f"# {title}",
         "",

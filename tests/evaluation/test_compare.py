@@ -285,7 +285,7 @@ def test_runner_notes_and_settings_that_differ(comparison):
     assert "eval note (1 of 17 results): held-out perplexity skipped (--no-perplexity)" in comparison.notes
     bigger_batch = parse_summary({**raw("ibnorm_l2_s0"), "batch_size": 16}, "b16.json")
     notes = build_comparison([load_summary(RESULTS / "rmsnorm_s0"), bigger_batch]).notes
-    assert any(n.startswith("results differ in batch_size (batch_size=8 in ") and "b16.json" in n for n in notes)
+    assert any(n.startswith("results differ in batch size (batch_size=8 in ") and "b16.json" in n for n in notes)
     smoke = parse_summary({**raw("ibnorm_l2_s0"), "smoke": True, "max_gen_toks": 32}, "smoke.json")
     with pytest.raises(ResultError, match="mixed smoke settings: .*smoke=true in smoke.json"):
         build_comparison([load_summary(RESULTS / "rmsnorm_s0"), smoke])
