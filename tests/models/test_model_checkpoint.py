@@ -1,0 +1,139 @@
+"""Checkpoints are self-contained Hugging Face directories: they load with trust_remote_code in a
+fresh process where ibnorm_llm cannot be imported, with identical logits and working generate()."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+import ibnorm_llm.norms as norms_package
+from ibnorm_llm.config import NormConfig, NormOverride
+from ibnorm_llm.models import IBNormGPT2LMHeadModel, IBNormLlamaForCausalLM, load_model
+
+PROMPT = [[5, 17, 300, 42, 7]]
+NEW_TOKENS = 6
+
+# Runs with `python -I` (no PYTHONPATH, no user site, no cwd on sys.path) from an empty folder.
+# ibnorm_llm is installed editable into the venv, so block it explicitly before anything runs.
+ISOLATED_LOAD = textwrap.dedent(
+    """
+    import sys
+    sys.modules["ibnorm_llm"] = None
+    import json, torch
+    from transformers import AutoModelForCausalLM
+
+    try:
+        import ibnorm_llm  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        raise SystemExit("ibnorm_llm is importable: the test would prove nothing")
+    request = json.loads(sys.argv[1])
+    prompt, new_tokens = torch.tensor(request["prompt"]), request["new_tokens"]
+    results = {}
+    for name, directory in request["directories"].items():
+        model = AutoModelForCausalLM.from_pretrained(directory, trust_remote_code=True).eval()
+        reference = torch.load(f"{directory}/reference.pt")
+        with torch.no_grad():
+            logits = model(reference["tokens"]).logits
+        cached = model.generate(prompt, max_new_tokens=new_tokens, do_sample=False, use_cache=True)
+        uncached = model.generate(prompt, max_new_tokens=new_tokens, do_sample=False, use_cache=False)
+        resaved = directory + "-resaved"
+        model.save_pretrained(resaved)  # a remote-code model saves a checkpoint that loads again
+        again = AutoModelForCausalLM.from_pretrained(resaved, trust_remote_code=True).eval()
+        with torch.no_grad():
+            again_logits = again(reference["tokens"]).logits
+        norm_modules = {type(m).__module__ for n, m in model.named_modules() if n.endswith(("norm", "ln_1", "ln_f"))}
+        results[name] = {
+            "max_logit_diff": (logits - reference["logits"]).abs().max().item(),
+            "resaved_max_logit_diff": (again_logits - reference["logits"]).abs().max().item(),
+            "cached": cached.tolist(),
+            "uncached": uncached.tolist(),
+            "norm_modules": sorted(norm_modules),
+        }
+    print("RESULTS" + json.dumps(results))
+    """
+)
+
+
+def _save_with_reference(model, directory, tokens):
+    model.save_pretrained(directory)
+    with torch.no_grad():
+        torch.save({"tokens": tokens, "logits": model(tokens).logits}, directory / "reference.pt")
+    generated = model.generate(torch.tensor(PROMPT), max_new_tokens=NEW_TOKENS, do_sample=False)
+    return generated.tolist()
+
+
+def test_checkpoint_loads_with_remote_code_where_ibnorm_llm_is_absent(tmp_path, make_tiny, perturb, tokens):
+    llama = make_tiny(
+        "llama",
+        norm=NormConfig(kind="ibnorm", variant="L", learnable_lam=True),
+        n_layers=3,
+        norm_overrides=(NormOverride(layers="2", norm=NormConfig(kind="rmsnorm")),),
+        final_norm=NormConfig(kind="dyt"),
+    )
+    gpt2 = make_tiny("gpt2", norm=NormConfig(kind="ibnorm", variant="T", num_groups=2))
+    expected = {}
+    directories = {}
+    for name, model in (("llama", llama), ("gpt2", gpt2)):
+        perturb(model)  # saved values must differ from a fresh init to prove they were loaded
+        directories[name] = str(tmp_path / name)
+        expected[name] = _save_with_reference(model, tmp_path / name, tokens)
+
+    saved = sorted(p.name for p in (tmp_path / "llama").iterdir())
+    assert {"config.json", "model.safetensors", "modeling_ibnorm.py", "ibnorm_norms.py", "ibnorm.py"} <= set(saved)
+    config = json.loads((tmp_path / "llama" / "config.json").read_text())
+    assert config["auto_map"] == {
+        "AutoConfig": "modeling_ibnorm.IBNormLlamaConfig",
+        "AutoModelForCausalLM": "modeling_ibnorm.IBNormLlamaForCausalLM",
+    }
+    assert [spec["kind"] for spec in config["block_norms"]] == ["ibnorm", "ibnorm", "rmsnorm"]
+    # The registry's own source replaced the package's re-export shim (no norm code lives twice in the repo).
+    assert (tmp_path / "llama" / "ibnorm_norms.py").read_text() == Path(norms_package.__file__).read_text()
+
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTHON")}
+    env.update(HF_MODULES_CACHE=str(tmp_path / "hf_modules"), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    empty = tmp_path / "cwd"
+    empty.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-I", "-c", ISOLATED_LOAD,
+         json.dumps({"directories": directories, "prompt": PROMPT, "new_tokens": NEW_TOKENS})],
+        cwd=empty, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(proc.stdout.split("RESULTS", 1)[1])
+    for name, result in results.items():
+        assert result["max_logit_diff"] <= 1e-5, name
+        assert result["resaved_max_logit_diff"] <= 1e-5, name
+        assert result["cached"] == result["uncached"] == expected[name], name
+        assert len(result["cached"][0]) == len(PROMPT[0]) + NEW_TOKENS
+        assert all(module.startswith("transformers_modules.") for module in result["norm_modules"]), result
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_load_model_uses_package_classes_without_remote_code(tmp_path, family, make_tiny, perturb, tokens):
+    model = make_tiny(family, norm=NormConfig(kind="ibnorm", variant="S", lam=2.0, learnable_lam=True))
+    perturb(model)
+    model.save_pretrained(tmp_path)
+    expected_class = IBNormLlamaForCausalLM if family == "llama" else IBNormGPT2LMHeadModel
+    for loaded in (load_model(tmp_path), AutoModelForCausalLM.from_pretrained(tmp_path)):
+        assert type(loaded) is expected_class
+        assert loaded.config.block_norms == model.config.block_norms
+        loaded.eval()
+        with torch.no_grad():
+            torch.testing.assert_close(loaded(tokens).logits, model(tokens).logits, atol=0, rtol=0)
+        for name, value in model.state_dict().items():
+            assert torch.equal(loaded.state_dict()[name], value), name
+
+
+def test_load_model_names_a_missing_checkpoint(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no config.json; expected a checkpoint directory"):
+        load_model(tmp_path / "nope")
