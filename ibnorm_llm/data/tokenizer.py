@@ -201,8 +201,8 @@ def train_sentencepiece(documents: Iterable[str], out_dir: Path, *, vocab_size: 
             minloglevel=2,
         )
     except RuntimeError as err:
-        raise DataError(f"SentencePiece training failed (tokenizer.vocab_size={vocab_size}): {err}. "
-                        f"A small corpus needs a smaller tokenizer.vocab_size") from err
+        raise DataError(f"SentencePiece training failed with tokenizer.vocab_size={vocab_size}, "
+                        f"tokenizer.model_type={model_type}: {err}") from err
     (out_dir / "tokenizer.model").write_bytes(model.getvalue())
     config = {
         "tokenizer_class": "LlamaTokenizer",
@@ -223,8 +223,11 @@ def train_sentencepiece(documents: Iterable[str], out_dir: Path, *, vocab_size: 
     (out_dir / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2))
 
 
-def train_tokenizer_dir(cfg: RunConfig, out_dir: Path) -> bool:
-    """Train a tokenizer for ``cfg`` into ``out_dir`` atomically (once, even with 2 processes). True if built."""
+def train_tokenizer_dir(cfg: RunConfig, out_dir: Path, *, force: bool = False) -> bool:
+    """Train a tokenizer for ``cfg`` into ``out_dir`` atomically (once, even with 2 processes). True if built.
+
+    Without ``force`` an existing tokenizer folder is kept; with it, it is replaced.
+    """
     spec = cfg.tokenizer
 
     def build(tmp: Path) -> None:
@@ -234,7 +237,10 @@ def train_tokenizer_dir(cfg: RunConfig, out_dir: Path) -> bool:
             extra_provenance={"source": cfg.data.source, "max_documents": spec.train_max_documents},
         )
 
-    return build_dir_once(Path(out_dir), build, lambda d: (d / "tokenizer_config.json").is_file())
+    def is_complete(path: Path) -> bool:
+        return not force and (path / "tokenizer_config.json").is_file()
+
+    return build_dir_once(Path(out_dir), build, is_complete)
 
 
 def encode_texts(tokenizer, texts: list[str]) -> list[list[int]]:

@@ -1,0 +1,117 @@
+import json
+import threading
+
+import pytest
+from transformers import AutoTokenizer
+
+from ibnorm_llm.config import load_config
+from ibnorm_llm.data import DataError, load_tokenizer
+from ibnorm_llm.data.atomic import build_dir_once
+from ibnorm_llm.data.tokenizer import encode_texts, is_local_tokenizer_path, tokenizer_fingerprint
+
+SAMPLES = [
+    "The assert statement is a convenient way to insert debugging assertions.",
+    "Indented  code:\n\n    x = {'a': 1}  # two  spaces\n",
+    "Unicode: é, ß, 漢字, ∑ and emoji 🙂 survive byte fallback.",
+]
+
+
+def test_trained_tokenizer_loads_with_autotokenizer_and_round_trips(tokenizer_dir):
+    config = json.loads((tokenizer_dir / "tokenizer_config.json").read_text())
+    assert config["tokenizer_class"] == "LlamaTokenizer"  # AutoTokenizer never asks about remote code
+    assert "local_files_only" not in config
+    tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    assert len(tok) == 512
+    assert (tok.unk_token_id, tok.bos_token_id, tok.eos_token_id, tok.pad_token_id) == (0, 1, 2, 3)
+    for text in SAMPLES:
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        assert len(ids) > 5
+        assert tok.decode(ids) == text
+    # A real vocabulary, not bytes only: common words are single tokens or close to it.
+    assert len(tok("the the the the", add_special_tokens=False)["input_ids"]) <= 8
+
+
+def test_encode_texts_matches_the_tokenizer_call(tokenizer):
+    assert encode_texts(tokenizer, SAMPLES) == tokenizer(SAMPLES, add_special_tokens=False)["input_ids"]
+
+
+def test_load_tokenizer_trains_a_missing_local_dir_once(tmp_path, corpus_file):
+    out = tmp_path / "tokenizers" / "sp"
+    cfg = load_config(None, [
+        "data.source=files", f"data.files=[{corpus_file}]", f"tokenizer.name_or_path={out}",
+        "tokenizer.vocab_size=400", "tokenizer.model_type=unigram", "tokenizer.train_max_documents=120",
+    ])
+    tok = load_tokenizer(cfg)
+    assert len(tok) == 400 and tok.eos_token_id == 2 and tok.pad_token_id == 3
+    assert tok.decode(tok(SAMPLES[0], add_special_tokens=False)["input_ids"]) == SAMPLES[0]
+    provenance = json.loads((out / "ibnorm_tokenizer.json").read_text())
+    assert provenance["model_type"] == "unigram" and provenance["max_documents"] == 120
+    stamp = (out / "tokenizer.model").stat().st_mtime_ns
+    again = load_tokenizer(cfg)  # reused, not retrained
+    assert (out / "tokenizer.model").stat().st_mtime_ns == stamp
+    assert tokenizer_fingerprint(again) == tokenizer_fingerprint(tok)
+    # Asking for another size than the folder was trained with is an error, not a silent reuse.
+    with pytest.raises(DataError, match="tokenizer.vocab_size=480"):
+        load_tokenizer(load_config(None, [f"tokenizer.name_or_path={out}", "tokenizer.vocab_size=480",
+                                          "tokenizer.model_type=unigram"]))
+
+
+def test_concurrent_builders_build_once(tmp_path):
+    target = tmp_path / "shared"
+    calls = []
+    barrier = threading.Barrier(4)
+
+    def build(tmp):
+        calls.append(tmp)
+        (tmp / "done").write_text("ok")
+
+    def worker():
+        barrier.wait()
+        build_dir_once(target, build, lambda d: (d / "done").is_file())
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    assert (target / "done").read_text() == "ok"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".shared.tmp")] == []
+
+
+def test_failed_build_leaves_no_target(tmp_path):
+    target = tmp_path / "t"
+
+    def build(tmp):
+        (tmp / "half").write_text("x")
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        build_dir_once(target, build, lambda d: d.is_dir())
+    assert not target.exists()
+    assert [p for p in tmp_path.iterdir() if p.is_dir()] == []
+
+
+def test_missing_local_tokenizer_without_training_is_a_clear_error(tmp_path):
+    cfg = load_config(None, [f"tokenizer.name_or_path={tmp_path / 'nothing'}", "tokenizer.train_if_missing=false"])
+    with pytest.raises(DataError, match=r"tokenizer.name_or_path=.*nothing.*train_tokenizer.py"):
+        load_tokenizer(cfg)
+
+
+def test_hub_tokenizer_missing_offline_is_a_clear_error(monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    cfg = load_config(None, ["tokenizer.name_or_path=no-such-org/no-such-tokenizer"])
+    with pytest.raises(DataError, match=r"tokenizer.name_or_path='no-such-org/no-such-tokenizer'.*HF_HUB_OFFLINE"):
+        load_tokenizer(cfg)
+
+
+@pytest.mark.parametrize(
+    ("name", "local"),
+    [("t5-base", False), ("gpt2", False), ("google/t5-v1_1-base", False), ("tokenizers/builtin-sp-4k", True),
+     ("./tok", True), ("/abs/tok", True), ("~/tok", True)],
+)
+def test_local_or_hub_name(name, local):
+    assert is_local_tokenizer_path(name) is local
