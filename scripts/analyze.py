@@ -1,0 +1,90 @@
+"""Information-bottleneck analysis of checkpoints: per-layer IB values and activation statistics.
+
+    python scripts/analyze.py --checkpoint runs/a/checkpoints/final runs/b/checkpoints/final --out runs/ib
+
+Each checkpoint is analysed on its own run's held-out text (config.yaml in the checkpoint).
+Writes ``analysis.json`` (one report per checkpoint), ``ib_per_layer.png`` and
+``kurtosis_per_layer.png`` with the checkpoints overlaid. Defaults are ``analysis.*`` of the
+config system (N = 1024 tokens, β = 1, the median_scaled kernel width). Bad input exits with
+status 2 and a message that names the problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from ibnorm_llm.analysis.checkpoint import analyze_checkpoint
+from ibnorm_llm.analysis.plots import plot_ib, plot_kurtosis
+from ibnorm_llm.config import AnalysisConfig, ConfigError, from_dict, to_dict
+
+
+def _labels(paths: list[str], given: list[str] | None) -> list[str]:
+    if given is not None:
+        if len(given) != len(paths):
+            raise ValueError(f"--labels has {len(given)} names for {len(paths)} checkpoints: give one per checkpoint")
+        labels = given
+    else:
+        # runs/<run>/checkpoints/<step> -> <run>/<step>; fall back to the directory name.
+        labels = []
+        for path in paths:
+            parts = Path(path).resolve().parts
+            labels.append(f"{parts[-3]}/{parts[-1]}" if len(parts) >= 3 and parts[-2] == "checkpoints" else parts[-1])
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"checkpoint labels {labels} are not unique: name them with --labels")
+    return labels
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    defaults = AnalysisConfig()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", nargs="+", required=True, metavar="DIR", help="checkpoint directories")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    parser.add_argument("--labels", nargs="+", help="one legend name per checkpoint (default: run/step)")
+    parser.add_argument("--n-tokens", type=int, default=defaults.n_tokens, help="tokens sampled (N)")
+    parser.add_argument("--beta", type=float, default=defaults.beta, help="IB trade-off β")
+    parser.add_argument("--alpha", type=float, default=defaults.alpha, help="Rényi order α")
+    parser.add_argument("--width-rule", default=defaults.width_rule, help="median_scaled | median | silverman")
+    parser.add_argument("--target", default=defaults.target, help="next-token representation: onehot | embedding")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the token sample")
+    parser.add_argument("--no-chance", action="store_true", help="skip the shuffled chance levels (faster)")
+    parser.add_argument("--layers", type=int, nargs="+", help="decoder blocks to analyse (0-based; default all)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg = from_dict(AnalysisConfig, {
+            "n_tokens": args.n_tokens, "beta": args.beta, "alpha": args.alpha, "width_rule": args.width_rule,
+            "target": args.target, "seed": args.seed, "chance": not args.no_chance,
+        }, prefix="analysis.")
+        if cfg.beta < 0:
+            raise ConfigError(f"--beta={cfg.beta}: must be >= 0")
+        labels = _labels(args.checkpoint, args.labels)
+        reports = {}
+        for label, path in zip(labels, args.checkpoint, strict=True):
+            print(f"analysing {label} ({path}) ...", file=sys.stderr)
+            reports[label] = analyze_checkpoint(path, cfg, layers=args.layers, device=args.device)
+    except (ConfigError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "analysis.json").write_text(json.dumps({"analysis": to_dict(cfg), "checkpoints": reports}, indent=2))
+    plot_ib(reports, out / "ib_per_layer.png")
+    plot_kurtosis(reports, out / "kurtosis_per_layer.png")
+    for label, report in reports.items():
+        values = ", ".join(f"{row['layer']}: {row['ib_value']:.3f}" for row in report["layers"])
+        print(f"{label}: IB value per block {{{values}}} ({report['seconds']['total']:.1f} s)", file=sys.stderr)
+    print(f"wrote {out / 'analysis.json'}, {out / 'ib_per_layer.png'}, {out / 'kurtosis_per_layer.png'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
