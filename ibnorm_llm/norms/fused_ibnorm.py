@@ -25,7 +25,8 @@ from typing import NamedTuple
 
 import torch
 
-from .precision import upcast
+from . import cpu_kernel
+from .precision import stats_dtype
 
 Lam = float | torch.Tensor
 
@@ -191,56 +192,161 @@ def _normalize_backward(
     return gv, c.add_(fwd.compress.mu), glam
 
 
-def _groups(x: torch.Tensor, num_groups: int) -> torch.Tensor:
-    width = x.shape[-1]
-    return upcast(x).reshape(-1, num_groups, width // num_groups)  # (rows, G, n)
+# Rows are processed in chunks of about this many elements: the temporaries of one chunk stay
+# in cache and are reused by the allocator, instead of a dozen full-size buffers per call.
+CHUNK_ELEMENTS = 1 << 18
+
+
+def _row_chunks(rows: int, width: int) -> list[slice]:
+    step = max(1, CHUNK_ELEMENTS // max(width, 1))
+    # An empty input still makes one (empty) chunk, so the statistics keep their shapes.
+    return [slice(start, min(start + step, rows)) for start in range(0, max(rows, 1), step)]
+
+
+def _affine_into(out: torch.Tensor, shat: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None) -> None:
+    """``out = shat * weight + bias`` (each optional), in ``out``'s dtype."""
+    if weight is not None and bias is not None:
+        shat = torch.addcmul(bias, shat, weight)
+    elif weight is not None:
+        shat = shat.mul_(weight)
+    elif bias is not None:
+        shat = shat.add_(bias)
+    out.copy_(shat)
+
+
+def _kernel_applies(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None) -> bool:
+    """The compiled CPU kernel handles fp32 CPU tensors; everything else takes the PyTorch path."""
+    tensors = [t for t in (x, weight, bias) if t is not None]
+    return all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors) and cpu_kernel.available()
+
+
+def _kernel_options(opts: IBNormOptions) -> dict:
+    return dict(num_groups=opts.num_groups, variant=opts.variant, std_deviation=opts.deviation == "std",
+                meanvar=opts.standardize == "meanvar", compress_first=opts.order == "compress_first")
 
 
 class FusedIBNorm(torch.autograd.Function):
-    """IBNorm with a hand-derived backward; saves ``x`` and per-group statistics only."""
+    """IBNorm with a hand-derived backward; saves ``x`` and per-group statistics only.
+
+    fp32 on CPU runs the compiled kernel of ``cpu_kernel.py`` when it builds here; other
+    dtypes and devices (and CPUs without a C compiler) run the same math as PyTorch ops,
+    a chunk of rows at a time.
+    """
 
     @staticmethod
     def forward(ctx, x, weight, bias, lam, opts: IBNormOptions):
-        v = _groups(x, opts.num_groups)
-        lam_value = lam.to(v.dtype) if torch.is_tensor(lam) else lam
-        fwd = _normalize(v, opts, lam_value)
-        y = fwd.shat.reshape(x.shape)  # (..., width)
-        if weight is not None:
-            y = y.mul_(weight.to(y.dtype)) if bias is None else torch.addcmul(bias.to(y.dtype), y, weight.to(y.dtype))
-        elif bias is not None:
-            y = y.add_(bias.to(y.dtype))
         ctx.opts = opts
         ctx.bias_dtype = bias.dtype if bias is not None else None
-        ctx.lam = lam_value if not torch.is_tensor(lam) else None
-        ctx.fwd_meta = (fwd.compress.scale is not None, fwd.standardize.mean is not None)
-        tensors = [t for t in (fwd.compress.mu, fwd.compress.scale, fwd.standardize.mean, fwd.standardize.rstd) if t is not None]
-        ctx.save_for_backward(x, weight, lam if torch.is_tensor(lam) else None, *tensors)
-        return y.to(x.dtype)
+        ctx.lam = None if torch.is_tensor(lam) else lam
+        lam_tensor = lam if torch.is_tensor(lam) else None
+        ctx.use_kernel = _kernel_applies(x, weight, bias)
+        if ctx.use_kernel:
+            x2 = x.reshape(-1, x.shape[-1]).contiguous()  # (rows, width)
+            y, stats = cpu_kernel.forward(
+                x2, _contiguous(weight), _contiguous(bias), lam=float(lam), eps=opts.eps, **_kernel_options(opts)
+            )
+            ctx.save_for_backward(x2, weight, lam_tensor, stats)
+            return y.reshape(x.shape)
+        y, compress, standardize = _torch_forward(x, weight, bias, lam, opts)
+        ctx.has_stats = (compress.scale is not None, standardize.mean is not None)
+        present = [t for t in (compress.mu, compress.scale, standardize.mean, standardize.rstd) if t is not None]
+        ctx.save_for_backward(x, weight, lam_tensor, *present)
+        return y
 
     @staticmethod
     def backward(ctx, gy):
-        x, weight, lam_tensor, *stats = ctx.saved_tensors
-        opts: IBNormOptions = ctx.opts
-        has_scale, has_mean = ctx.fwd_meta
-        mu = stats.pop(0)
-        scale = stats.pop(0) if has_scale else None
-        mean = stats.pop(0) if has_mean else None
-        fwd = _Forward(None, _CompressStats(mu, scale), _StandardizeStats(mean, stats.pop(0)))
-        v = _groups(x, opts.num_groups)
-        lam = lam_tensor.to(v.dtype) if lam_tensor is not None else ctx.lam
         need_x, need_w, need_b, need_lam = ctx.needs_input_grad[:4]
+        if ctx.use_kernel:
+            x2, weight, lam_tensor, stats = ctx.saved_tensors
+            lam = float(lam_tensor) if lam_tensor is not None else ctx.lam
+            gx, gw, gb, glam = cpu_kernel.backward(
+                x2, _contiguous(weight), gy.reshape(x2.shape).contiguous().float(), stats, lam=lam,
+                need_weight=need_w, need_bias=need_b, need_lam=need_lam, **_kernel_options(ctx.opts),
+            )
+            gx = gx.reshape(gy.shape).to(gy.dtype) if need_x else None
+            glam = torch.tensor(glam, dtype=lam_tensor.dtype) if need_lam else None
+        else:
+            x, weight, lam_tensor, *present = ctx.saved_tensors
+            gx, gw, gb, glam = _torch_backward(gy, x, weight, lam_tensor, ctx, present)
+        return (
+            gx,
+            gw.to(weight.dtype) if need_w else None,
+            gb.to(ctx.bias_dtype) if need_b else None,
+            glam.to(lam_tensor.dtype) if need_lam else None,
+            None,
+        )
 
-        gyf = upcast(gy).reshape(v.shape)  # (rows, G, n)
-        gshat = gyf if weight is None else gyf * weight.to(v.dtype).reshape(v.shape[1:])
-        gv, shat, glam = _normalize_backward(gshat, v, fwd, opts, lam, need_lam)
 
-        width = x.shape[-1]
-        gx = gv.reshape(x.shape).to(x.dtype) if need_x else None
-        gw = (gyf * shat).reshape(-1, width).sum(0).to(weight.dtype) if need_w else None
-        gb = gyf.reshape(-1, width).sum(0).to(ctx.bias_dtype) if need_b else None
+def _contiguous(t: torch.Tensor | None) -> torch.Tensor | None:
+    return None if t is None else t.detach().contiguous()
+
+
+def _torch_forward(x, weight, bias, lam, opts: IBNormOptions) -> tuple[torch.Tensor, _CompressStats, _StandardizeStats]:
+    width = x.shape[-1]
+    groups = x.reshape(-1, opts.num_groups, width // opts.num_groups)  # (rows, G, n)
+    compute_dtype = stats_dtype(x.dtype)
+    lam_value = lam.detach().to(compute_dtype) if torch.is_tensor(lam) else lam
+    w = weight.detach().to(compute_dtype).reshape(groups.shape[1:]) if weight is not None else None
+    b = bias.detach().to(compute_dtype).reshape(groups.shape[1:]) if bias is not None else None
+    y = torch.empty(groups.shape, dtype=x.dtype, device=x.device)
+    chunk_stats = []
+    for rows in _row_chunks(groups.shape[0], width):
+        fwd = _normalize(groups[rows].to(compute_dtype), opts, lam_value)
+        _affine_into(y[rows], fwd.shat, w, b)
+        chunk_stats.append((fwd.compress, fwd.standardize))
+    compress = _CompressStats(*_cat_stats([c for c, _ in chunk_stats]))
+    standardize = _StandardizeStats(*_cat_stats([p for _, p in chunk_stats]))
+    return y.reshape(x.shape), compress, standardize
+
+
+def _torch_backward(gy, x, weight, lam_tensor, ctx, present: list[torch.Tensor]):
+    opts: IBNormOptions = ctx.opts
+    need_x, need_w, need_b, need_lam = ctx.needs_input_grad[:4]
+    has_scale, has_mean = ctx.has_stats
+    mu = present.pop(0)
+    scale = present.pop(0) if has_scale else None
+    mean = present.pop(0) if has_mean else None
+    rstd = present.pop(0)
+
+    width = x.shape[-1]
+    groups = x.reshape(-1, opts.num_groups, width // opts.num_groups)  # (rows, G, n)
+    grads_out = gy.reshape(groups.shape)
+    compute_dtype = stats_dtype(x.dtype)
+    lam = lam_tensor.detach().to(compute_dtype) if lam_tensor is not None else ctx.lam
+    w = weight.detach().to(compute_dtype).reshape(groups.shape[1:]) if weight is not None else None
+
+    gx = torch.empty(groups.shape, dtype=x.dtype, device=x.device) if need_x else None
+    gw = torch.zeros(groups.shape[1:], dtype=compute_dtype, device=x.device) if need_w else None
+    gb = torch.zeros(groups.shape[1:], dtype=compute_dtype, device=x.device) if need_b else None
+    glam = torch.zeros((), dtype=compute_dtype, device=x.device) if need_lam else None
+    for rows in _row_chunks(groups.shape[0], width):
+        fwd = _Forward(
+            None,
+            _CompressStats(mu[rows], None if scale is None else scale[rows]),
+            _StandardizeStats(None if mean is None else mean[rows], rstd[rows]),
+        )
+        gyc = grads_out[rows].to(compute_dtype)
+        gshat = gyc if w is None else gyc * w
+        gv, shat, glam_chunk = _normalize_backward(gshat, groups[rows].to(compute_dtype), fwd, opts, lam, need_lam)
+        if gx is not None:
+            gx[rows] = gv
+        if gw is not None:
+            gw += shat.mul_(gyc).sum(0)
+        if gb is not None:
+            gb += gyc.sum(0)
         if glam is not None:
-            glam = glam.to(lam_tensor.dtype)
-        return gx, gw, gb, glam, None
+            glam += glam_chunk
+    return (
+        gx.reshape(x.shape) if gx is not None else None,
+        gw.reshape(width) if gw is not None else None,
+        gb.reshape(width) if gb is not None else None,
+        glam,
+    )
+
+
+def _cat_stats(per_chunk: list[tuple]) -> list[torch.Tensor | None]:
+    """Concatenate per-chunk statistics field by field (a field is None in every chunk or in none)."""
+    return [None if fields[0] is None else torch.cat(fields) for fields in zip(*per_chunk, strict=True)]
 
 
 def ibnorm_fused(

@@ -1,0 +1,510 @@
+"""A compiled CPU kernel for IBNorm (and RMSNorm) on fp32: one pass per group, in cache.
+
+Why C: on CPU, ATen's vectorized ``log1p``/``tanh`` alone cost about as much as LayerNorm's
+whole forward+backward, and eager PyTorch walks the data a dozen times. This kernel
+handles one group at a time in L1-sized scratch buffers, with branch-free polynomial
+``log``/``exp``/``tanh`` (Cephes coefficients, a few ulp) that the compiler vectorizes.
+The math is exactly the fused function's (``fused_ibnorm.py`` derives the backward).
+
+The C source below is compiled on first use with the system C compiler (``cc``/``gcc``,
+``-O3 -march=native``) into a per-user cache and loaded with ctypes; nothing is linked
+against torch, so the build takes about a second. ctypes releases the GIL, so row blocks
+run in parallel on Python threads, one per torch thread. ``available()`` says whether the
+kernel could be built here; callers fall back to the PyTorch implementation otherwise.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+VARIANT_CODES = {"S": 0, "L": 1, "T": 2, "identity": 3}
+
+_SOURCE = r"""
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    int variant;        /* 0 S, 1 L, 2 T, 3 identity (no compression) */
+    int std_deviation;  /* deviations in units of the group std */
+    int meanvar;        /* standardize: 1 meanvar, 0 rms */
+    float lam, inv_lam, eps;
+} params_t;
+
+static inline float as_float(int32_t i) { float f; memcpy(&f, &i, 4); return f; }
+static inline int32_t as_int(float f) { int32_t i; memcpy(&i, &f, 4); return i; }
+
+/* log(x) for finite x > 0 (Cephes logf). */
+static inline float fast_log(float x) {
+    int32_t i = as_int(x);
+    float e = (float)((i >> 23) - 126);
+    float m = as_float((i & 0x007fffff) | 0x3f000000);  /* [0.5, 1) */
+    int small = m < 0.707106781186547524f;
+    e = small ? e - 1.0f : e;
+    float f = small ? m + m - 1.0f : m - 1.0f;
+    float z = f * f;
+    float y = 7.0376836292e-2f;
+    y = y * f - 1.1514610310e-1f;
+    y = y * f + 1.1676998740e-1f;
+    y = y * f - 1.2420140846e-1f;
+    y = y * f + 1.4249322787e-1f;
+    y = y * f - 1.6668057665e-1f;
+    y = y * f + 2.0000714765e-1f;
+    y = y * f - 2.4999993993e-1f;
+    y = y * f + 3.3333331174e-1f;
+    y = y * f * z;
+    y += -2.12194440e-4f * e;
+    y += -0.5f * z;
+    return f + y + 0.693359375f * e;
+}
+
+/* log1p(z) for z >= 0: log(1 + z) plus the rounding error of 1 + z, to first order. */
+static inline float fast_log1p(float z) {
+    float w = 1.0f + z;
+    return fast_log(w) + (z - (w - 1.0f)) / w;
+}
+
+/* exp(x) (Cephes expf), x clamped to the finite range. */
+static inline float fast_exp(float x) {
+    x = x < -87.3f ? -87.3f : (x > 88.3f ? 88.3f : x);
+    float fx = floorf(x * 1.44269504088896341f + 0.5f);
+    x = x - fx * 0.693359375f + fx * 2.12194440e-4f;
+    float z = x * x;
+    float y = 1.9875691500e-4f;
+    y = y * x + 1.3981999507e-3f;
+    y = y * x + 8.3334519073e-3f;
+    y = y * x + 4.1665795894e-2f;
+    y = y * x + 1.6666665459e-1f;
+    y = y * x + 5.0000001201e-1f;
+    y = y * z + x + 1.0f;
+    return y * as_float(((int32_t)fx + 127) << 23);
+}
+
+/* tanh(z) for z >= 0 (Cephes tanhf: a polynomial below 0.625, exp above). */
+static inline float fast_tanh(float z) {
+    float p = z * z;
+    float poly = -5.70498872745e-3f;
+    poly = poly * p + 2.06390887954e-2f;
+    poly = poly * p - 5.37397155531e-2f;
+    poly = poly * p + 1.33314422036e-1f;
+    poly = poly * p - 3.33332819422e-1f;
+    float t_small = poly * p * z + z;
+    float e = fast_exp(-2.0f * z);
+    float t_large = (1.0f - e) / (1.0f + e);
+    return z < 0.625f ? t_small : t_large;
+}
+
+/* c = sign(u) f(|u|) */
+#define INLINE static inline __attribute__((always_inline))
+
+INLINE float compress_one(float u, const params_t *p, const int variant) {
+    float r = fabsf(u), f;
+    switch (variant) {
+    case 0: f = r <= p->inv_lam ? r : p->inv_lam + (r - p->inv_lam) * p->inv_lam; break;
+    case 1: f = fast_log1p(p->lam * r) * p->inv_lam; break;
+    case 2: f = fast_tanh(p->lam * r) * p->inv_lam; break;
+    default: f = r;
+    }
+    return copysignf(f, u);
+}
+
+/* f'(|u|) */
+INLINE float slope_one(float u, float c, const params_t *p, const int variant) {
+    switch (variant) {
+    case 0: return fabsf(u) <= p->inv_lam ? 1.0f : p->inv_lam;
+    case 1: return 1.0f / (1.0f + p->lam * fabsf(u));
+    case 2: { float lc = p->lam * c; return 1.0f - lc * lc; }
+    default: return 1.0f;
+    }
+}
+
+/* sign(u) df(|u|)/dlam */
+INLINE float dlam_one(float u, float c, float slope, const params_t *p, const int variant) {
+    float inv = p->inv_lam, r = fabsf(u);
+    switch (variant) {
+    case 0: { float d = r > inv ? 2.0f * inv * inv * inv - (1.0f + r) * inv * inv : 0.0f; return u < 0.0f ? -d : d; }
+    case 1: case 2: return (u * slope - c) * inv;
+    default: return 0.0f;
+    }
+}
+
+static float mean_of(const float *a, int n) {
+    float acc = 0.0f;
+    #pragma omp simd reduction(+:acc)
+    for (int i = 0; i < n; i++) acc += a[i];
+    return acc / (float)n;
+}
+
+static float mean_sq_dev(const float *a, float m, int n) {
+    float acc = 0.0f;
+    #pragma omp simd reduction(+:acc)
+    for (int i = 0; i < n; i++) { float d = a[i] - m; acc += d * d; }
+    return acc / (float)n;
+}
+
+static float mean_prod(const float *a, const float *b, int n) {
+    float acc = 0.0f;
+    #pragma omp simd reduction(+:acc)
+    for (int i = 0; i < n; i++) acc += a[i] * b[i];
+    return acc / (float)n;
+}
+
+/* The loops below take the variant as a compile-time constant (always_inline + a switch
+   in the caller), so the per-element switch folds away and the loops vectorize. */
+#define FOR_VARIANT(call_with) \
+    switch (p->variant) { \
+    case 0: call_with(0); break; \
+    case 1: call_with(1); break; \
+    case 2: call_with(2); break; \
+    default: call_with(3); \
+    }
+
+INLINE void compress_values(const float *v, float *s, int n, float mu, float a, const params_t *p, const int variant) {
+    #pragma omp simd
+    for (int i = 0; i < n; i++) s[i] = mu + compress_one((v[i] - mu) * a, p, variant);
+}
+
+/* s = mu + sign(u) f(|u|) with u = (v - mu) * a. */
+static void compress_forward(const float *v, float *s, int n, const params_t *p, float *mu_out, float *a_out) {
+    float mu = mean_of(v, n);
+    float a = p->std_deviation ? 1.0f / sqrtf(mean_sq_dev(v, mu, n) + p->eps) : 1.0f;
+#define CALL(V) compress_values(v, s, n, mu, a, p, V)
+    FOR_VARIANT(CALL)
+#undef CALL
+    *mu_out = mu;
+    *a_out = a;
+}
+
+INLINE void recompute_values(const float *v, float *u, float *c, int n, float mu, float a, const params_t *p, const int variant) {
+    #pragma omp simd
+    for (int i = 0; i < n; i++) {
+        u[i] = (v[i] - mu) * a;
+        c[i] = compress_one(u[i], p, variant);
+    }
+}
+
+/* u and c from v and the saved statistics. */
+static void compress_recompute(const float *v, float *u, float *c, int n, float mu, float a, const params_t *p) {
+#define CALL(V) recompute_values(v, u, c, n, mu, a, p, V)
+    FOR_VARIANT(CALL)
+#undef CALL
+}
+
+static void standardize_forward(const float *s, float *out, int n, const params_t *p, float *m_out, float *rstd_out) {
+    float m = 0.0f, rstd;
+    if (p->meanvar) {
+        m = mean_of(s, n);
+        rstd = 1.0f / sqrtf(mean_sq_dev(s, m, n) + p->eps);
+    } else {
+        rstd = 1.0f / sqrtf(mean_prod(s, s, n) + p->eps);
+    }
+    #pragma omp simd
+    for (int i = 0; i < n; i++) out[i] = (s[i] - m) * rstd;
+    *m_out = m;
+    *rstd_out = rstd;
+}
+
+/* LayerNorm (meanvar) or RMSNorm (rms) input gradient without affine. */
+static void standardize_backward(const float *g, const float *shat, float *gs, int n, float rstd, int meanvar) {
+    float mean_g = meanvar ? mean_of(g, n) : 0.0f;
+    float mean_gs = mean_prod(g, shat, n);
+    #pragma omp simd
+    for (int i = 0; i < n; i++) gs[i] = rstd * (g[i] - mean_g - shat[i] * mean_gs);
+}
+
+/* gv = dL/ds * f'(|u|); returns the sums of gs, gu, gu*u and gs*dc/dlam. */
+INLINE void slope_sums(const float *gs, const float *u, const float *c, float *gv, int n, const params_t *p,
+                       float sums[4], const int variant) {
+    float sum_gs = 0.0f, sum_gu = 0.0f, sum_guu = 0.0f, sum_lam = 0.0f;
+    #pragma omp simd reduction(+:sum_gs, sum_gu, sum_guu, sum_lam)
+    for (int i = 0; i < n; i++) {
+        float slope = slope_one(u[i], c[i], p, variant);
+        float gu = gs[i] * slope;
+        sum_gs += gs[i];
+        sum_gu += gu;
+        sum_guu += gu * u[i];
+        sum_lam += gs[i] * dlam_one(u[i], c[i], slope, p, variant);
+        gv[i] = gu;
+    }
+    sums[0] = sum_gs; sums[1] = sum_gu; sums[2] = sum_guu; sums[3] = sum_lam;
+}
+
+/* dL/dv for s = mu + sign(u) f(|u|); adds sum(gs * dc/dlam) to *glam. gv may alias gs. */
+static void compress_backward(const float *gs, const float *u, const float *c, float *gv, int n, float a,
+                              const params_t *p, double *glam) {
+    float sums[4];
+#define CALL(V) slope_sums(gs, u, c, gv, n, p, sums, V)
+    FOR_VARIANT(CALL)
+#undef CALL
+    float inv_n = 1.0f / (float)n;
+    float mean_gs = sums[0] * inv_n, mean_gu = sums[1] * inv_n;
+    float mean_guu = p->std_deviation ? sums[2] * inv_n : 0.0f;
+    #pragma omp simd
+    for (int i = 0; i < n; i++) gv[i] = (gv[i] - mean_gu - u[i] * mean_guu) * a + mean_gs;
+    *glam += sums[3];
+}
+
+/* Forward over rows [row_begin, row_end) of a (rows, G*n) matrix; stats is (4, rows, G):
+   mu, a, m, rstd. */
+int ibn_forward(const float *x, const float *w, const float *b, float *y, float *stats,
+                int64_t row_begin, int64_t row_end, int64_t rows, int G, int n,
+                int variant, int std_deviation, int meanvar, int compress_first, float lam, float eps) {
+    params_t p = {variant, std_deviation, meanvar, lam, 1.0f / lam, eps};
+    float *tmp = (float *)malloc(sizeof(float) * (size_t)n);
+    if (!tmp) return 1;
+    int64_t width = (int64_t)G * n, plane = rows * G;
+    for (int64_t r = row_begin; r < row_end; r++) {
+        for (int g = 0; g < G; g++) {
+            const float *v = x + r * width + (int64_t)g * n;
+            float *out = y + r * width + (int64_t)g * n;
+            float mu, a, m, rstd;
+            if (compress_first) {
+                compress_forward(v, tmp, n, &p, &mu, &a);
+                standardize_forward(tmp, out, n, &p, &m, &rstd);
+            } else {
+                standardize_forward(v, tmp, n, &p, &m, &rstd);
+                compress_forward(tmp, out, n, &p, &mu, &a);
+            }
+            if (w) {
+                const float *wg = w + (int64_t)g * n;
+                if (b) {
+                    const float *bg = b + (int64_t)g * n;
+                    #pragma omp simd
+                    for (int i = 0; i < n; i++) out[i] = out[i] * wg[i] + bg[i];
+                } else {
+                    #pragma omp simd
+                    for (int i = 0; i < n; i++) out[i] *= wg[i];
+                }
+            } else if (b) {
+                const float *bg = b + (int64_t)g * n;
+                #pragma omp simd
+                for (int i = 0; i < n; i++) out[i] += bg[i];
+            }
+            int64_t k = r * G + g;
+            stats[k] = mu;
+            stats[plane + k] = a;
+            stats[2 * plane + k] = m;
+            stats[3 * plane + k] = rstd;
+        }
+    }
+    free(tmp);
+    return 0;
+}
+
+/* Backward over rows [row_begin, row_end). gw_part/gb_part (width floats, may be NULL) and
+   *glam are accumulated into. */
+int ibn_backward(const float *x, const float *w, const float *gy, const float *stats, float *gx,
+                 float *gw_part, float *gb_part, double *glam,
+                 int64_t row_begin, int64_t row_end, int64_t rows, int G, int n,
+                 int variant, int std_deviation, int meanvar, int compress_first, float lam, int need_lam) {
+    params_t p = {variant, std_deviation, meanvar, lam, 1.0f / lam, 0.0f};
+    float *buf = (float *)malloc(sizeof(float) * (size_t)n * 5);
+    if (!buf) return 1;
+    float *gshat = buf, *u = buf + n, *c = buf + 2 * n, *shat = buf + 3 * n, *z = buf + 4 * n;
+    int64_t width = (int64_t)G * n, plane = rows * G;
+    for (int64_t r = row_begin; r < row_end; r++) {
+        for (int g = 0; g < G; g++) {
+            int64_t off = r * width + (int64_t)g * n, k = r * G + g;
+            const float *v = x + off, *gyg = gy + off;
+            float *gxg = gx + off;
+            float mu = stats[k], a = stats[plane + k], m = stats[2 * plane + k], rstd = stats[3 * plane + k];
+            if (w) {
+                const float *wg = w + (int64_t)g * n;
+                #pragma omp simd
+                for (int i = 0; i < n; i++) gshat[i] = gyg[i] * wg[i];
+            } else {
+                memcpy(gshat, gyg, sizeof(float) * (size_t)n);
+            }
+            if (compress_first) {
+                compress_recompute(v, u, c, n, mu, a, &p);
+                #pragma omp simd
+                for (int i = 0; i < n; i++) shat[i] = (mu + c[i] - m) * rstd;
+                standardize_backward(gshat, shat, z, n, rstd, meanvar);    /* z holds dL/ds */
+                compress_backward(z, u, c, gxg, n, a, &p, glam);
+            } else {
+                #pragma omp simd
+                for (int i = 0; i < n; i++) z[i] = (v[i] - m) * rstd;
+                compress_recompute(z, u, c, n, mu, a, &p);
+                #pragma omp simd
+                for (int i = 0; i < n; i++) shat[i] = mu + c[i];
+                compress_backward(gshat, u, c, gshat, n, a, &p, glam);  /* gshat := dL/dz */
+                standardize_backward(gshat, z, gxg, n, rstd, meanvar);
+            }
+            if (gw_part) {
+                float *gwg = gw_part + (int64_t)g * n;
+                #pragma omp simd
+                for (int i = 0; i < n; i++) gwg[i] += gyg[i] * shat[i];
+            }
+            if (gb_part) {
+                float *gbg = gb_part + (int64_t)g * n;
+                #pragma omp simd
+                for (int i = 0; i < n; i++) gbg[i] += gyg[i];
+            }
+        }
+    }
+    free(buf);
+    return 0;
+}
+"""
+
+_lock = threading.Lock()
+_library: ctypes.CDLL | None = None
+_build_error: str | None = None
+_pool: ThreadPoolExecutor | None = None
+
+_I64, _INT, _FLOAT, _PTR = ctypes.c_int64, ctypes.c_int, ctypes.c_float, ctypes.c_void_p
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("IBNORM_LLM_CACHE") or os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(root) / "ibnorm_llm" / "cpu_kernel"
+
+
+def _cpu_signature() -> str:
+    """-march=native code is only valid on this CPU model: key the cache by its flags."""
+    try:
+        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
+    except OSError:
+        flags = ""
+    return platform.machine() + flags
+
+
+def _compile(target: Path) -> None:
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        raise RuntimeError("no C compiler (cc/gcc) on PATH")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        src = Path(tmp) / "ibnorm_kernel.c"
+        src.write_text(_SOURCE)
+        out = Path(tmp) / target.name
+        # -fopenmp-simd: the simd pragmas (vectorized reductions) without an OpenMP runtime.
+        # -fno-trapping-math lets the compiler evaluate both sides of a select (vectorizing the
+        # compression loops). No -ffast-math: it would simplify away fast_log1p's rounding correction.
+        cmd = [compiler, "-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math", "-fPIC", "-shared",
+               str(src), "-o", str(out), "-lm"]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
+        os.replace(out, target)  # atomic: a concurrent build never sees a half-written library
+
+
+def _load() -> ctypes.CDLL | None:
+    global _library, _build_error
+    with _lock:
+        if _library is not None or _build_error is not None:
+            return _library
+        if sys.platform == "win32":
+            _build_error = "the CPU kernel is built for POSIX systems only"
+            return None
+        key = hashlib.sha256((_SOURCE + _cpu_signature()).encode()).hexdigest()[:16]
+        target = _cache_dir() / f"ibnorm_kernel_{key}.so"
+        try:
+            if not target.exists():
+                _compile(target)
+            lib = ctypes.CDLL(str(target))
+        except (OSError, RuntimeError, subprocess.SubprocessError) as err:
+            _build_error = str(err)
+            return None
+        lib.ibn_forward.argtypes = [_PTR] * 5 + [_I64] * 3 + [_INT] * 6 + [_FLOAT] * 2
+        lib.ibn_forward.restype = _INT
+        lib.ibn_backward.argtypes = [_PTR] * 8 + [_I64] * 3 + [_INT] * 6 + [_FLOAT, _INT]
+        lib.ibn_backward.restype = _INT
+        _library = lib
+        return lib
+
+
+def available() -> bool:
+    """Whether the kernel is built (building it on first call) and loadable on this machine."""
+    return os.environ.get("IBNORM_LLM_NO_CPU_KERNEL") != "1" and _load() is not None
+
+
+def build_error() -> str | None:
+    """Why the kernel is unavailable, or None."""
+    _load()
+    return _build_error
+
+
+def _row_blocks(rows: int) -> list[tuple[int, int]]:
+    parts = max(1, min(torch.get_num_threads(), rows))
+    step = -(-rows // parts)
+    return [(start, min(start + step, rows)) for start in range(0, rows, step)]
+
+
+def _run_parallel(calls: list) -> None:
+    """Run the ctypes calls on a thread pool (they release the GIL); fail on a nonzero status."""
+    global _pool
+    if len(calls) == 1:
+        statuses = [calls[0]()]
+    else:
+        with _lock:
+            if _pool is None or _pool._max_workers < len(calls):
+                _pool = ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="ibnorm_cpu")
+        statuses = list(_pool.map(lambda call: call(), calls))
+    if any(statuses):
+        raise MemoryError("the IBNorm CPU kernel could not allocate its scratch buffers")
+
+
+def _ptr(t: torch.Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+def forward(x2: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, *, num_groups: int,
+            variant: str, std_deviation: bool, meanvar: bool, compress_first: bool, lam: float, eps: float
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(y, stats)`` for contiguous fp32 ``x2`` of shape (rows, width); stats is (4, rows, G)."""
+    lib = _load()
+    rows, width = x2.shape
+    y = torch.empty_like(x2)
+    stats = torch.empty((4, rows, num_groups), dtype=torch.float32)
+    n = width // num_groups
+    code = VARIANT_CODES[variant]
+    calls = [
+        (lambda s=s, e=e: lib.ibn_forward(_ptr(x2), _ptr(weight), _ptr(bias), _ptr(y), _ptr(stats), s, e, rows,
+                                          num_groups, n, code, int(std_deviation), int(meanvar), int(compress_first),
+                                          lam, eps))
+        for s, e in _row_blocks(rows)
+    ]
+    _run_parallel(calls)
+    return y, stats
+
+
+def backward(x2: torch.Tensor, weight: torch.Tensor | None, gy2: torch.Tensor, stats: torch.Tensor, *,
+             num_groups: int, variant: str, std_deviation: bool, meanvar: bool, compress_first: bool, lam: float,
+             need_weight: bool, need_bias: bool, need_lam: bool
+             ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, float]:
+    """``(gx, gw, gb, glam)`` for contiguous fp32 inputs; gw/gb are None when not needed."""
+    lib = _load()
+    rows, width = x2.shape
+    blocks = _row_blocks(rows)
+    gx = torch.empty_like(x2)
+    gw_parts = torch.zeros((len(blocks), width), dtype=torch.float32) if need_weight else None
+    gb_parts = torch.zeros((len(blocks), width), dtype=torch.float32) if need_bias else None
+    glams = (ctypes.c_double * len(blocks))()
+    n = width // num_groups
+    code = VARIANT_CODES[variant]
+    calls = [
+        (lambda i=i, s=s, e=e: lib.ibn_backward(
+            _ptr(x2), _ptr(weight), _ptr(gy2), _ptr(stats), _ptr(gx),
+            None if gw_parts is None else _ptr(gw_parts[i]), None if gb_parts is None else _ptr(gb_parts[i]),
+            ctypes.cast(ctypes.byref(glams, i * ctypes.sizeof(ctypes.c_double)), ctypes.c_void_p),
+            s, e, rows, num_groups, n, code, int(std_deviation), int(meanvar), int(compress_first), lam, int(need_lam)))
+        for i, (s, e) in enumerate(blocks)
+    ]
+    _run_parallel(calls)
+    gw = gw_parts.sum(0) if gw_parts is not None else None
+    gb = gb_parts.sum(0) if gb_parts is not None else None
+    return gx, gw, gb, float(sum(glams))
