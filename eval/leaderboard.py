@@ -15,7 +15,7 @@ import json
 import sys
 
 from ibnorm_llm.evaluation.checkpoint_info import CheckpointError
-from ibnorm_llm.evaluation.leaderboard import DEFAULT_SEED, SMOKE_MAX_GEN_TOKS, run_leaderboard
+from ibnorm_llm.evaluation.leaderboard import SMOKE_MAX_GEN_TOKS, run_leaderboard
 from ibnorm_llm.evaluation.offline import OfflineDataError
 from ibnorm_llm.evaluation.suites import SUITE_CHOICES, SuiteError
 
@@ -36,14 +36,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="offline: score a group on the subtasks that have data (recorded in summary.json)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N; default cpu")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"harness seeds (default {DEFAULT_SEED})")
+    p.add_argument("--seed", type=int, help="one seed for all harness seeds (default: the harness's 0,1234,1234,1234)")
     p.add_argument("--no-perplexity", action="store_true", help="skip the held-out perplexity")
+    p.add_argument("--threads", type=int,
+                   help="torch CPU threads (1 is fastest for tiny models on a busy CPU); default: torch's choice")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         summary = run_leaderboard(
             args.checkpoint, args.suite, args.out, tasks=tasks, limit=args.limit, batch_size=args.batch_size,

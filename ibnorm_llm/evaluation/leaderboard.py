@@ -41,8 +41,8 @@ SMOKE_MAX_GEN_TOKS = 32
 SMOKE_BOOTSTRAP_ITERS = 1000
 FULL_BOOTSTRAP_ITERS = 100_000
 """The harness default, used for the stderr of non-mean aggregations (ifeval's instruction level)."""
-DEFAULT_SEED = 1234
-"""The harness's default seed for Python, NumPy, torch and few-shot sampling."""
+HARNESS_SEEDS = {"random_seed": 0, "numpy_random_seed": 1234, "torch_random_seed": 1234, "fewshot_random_seed": 1234}
+"""lm-eval's defaults (its CLI's ``--seed 0,1234,1234,1234``), used unless ``seed`` is given."""
 
 MATH_EXTRAS = {"sympy": "sympy>=1.12", "antlr4": "antlr4-python3-runtime==4.11", "math_verify": "math_verify"}
 
@@ -167,13 +167,15 @@ def run_leaderboard(
     allow_partial_groups: bool = False,
     device: str = "cpu",
     dtype: str = "float32",
-    seed: int = DEFAULT_SEED,
+    seed: int | None = None,
     perplexity: bool = True,
 ) -> dict[str, Any] | None:
     """Evaluate ``checkpoint`` on a leaderboard suite; returns the summary (None on ranks other than 0).
 
     ``smoke`` caps generation at :data:`SMOKE_MAX_GEN_TOKS` tokens (or ``max_gen_toks``), uses
     fewer bootstrap iterations for stderrs and allows partial groups; the summary records all of it.
+    ``seed`` sets all four harness seeds (Python, NumPy, torch, few-shot sampling); None keeps
+    the harness's defaults.
     Every input is checked (checkpoint, suite, tasks, offline data, task extras) before the model
     is loaded.
     """
@@ -227,6 +229,7 @@ def run_leaderboard(
 
     gen_toks = max_gen_toks if max_gen_toks is not None else (SMOKE_MAX_GEN_TOKS if smoke else None)
     bootstrap_iters = SMOKE_BOOTSTRAP_ITERS if smoke else FULL_BOOTSTRAP_ITERS
+    seeds = HARNESS_SEEDS if seed is None else dict.fromkeys(HARNESS_SEEDS, seed)
     results = lm_eval.simple_evaluate(
         model=lm,
         tasks=task_names,
@@ -236,10 +239,7 @@ def run_leaderboard(
         log_samples=True,
         gen_kwargs={"max_gen_toks": gen_toks} if gen_toks is not None else None,
         bootstrap_iters=bootstrap_iters,
-        random_seed=seed,
-        numpy_random_seed=seed,
-        torch_random_seed=seed,
-        fewshot_random_seed=seed,
+        **seeds,
     )
     if results is None:  # not rank 0
         return None
@@ -259,7 +259,7 @@ def run_leaderboard(
         "harness_version": lm_eval.__version__,
         "limit": limit,
         "batch_size": batch_size,
-        "seed": seed,
+        "seeds": seeds,
         "device": device,
         "dtype": dtype,
         "world_size": _world_size(),

@@ -15,6 +15,7 @@ which offline is a network call that hangs or fails. Before ifeval is imported w
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +54,10 @@ def _installed() -> str | None:
 
 
 def train_punkt_tab(data_dir: Path, documents: list[str]) -> Path:
-    """Train a Punkt model on ``documents`` and save it as ``data_dir/tokenizers/punkt_tab/english``."""
+    """Train a Punkt model on ``documents`` and save it as ``data_dir/tokenizers/punkt_tab/english``.
+
+    Saved under a temporary name and renamed into place, so concurrent ranks never see half a model.
+    """
     from nltk.tokenize.punkt import PunktTrainer, save_punkt_params
 
     if not documents:
@@ -63,8 +67,15 @@ def train_punkt_tab(data_dir: Path, documents: list[str]) -> Path:
     trainer.INCLUDE_ALL_COLLOCS = True
     trainer.train("\n\n".join(documents), finalize=True)
     target = Path(data_dir) / PUNKT_PATH
-    target.mkdir(parents=True, exist_ok=True)
-    save_punkt_params(trainer.get_params(), dir=str(target.resolve()))
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    save_punkt_params(trainer.get_params(), dir=str(tmp.resolve()))
+    try:
+        os.rename(tmp, target)
+    except OSError:
+        if not target.is_dir():
+            raise
+        shutil.rmtree(tmp)  # another process finished first; its model is as good as ours
     return target
 
 

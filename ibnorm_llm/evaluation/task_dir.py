@@ -17,6 +17,7 @@ The folder is loaded with ``TaskManager(include_path=..., include_defaults=False
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,13 @@ def leaf_config(task: HarnessTask, num_fewshot: int, offline_data: Path | None) 
     if offline_data is not None:
         cfg.update(dataset_path="json", dataset_name=None, dataset_kwargs={"data_files": data_files(offline_data, task)})
     return cfg
+
+
+def _write_yaml(path: Path, cfg: dict[str, Any]) -> None:
+    # Under `accelerate launch` every rank writes the same files: rename so none reads a half-written one.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    os.replace(tmp, path)
 
 
 def group_configs(tree: TaskTree, included: set[str]) -> list[dict[str, Any]]:
@@ -65,8 +73,8 @@ def write_task_dir(
         for leaf in tree.leaves:
             if leaf.name in leaves:
                 cfg = leaf_config(leaf, tree.spec.num_fewshot, offline_data)
-                (task_dir / f"{leaf.name}.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+                _write_yaml(task_dir / f"{leaf.name}.yaml", cfg)
         for cfg in group_configs(tree, set(leaves)):
-            (task_dir / f"_group_{cfg['group']}.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+            _write_yaml(task_dir / f"_group_{cfg['group']}.yaml", cfg)
         names.append(tree.spec.name)
     return names

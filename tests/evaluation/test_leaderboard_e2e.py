@@ -1,0 +1,105 @@
+"""End to end: a tiny checkpoint of ours through both suites on the shipped offline data."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+import torch
+
+from ibnorm_llm.config import load_config, save_config
+from ibnorm_llm.data import builtin_corpus
+from ibnorm_llm.data.tokenizer import ensure_special_tokens, train_sentencepiece
+from ibnorm_llm.evaluation import run_leaderboard
+from ibnorm_llm.evaluation.compare import parse_summary
+from ibnorm_llm.evaluation.offline import OFFLINE_ENV
+from ibnorm_llm.evaluation.suites import suite_tasks
+from ibnorm_llm.models import build_model
+from ibnorm_llm.train.checkpoint import COMPLETE, STATE_DIR, TrainerState
+
+OFFLINE = Path(__file__).resolve().parents[2] / "eval" / "offline_data"
+VOCAB = 512
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path) -> Path:
+    """What the trainer writes: HF model dir + tokenizer + config.yaml + trainer_state (step 7)."""
+    from transformers import AutoTokenizer
+
+    docs = builtin_corpus()[:200]
+    corpus = tmp_path / "docs.jsonl"
+    corpus.write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
+    tok_dir = tmp_path / "tok"
+    train_sentencepiece(docs, tok_dir, vocab_size=VOCAB, model_type="bpe")
+    cfg = load_config(None, [
+        "run_name=tiny_ibnorm_l", "model.preset=llama-tiny", "model.n_layers=2",
+        "model.norm.kind=ibnorm", "model.norm.variant=L", "model.norm.lam=4.0", "train.seed=3",
+        "data.source=files", f"data.files=[{corpus}]", f"data.cache_dir={tmp_path / 'cache'}",
+        "data.seq_len=64", "data.val_tokens=512", "data.val_fraction=0.1", "train.micro_batch_size=4",
+        f"tokenizer.name_or_path={tok_dir}", f"tokenizer.vocab_size={VOCAB}",
+    ])
+    tokenizer = ensure_special_tokens(AutoTokenizer.from_pretrained(str(tok_dir)))
+    torch.manual_seed(0)
+    model = build_model(cfg.model, vocab_size=len(tokenizer))
+    ckpt = tmp_path / "checkpoints" / "final"
+    model.save_pretrained(ckpt)
+    tokenizer.save_pretrained(ckpt)
+    save_config(cfg, ckpt / "config.yaml")
+    (ckpt / STATE_DIR).mkdir()
+    state = TrainerState(step=7, tokens=7 * 256, skipped_steps=0, world_size=1, grad_accum=1, micro_batch_size=4)
+    (ckpt / STATE_DIR / "trainer.json").write_text(json.dumps(asdict(state)))
+    (ckpt / STATE_DIR / COMPLETE).write_text("step 7\n")
+    return ckpt
+
+
+@pytest.fixture
+def restore_globals(monkeypatch):
+    import nltk
+
+    for key in OFFLINE_ENV:
+        monkeypatch.setenv(key, "1")
+    monkeypatch.setattr(nltk.data, "path", list(nltk.data.path))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: OpenMP spinning on a shared CPU costs far more than it gains
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.slow
+def test_both_suites_offline_smoke(tiny_checkpoint, tmp_path, restore_globals):
+    out = tmp_path / "eval"
+    summary = run_leaderboard(tiny_checkpoint, "all", out, limit=2, batch_size=4, offline_data=OFFLINE, smoke=True)
+
+    assert json.loads((out / "summary.json").read_text()) == summary
+    raw = json.loads((out / "results.json").read_text())
+    specs = suite_tasks("all")
+    assert list(summary["tasks"]) == [s.name for s in specs]
+    for spec in specs:
+        score = summary["tasks"][spec.name]
+        assert score["metric"] == spec.metric and score["num_fewshot"] == spec.num_fewshot
+        assert 0.0 <= score["value"] <= 1.0 and score["n"] >= 1
+        assert raw["results"][spec.name][spec.result_key] == score["value"]  # the summary restates the raw JSON
+    assert raw["configs"]["arc_challenge"]["num_fewshot"] == 25
+    assert raw["configs"]["gsm8k"]["generation_kwargs"]["max_gen_toks"] == 32
+    assert raw["lm_eval_version"] == summary["harness_version"] == "0.4.13"
+    assert (out / "samples" / "leaderboard_ifeval.jsonl").is_file() and (out / "samples" / "mmlu_nutrition.jsonl").is_file()
+
+    # Groups are scored over the subtasks present, and say so.
+    assert set(summary["partial_groups"]) == {"mmlu", "leaderboard_bbh", "leaderboard_math_hard"}
+    assert "mmlu_anatomy" in summary["partial_groups"]["mmlu"]["missing"]
+    assert summary["tasks"]["mmlu"]["n"] == 4 * 2  # 4 subjects x limit 2
+    assert set(summary["subtasks"]["leaderboard_musr"]) == {
+        "leaderboard_musr_murder_mysteries", "leaderboard_musr_object_placements", "leaderboard_musr_team_allocation"}
+
+    assert summary["run"] == {"run_name": "tiny_ibnorm_l", "preset": "llama-tiny", "norm": "ibnorm", "variant": "L",
+                              "lam": 4.0, "seed": 3}
+    assert (summary["step"], summary["tokens"]) == (7, 1792)
+    assert summary["offline_data"] is True and summary["smoke"] is True and summary["limit"] == 2
+    assert summary["nltk_punkt_tab"]["kind"] in ("trained", "installed")
+    # An untrained model predicts close to uniformly: held-out loss near ln(vocab).
+    ppl = summary["perplexity"]
+    assert ppl["tokens"] > 0 and abs(ppl["loss"] - math.log(VOCAB)) < 1.0
+    assert parse_summary(summary, "e2e").held_out.ppl == pytest.approx(ppl["ppl"])  # the comparison tables read it
