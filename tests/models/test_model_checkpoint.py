@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -70,6 +71,25 @@ def _save_with_reference(model, directory, tokens):
         torch.save({"tokens": tokens, "logits": model(tokens).logits}, directory / "reference.pt")
     generated = model.generate(torch.tensor(PROMPT), max_new_tokens=NEW_TOKENS, do_sample=False)
     return generated.tolist()
+
+
+def test_norm_modules_use_only_relative_imports_remote_code_can_follow():
+    # Checkpoints carry a flat copy of ibnorm_llm/norms/; transformers' remote-code loader copies
+    # a module's relative imports only when written `from .sibling import name` (one leading
+    # dot, a sibling .py file). `from . import x` or `from ..pkg import x` load here but break
+    # every checkpoint that uses the norm, and only in a fresh process.
+    norms_dir = Path(norms_package.__file__).parent
+    for source in sorted(norms_dir.glob("*.py")):
+        for line in source.read_text().splitlines():
+            match = re.match(r"\s*(?:from\s+(\.\S*)\s+import|import\s+(\.\S*))", line)
+            if not match:
+                continue
+            module = (match.group(1) or match.group(2))[1:]
+            assert re.fullmatch(r"[A-Za-z_]\w*", module) and (norms_dir / f"{module}.py").is_file(), (
+                f"{source.name}: {line.strip()!r}: write `from .<sibling module> import <name>` "
+                "(e.g. `from .cpu_kernel import available`), the only relative form transformers copies "
+                "into checkpoints"
+            )
 
 
 def test_checkpoint_loads_with_remote_code_where_ibnorm_llm_is_absent(tmp_path, make_tiny, perturb, tokens):
