@@ -26,6 +26,7 @@ import json
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +154,67 @@ def _perplexity(info: CheckpointInfo, model, tokenizer, device: str, notes: list
     return held_out_perplexity(model, tokenizer, info.config, device)
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """Everything checked and written before the model is loaded."""
+
+    specs: tuple[TaskSpec, ...]
+    info: CheckpointInfo
+    trees: list[TaskTree]
+    included: dict[str, tuple[str, ...]]
+    coverage: dict[str, Coverage]
+    offline_dir: Path | None
+    punkt: PunktSource | None
+    task_names: list[str]
+
+
+def _prepare(
+    checkpoint, suite, out_dir: Path, tasks, limit, batch_size, max_gen_toks, offline_data, allow_partial: bool
+) -> _Plan:
+    for flag, value in (("--limit", limit), ("--max-gen-toks", max_gen_toks)):
+        if value is not None and value <= 0:
+            raise SuiteError(f"{flag} {value}: must be a positive number")
+    if batch_size <= 0:
+        raise SuiteError(f"--batch-size {batch_size}: must be positive (a fixed batch size keeps scores comparable)")
+    specs = select_tasks(suite, tasks)
+    info = inspect_checkpoint(checkpoint)
+    offline_dir = Path(offline_data).resolve() if offline_data is not None else None
+    if offline_dir is not None:
+        enable_offline_mode()  # before lm_eval/datasets make any request
+    trees = [resolve_task(spec) for spec in specs]
+    coverage = check_offline_data(trees, offline_dir, allow_partial_groups=allow_partial) if offline_dir else {}
+    included = {
+        t.spec.name: coverage[t.spec.name].included if coverage else tuple(leaf.name for leaf in t.leaves) for t in trees
+    }
+    names = {spec.name for spec in specs}
+    if "leaderboard_math_hard" in names:
+        check_math_extras()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    punkt = ensure_punkt_tab(offline_dir, out_dir / "nltk_data") if "leaderboard_ifeval" in names else None
+    task_names = write_task_dir(trees, out_dir / "tasks", offline_data=offline_dir, included=included)
+    return _Plan(specs, info, trees, included, coverage, offline_dir, punkt, task_names)
+
+
+def _build_lm(info: CheckpointInfo, device: str, dtype: str, batch_size: int, perplexity: bool, notes: list[str]):
+    """The harness's model wrapper, and the held-out perplexity measured with the same weights."""
+    from lm_eval.models.huggingface import HFLM
+
+    held_out = None
+    if _world_size() > 1:
+        # The harness refuses an in-process model under accelerate; it loads the directory on every rank.
+        lm = HFLM(pretrained=str(info.path), trust_remote_code=True, device=device, dtype=dtype, batch_size=batch_size)
+        if perplexity and lm.rank == 0:
+            held_out = _perplexity(info, lm.model, lm.tokenizer, lm.device, notes)
+    else:
+        model, tokenizer = _load_model_and_tokenizer(info.path, device, dtype)
+        if perplexity:
+            held_out = _perplexity(info, model, tokenizer, device, notes)
+        lm = HFLM(pretrained=model, tokenizer=tokenizer, device=device, batch_size=batch_size)
+    if not perplexity:
+        notes.append("held-out perplexity skipped (--no-perplexity)")
+    return lm, held_out
+
+
 def run_leaderboard(
     checkpoint: str | Path,
     suite: str,
@@ -175,66 +237,25 @@ def run_leaderboard(
     ``smoke`` caps generation at :data:`SMOKE_MAX_GEN_TOKS` tokens (or ``max_gen_toks``), uses
     fewer bootstrap iterations for stderrs and allows partial groups; the summary records all of it.
     ``seed`` sets all four harness seeds (Python, NumPy, torch, few-shot sampling); None keeps
-    the harness's defaults.
-    Every input is checked (checkpoint, suite, tasks, offline data, task extras) before the model
-    is loaded.
+    the harness's defaults. Every input is checked (checkpoint, suite, tasks, offline data, task
+    extras) before the model is loaded.
     """
     started = time.time()
-    if limit is not None and limit <= 0:
-        raise SuiteError(f"--limit {limit}: must be a positive number of examples per task")
-    if batch_size <= 0:
-        raise SuiteError(f"--batch-size {batch_size}: must be positive (a fixed batch size keeps scores comparable)")
-    specs = select_tasks(suite, tasks)
-    info = inspect_checkpoint(checkpoint)
     out_dir = Path(out_dir)
-    offline_dir = Path(offline_data).resolve() if offline_data is not None else None
-    if offline_dir is not None:
-        enable_offline_mode()  # before lm_eval/datasets make any request
-    trees = [resolve_task(spec) for spec in specs]
-    allow_partial = allow_partial_groups or smoke
-    coverage: dict[str, Coverage] = {}
-    if offline_dir is not None:
-        coverage = check_offline_data(trees, offline_dir, allow_partial_groups=allow_partial)
-    included = {
-        t.spec.name: coverage[t.spec.name].included if coverage else tuple(leaf.name for leaf in t.leaves) for t in trees
-    }
-    names = {spec.name for spec in specs}
-    if "leaderboard_math_hard" in names:
-        check_math_extras()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    punkt: PunktSource | None = None
-    if "leaderboard_ifeval" in names:
-        punkt = ensure_punkt_tab(offline_dir, out_dir / "nltk_data")
-    task_names = write_task_dir(trees, out_dir / "tasks", offline_data=offline_dir, included=included)
-
-    import lm_eval
-    from lm_eval.models.huggingface import HFLM
+    plan = _prepare(checkpoint, suite, out_dir, tasks, limit, batch_size, max_gen_toks, offline_data,
+                    allow_partial_groups or smoke)
+    import lm_eval  # after _prepare: offline mode is on before datasets is imported
     from lm_eval.tasks import TaskManager
 
     notes: list[str] = []
-    held_out = None
-    distributed = _world_size() > 1
-    if distributed:
-        # The harness refuses an in-process model under accelerate; it loads the directory per rank.
-        lm = HFLM(pretrained=str(info.path), trust_remote_code=True, device=device, dtype=dtype, batch_size=batch_size)
-        if perplexity and lm.rank == 0:
-            held_out = _perplexity(info, lm.model, lm.tokenizer, lm.device, notes)
-    else:
-        model, tokenizer = _load_model_and_tokenizer(info.path, device, dtype)
-        if perplexity:
-            held_out = _perplexity(info, model, tokenizer, device, notes)
-        lm = HFLM(pretrained=model, tokenizer=tokenizer, device=device, batch_size=batch_size)
-    if not perplexity:
-        notes.append("held-out perplexity skipped (--no-perplexity)")
-
+    lm, held_out = _build_lm(plan.info, device, dtype, batch_size, perplexity, notes)
     gen_toks = max_gen_toks if max_gen_toks is not None else (SMOKE_MAX_GEN_TOKS if smoke else None)
     bootstrap_iters = SMOKE_BOOTSTRAP_ITERS if smoke else FULL_BOOTSTRAP_ITERS
     seeds = HARNESS_SEEDS if seed is None else dict.fromkeys(HARNESS_SEEDS, seed)
     results = lm_eval.simple_evaluate(
         model=lm,
-        tasks=task_names,
+        tasks=plan.task_names,
         task_manager=TaskManager(include_path=str((out_dir / "tasks").resolve()), include_defaults=False),
-        batch_size=batch_size,
         limit=limit,
         log_samples=True,
         gen_kwargs={"max_gen_toks": gen_toks} if gen_toks is not None else None,
@@ -244,18 +265,22 @@ def run_leaderboard(
     if results is None:  # not rank 0
         return None
 
-    scores, subtask_scores = summarize(results, trees, included)
+    scores, subtask_scores = summarize(results, plan.trees, plan.included)
     _write_outputs(out_dir, results)
-    partial = {name: {"included": list(cov.included), "missing": sorted(cov.missing)} for name, cov in coverage.items() if cov.partial}
+    partial = {
+        name: {"included": list(cov.included), "missing": sorted(cov.missing)}
+        for name, cov in plan.coverage.items()
+        if cov.partial
+    }
     for name, groups in partial.items():
         notes.append(
             f"{name}: scored on {len(groups['included'])} of {len(groups['included']) + len(groups['missing'])} "
             "subtasks (partial offline data); not comparable to a full-group score"
         )
     summary = {
-        "checkpoint": str(info.path.resolve()),
+        "checkpoint": str(plan.info.path.resolve()),
         "suite": suite,
-        "tasks_run": [spec.name for spec in specs],
+        "tasks_run": [spec.name for spec in plan.specs],
         "harness_version": lm_eval.__version__,
         "limit": limit,
         "batch_size": batch_size,
@@ -263,17 +288,17 @@ def run_leaderboard(
         "device": device,
         "dtype": dtype,
         "world_size": _world_size(),
-        "offline_data": offline_dir is not None,
-        "offline_data_dir": str(offline_dir) if offline_dir is not None else None,
+        "offline_data": plan.offline_dir is not None,
+        "offline_data_dir": str(plan.offline_dir) if plan.offline_dir is not None else None,
         "partial_groups": partial,
         "smoke": smoke,
         "max_gen_toks": gen_toks,
         "bootstrap_iters": bootstrap_iters,
-        "nltk_punkt_tab": punkt.as_dict() if punkt is not None else None,
-        "step": info.step,
-        "tokens": info.tokens,
-        "run": info.run_fields(),
-        "run_config": _config_dict(info),
+        "nltk_punkt_tab": plan.punkt.as_dict() if plan.punkt is not None else None,
+        "step": plan.info.step,
+        "tokens": plan.info.tokens,
+        "run": plan.info.run_fields(),
+        "run_config": _config_dict(plan.info),
         "tasks": scores,
         "subtasks": subtask_scores,
         "perplexity": held_out,
