@@ -92,6 +92,7 @@ def test_norm_modules_use_only_relative_imports_remote_code_can_follow():
             )
 
 
+@pytest.mark.slow
 def test_checkpoint_loads_with_remote_code_where_ibnorm_llm_is_absent(tmp_path, make_tiny, perturb, tokens):
     llama = make_tiny(
         "llama",
