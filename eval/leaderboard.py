@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 
+from ibnorm_llm.data import DataError
 from ibnorm_llm.evaluation.checkpoint_info import CheckpointError
 from ibnorm_llm.evaluation.leaderboard import SMOKE_MAX_GEN_TOKS, run_leaderboard
 from ibnorm_llm.evaluation.offline import OfflineDataError
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             allow_partial_groups=args.allow_partial_groups, device=args.device, dtype=args.dtype, seed=args.seed,
             perplexity=not args.no_perplexity,
         )
-    except (CheckpointError, OfflineDataError, SuiteError, ImportError) as err:
+    except (CheckpointError, OfflineDataError, SuiteError, DataError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if summary is not None:

@@ -32,8 +32,11 @@ def mean_loss(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]], de
 
 def held_out_perplexity(model: torch.nn.Module, tokenizer, config: RunConfig, device: str) -> dict[str, float | int]:
     """``{"loss", "ppl", "tokens"}`` on the run's validation rows (single process)."""
-    from ibnorm_llm.data import build_val_batches
+    from ibnorm_llm.data import DataError, build_val_batches
 
-    batches = build_val_batches(config, tokenizer, rank=0, world_size=1)
+    try:
+        batches = build_val_batches(config, tokenizer, rank=0, world_size=1)
+    except DataError as err:
+        raise DataError(f"held-out perplexity: {err} (or skip it with --no-perplexity)") from err
     loss, tokens = mean_loss(model, batches, device)
     return {"loss": loss, "ppl": math.exp(min(loss, 700.0)), "tokens": tokens}

@@ -121,3 +121,13 @@ def test_cli_reports_errors_without_a_traceback(fake_checkpoint, tmp_path, capsy
     code = load_cli().main(["--checkpoint", str(fake_checkpoint), "--suite", "v1", "--out", str(tmp_path / "o")])
     assert code == 2
     assert "error: --checkpoint" in capsys.readouterr().err
+
+
+def test_unavailable_training_corpus_points_at_no_perplexity(tmp_path):
+    from ibnorm_llm.config import load_config
+    from ibnorm_llm.data import DataError
+    from ibnorm_llm.evaluation.perplexity import held_out_perplexity
+
+    cfg = load_config(None, ["data.source=files", f"data.files=[{tmp_path / 'gone.jsonl'}]"])
+    with pytest.raises(DataError, match="gone.jsonl.*--no-perplexity"):
+        held_out_perplexity(None, None, cfg, "cpu")
