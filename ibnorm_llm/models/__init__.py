@@ -7,10 +7,10 @@
 
 from .build import (
     MODEL_CLASSES,
+    build_hf_config,
     build_model,
     count_parameters,
     load_model,
-    model_config,
     padded_vocab_size,
     resolve_norm,
 )
@@ -20,5 +20,5 @@ from .presets import FAMILY_BASELINE_NORM, FAMILY_NORM_EPS, PRESETS, Preset
 __all__ = [
     "FAMILY_BASELINE_NORM", "FAMILY_NORM_EPS", "MODEL_CLASSES", "PRESETS", "IBNormGPT2Config", "IBNormGPT2LMHeadModel",
     "IBNormLlamaConfig", "IBNormLlamaForCausalLM", "Preset", "build_model", "count_parameters", "load_model",
-    "model_config", "padded_vocab_size", "resolve_norm",
+    "build_hf_config", "padded_vocab_size", "resolve_norm",
 ]

@@ -74,23 +74,22 @@ def resolve_norm(norm_cfg: NormConfig, family: str, dim: int, key: str) -> dict[
     return {"kind": norm_cfg.kind, **resolved}
 
 
-def _block_norms(model_cfg: ModelConfig, family: str, dim: int, n_layers: int) -> list[dict[str, Any]]:
+def _block_norms(model_cfg: ModelConfig, norm: dict[str, Any], family: str, dim: int, n_layers: int) -> list[dict]:
+    """One resolved norm per block: ``norm`` (the resolved model.norm) unless an override applies."""
     for i, override in enumerate(model_cfg.norm_overrides):
-        blocks = override.block_indices()
-        if blocks.stop > n_layers:
+        if override.block_indices().stop > n_layers:
             raise ConfigError(
                 f"model.norm_overrides[{i}].layers={override.layers!r}: the model has {n_layers} blocks "
                 f"(0-{n_layers - 1})"
             )
-    # Resolve each distinct NormConfig once; the key names where it came from.
-    keys = {model_cfg.norm: "model.norm"}
+    resolved = {model_cfg.norm: norm}
     for i, override in enumerate(model_cfg.norm_overrides):
-        keys.setdefault(override.norm, f"model.norm_overrides[{i}].norm")
-    resolved = {norm: resolve_norm(norm, family, dim, key) for norm, key in keys.items()}
+        if override.norm not in resolved:
+            resolved[override.norm] = resolve_norm(override.norm, family, dim, f"model.norm_overrides[{i}].norm")
     return [dict(resolved[model_cfg.norm_for_block(i)]) for i in range(n_layers)]
 
 
-def model_config(
+def build_hf_config(
     model_cfg: ModelConfig,
     vocab_size: int,
     *,
@@ -116,8 +115,8 @@ def model_config(
             f"model.n_kv_heads={model_cfg.n_kv_heads}: GPT-2 ({model_cfg.preset}) has no grouped-query attention; remove it"
         )
 
-    block_norms = _block_norms(model_cfg, preset.family, d_model, n_layers)
     norm = resolve_norm(model_cfg.norm, preset.family, d_model, "model.norm")
+    block_norms = _block_norms(model_cfg, norm, preset.family, d_model, n_layers)
     final_norm = (
         norm
         if model_cfg.final_norm is None
@@ -175,7 +174,7 @@ def build_model(
     ``vocab_size`` is the tokenizer's; pass its special-token ids so ``generate()`` knows
     them. Build under ``torch.device("meta")`` to get the structure without allocating.
     """
-    config = model_config(
+    config = build_hf_config(
         model_cfg, vocab_size, bos_token_id=bos_token_id, eos_token_id=eos_token_id, pad_token_id=pad_token_id
     )
     model = MODEL_CLASSES[config.model_type](config)
