@@ -115,7 +115,7 @@ class StreamTrainLoader(TrainLoader):
         pending: deque = deque()
         for chunk in chunks:
             pending.append(pool.submit(encode_texts, self.tokenizer, chunk))
-            if len(pending) > 2 * pool._max_workers:
+            if len(pending) > 2 * self.data.num_workers:
                 yield from pending.popleft().result()
         while pending:
             yield from pending.popleft().result()
@@ -142,20 +142,24 @@ class StreamTrainLoader(TrainLoader):
                     }
             skip = 0
 
+    def _put(self, out: queue.Queue, item) -> bool:
+        """Hand ``item`` to the consumer; False once the loader is being closed (never blocks forever)."""
+        while not self._stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def _run(self, start: dict, out: queue.Queue) -> None:
         try:
             with ThreadPoolExecutor(max_workers=self.data.num_workers, thread_name_prefix="ibnorm-tokenize") as pool:
                 for item in self._batches(start, pool):
-                    while not self._stop.is_set():
-                        try:
-                            out.put(item, timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if self._stop.is_set():
+                    if not self._put(out, item):
                         return
         except BaseException as err:  # hand the error to the training loop
-            out.put(err)
+            self._put(out, err)
 
     # -- the TrainLoader interface -----------------------------------------------------
 

@@ -115,3 +115,30 @@ def test_hub_tokenizer_missing_offline_is_a_clear_error(monkeypatch):
 )
 def test_local_or_hub_name(name, local):
     assert is_local_tokenizer_path(name) is local
+
+
+def _script(name):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"script_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_train_tokenizer_script(tmp_path, corpus_file, capsys):
+    train_tokenizer = _script("train_tokenizer")
+    config = tmp_path / "c.yaml"
+    config.write_text(f"data:\n  source: files\n  files: [{corpus_file}]\ntokenizer:\n  vocab_size: 400\n")
+    out = tmp_path / "tok"
+    assert train_tokenizer.main(["--config", str(config), "--out", str(out)]) == 0
+    assert "400 tokens, trained in" in capsys.readouterr().out
+    assert len(AutoTokenizer.from_pretrained(str(out))) == 400
+    assert train_tokenizer.main(["--config", str(config), "--out", str(out)]) == 0
+    assert "already there" in capsys.readouterr().out
+    assert train_tokenizer.main(["--config", str(config), "--out", str(out), "--force"]) == 0
+    assert "trained in" in capsys.readouterr().out
+    assert train_tokenizer.main(["--config", str(config), "data.source=files", "data.files=[/nope.txt]"]) == 2
+    assert "data.files[0]='/nope.txt': file not found" in capsys.readouterr().err
