@@ -11,6 +11,7 @@ the file. Bad settings exit with status 2 and a message naming the key; a non-fi
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ibnorm_llm.config import ConfigError, load_config
@@ -33,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError) as err:
         print(f"config error: {err}", file=sys.stderr)
         return 2
-    print(f"done: {result.steps} steps, final checkpoint {result.final_checkpoint}", file=sys.stderr)
+    if os.environ.get("RANK", "0") == "0":
+        print(f"done: {result.steps} steps, final checkpoint {result.final_checkpoint}", file=sys.stderr)
     return 0
 
 

@@ -23,8 +23,12 @@ def data_files(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture
 def tiny_overrides(tmp_path, data_files):
     """Overrides for a tiny run under ``tmp_path/runs``; a test appends its own (later ones win)."""
+    return overrides_for(tmp_path / "runs", data_files)
+
+
+def overrides_for(out_dir: Path, data_files: dict[str, Path]) -> list[str]:
     return [
-        f"out_dir={tmp_path / 'runs'}",
+        f"out_dir={out_dir}",
         "model.preset=llama-tiny", "model.d_model=64", "model.n_layers=2", "model.n_heads=2", "model.d_ff=128",
         "data.source=files", f"data.files=[{data_files['corpus']}]", f"data.cache_dir={data_files['cache']}",
         "data.seq_len=32", "data.val_tokens=256", "data.val_fraction=0.1",
