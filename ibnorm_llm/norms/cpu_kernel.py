@@ -164,8 +164,8 @@ static float mean_prod(const float *a, const float *b, int n) {
 
 /* The loops below take the variant as a compile-time constant (always_inline + a switch
    in the caller), so the per-element switch folds away and the loops vectorize. */
-#define FOR_VARIANT(call_with) \
-    switch (p->variant) { \
+#define FOR_VARIANT(variant, call_with) \
+    switch (variant) { \
     case 0: call_with(0); break; \
     case 1: call_with(1); break; \
     case 2: call_with(2); break; \
@@ -182,7 +182,7 @@ static void compress_forward(const float *v, float *s, int n, const params_t *p,
     float mu = mean_of(v, n);
     float a = p->std_deviation ? 1.0f / sqrtf(mean_sq_dev(v, mu, n) + p->eps) : 1.0f;
 #define CALL(V) compress_values(v, s, n, mu, a, p, V)
-    FOR_VARIANT(CALL)
+    FOR_VARIANT(p->variant, CALL)
 #undef CALL
     *mu_out = mu;
     *a_out = a;
@@ -199,7 +199,7 @@ INLINE void recompute_values(const float *v, float *u, float *c, int n, float mu
 /* u and c from v and the saved statistics. */
 static void compress_recompute(const float *v, float *u, float *c, int n, float mu, float a, const params_t *p) {
 #define CALL(V) recompute_values(v, u, c, n, mu, a, p, V)
-    FOR_VARIANT(CALL)
+    FOR_VARIANT(p->variant, CALL)
 #undef CALL
 }
 
@@ -247,7 +247,7 @@ static void compress_backward(const float *gs, const float *u, const float *c, f
                               const params_t *p, double *glam) {
     float sums[4];
 #define CALL(V) slope_sums(gs, u, c, gv, n, p, sums, V)
-    FOR_VARIANT(CALL)
+    FOR_VARIANT(p->variant, CALL)
 #undef CALL
     float inv_n = 1.0f / (float)n;
     float mean_gs = sums[0] * inv_n, mean_gu = sums[1] * inv_n;
@@ -255,6 +255,82 @@ static void compress_backward(const float *gs, const float *u, const float *c, f
     #pragma omp simd
     for (int i = 0; i < n; i++) gv[i] = (gv[i] - mean_gu - u[i] * mean_guu) * a + mean_gs;
     *glam += sums[3];
+}
+
+/* compress_first forward of one group: s = mu + c and its sum in one pass, then its
+   spread, then the standardized output with the affine. tmp holds s. */
+INLINE void forward_compress_first_group(const float *v, float *out, const float *w, const float *b, float *tmp,
+                                         int n, const params_t *p, float stats[4], const int variant) {
+    float mu = mean_of(v, n);
+    float a = p->std_deviation ? 1.0f / sqrtf(mean_sq_dev(v, mu, n) + p->eps) : 1.0f;
+    float sum_s = 0.0f;
+    #pragma omp simd reduction(+:sum_s)
+    for (int i = 0; i < n; i++) {
+        tmp[i] = mu + compress_one((v[i] - mu) * a, p, variant);
+        sum_s += tmp[i];
+    }
+    float m = p->meanvar ? sum_s / (float)n : 0.0f;
+    float rstd = 1.0f / sqrtf(mean_sq_dev(tmp, m, n) + p->eps);  /* m = 0: mean square (rms) */
+    if (w && b) {
+        #pragma omp simd
+        for (int i = 0; i < n; i++) out[i] = (tmp[i] - m) * rstd * w[i] + b[i];
+    } else if (w) {
+        #pragma omp simd
+        for (int i = 0; i < n; i++) out[i] = (tmp[i] - m) * rstd * w[i];
+    } else if (b) {
+        #pragma omp simd
+        for (int i = 0; i < n; i++) out[i] = (tmp[i] - m) * rstd + b[i];
+    } else {
+        #pragma omp simd
+        for (int i = 0; i < n; i++) out[i] = (tmp[i] - m) * rstd;
+    }
+    stats[0] = mu; stats[1] = a; stats[2] = m; stats[3] = rstd;
+}
+
+/* compress_first backward of one group in three passes (the default order, so the hot path):
+   recompute u, c, shat and the standardization sums; then dL/ds, dL/du and the compression
+   sums; then dL/dv. gw/gb (may be NULL) accumulate gy * shat and gy. */
+INLINE void backward_compress_first_group(const float *v, const float *gy, const float *w, float *gx, float *gw,
+                                          float *gb, float *u, float *c, float *shat, float *gshat, int n,
+                                          float mu, float a, float m, float rstd, const params_t *p, double *glam,
+                                          const int variant) {
+    float sum_g = 0.0f, sum_gsh = 0.0f;
+    #pragma omp simd reduction(+:sum_g, sum_gsh)
+    for (int i = 0; i < n; i++) {
+        u[i] = (v[i] - mu) * a;
+        c[i] = compress_one(u[i], p, variant);
+        shat[i] = (mu + c[i] - m) * rstd;
+        gshat[i] = w ? gy[i] * w[i] : gy[i];
+        sum_g += gshat[i];
+        sum_gsh += gshat[i] * shat[i];
+    }
+    if (gw) {
+        #pragma omp simd
+        for (int i = 0; i < n; i++) gw[i] += gy[i] * shat[i];
+    }
+    if (gb) {
+        #pragma omp simd
+        for (int i = 0; i < n; i++) gb[i] += gy[i];
+    }
+    float inv_n = 1.0f / (float)n;
+    float mean_g = p->meanvar ? sum_g * inv_n : 0.0f, mean_gsh = sum_gsh * inv_n;
+    float sum_gs = 0.0f, sum_gu = 0.0f, sum_guu = 0.0f, sum_lam = 0.0f;
+    #pragma omp simd reduction(+:sum_gs, sum_gu, sum_guu, sum_lam)
+    for (int i = 0; i < n; i++) {
+        float gs = rstd * (gshat[i] - mean_g - shat[i] * mean_gsh);
+        float slope = slope_one(u[i], c[i], p, variant);
+        float gu = gs * slope;
+        sum_gs += gs;
+        sum_gu += gu;
+        sum_guu += gu * u[i];
+        sum_lam += gs * dlam_one(u[i], c[i], slope, p, variant);
+        gx[i] = gu;
+    }
+    float mean_gs = sum_gs * inv_n, mean_gu = sum_gu * inv_n;
+    float mean_guu = p->std_deviation ? sum_guu * inv_n : 0.0f;
+    #pragma omp simd
+    for (int i = 0; i < n; i++) gx[i] = (gx[i] - mean_gu - u[i] * mean_guu) * a + mean_gs;
+    *glam += sum_lam;
 }
 
 /* Forward over rows [row_begin, row_end) of a (rows, G*n) matrix; stats is (4, rows, G):
@@ -270,28 +346,26 @@ int ibn_forward(const float *x, const float *w, const float *b, float *y, float 
         for (int g = 0; g < G; g++) {
             const float *v = x + r * width + (int64_t)g * n;
             float *out = y + r * width + (int64_t)g * n;
+            const float *wg = w ? w + (int64_t)g * n : NULL, *bg = b ? b + (int64_t)g * n : NULL;
             float mu, a, m, rstd;
             if (compress_first) {
-                compress_forward(v, tmp, n, &p, &mu, &a);
-                standardize_forward(tmp, out, n, &p, &m, &rstd);
+                float st[4];
+#define CALL(V) forward_compress_first_group(v, out, wg, bg, tmp, n, &p, st, V)
+                FOR_VARIANT(p.variant, CALL)
+#undef CALL
+                mu = st[0]; a = st[1]; m = st[2]; rstd = st[3];
             } else {
+                /* standardize_first (the order ablation): stage by stage. */
                 standardize_forward(v, tmp, n, &p, &m, &rstd);
                 compress_forward(tmp, out, n, &p, &mu, &a);
-            }
-            if (w) {
-                const float *wg = w + (int64_t)g * n;
-                if (b) {
-                    const float *bg = b + (int64_t)g * n;
-                    #pragma omp simd
-                    for (int i = 0; i < n; i++) out[i] = out[i] * wg[i] + bg[i];
-                } else {
+                if (wg) {
                     #pragma omp simd
                     for (int i = 0; i < n; i++) out[i] *= wg[i];
                 }
-            } else if (b) {
-                const float *bg = b + (int64_t)g * n;
-                #pragma omp simd
-                for (int i = 0; i < n; i++) out[i] += bg[i];
+                if (bg) {
+                    #pragma omp simd
+                    for (int i = 0; i < n; i++) out[i] += bg[i];
+                }
             }
             int64_t k = r * G + g;
             stats[k] = mu;
@@ -321,35 +395,34 @@ int ibn_backward(const float *x, const float *w, const float *gy, const float *s
             const float *v = x + off, *gyg = gy + off;
             float *gxg = gx + off;
             float mu = stats[k], a = stats[plane + k], m = stats[2 * plane + k], rstd = stats[3 * plane + k];
-            if (w) {
-                const float *wg = w + (int64_t)g * n;
+            const float *wg = w ? w + (int64_t)g * n : NULL;
+            float *gwg = gw_part ? gw_part + (int64_t)g * n : NULL;
+            float *gbg = gb_part ? gb_part + (int64_t)g * n : NULL;
+            if (compress_first) {
+#define CALL(V) backward_compress_first_group(v, gyg, wg, gxg, gwg, gbg, u, c, shat, gshat, n, mu, a, m, rstd, &p, glam, V)
+                FOR_VARIANT(p.variant, CALL)
+#undef CALL
+                continue;
+            }
+            /* standardize_first (the order ablation): stage by stage. */
+            if (wg) {
                 #pragma omp simd
                 for (int i = 0; i < n; i++) gshat[i] = gyg[i] * wg[i];
             } else {
                 memcpy(gshat, gyg, sizeof(float) * (size_t)n);
             }
-            if (compress_first) {
-                compress_recompute(v, u, c, n, mu, a, &p);
-                #pragma omp simd
-                for (int i = 0; i < n; i++) shat[i] = (mu + c[i] - m) * rstd;
-                standardize_backward(gshat, shat, z, n, rstd, meanvar);    /* z holds dL/ds */
-                compress_backward(z, u, c, gxg, n, a, &p, glam);
-            } else {
-                #pragma omp simd
-                for (int i = 0; i < n; i++) z[i] = (v[i] - m) * rstd;
-                compress_recompute(z, u, c, n, mu, a, &p);
-                #pragma omp simd
-                for (int i = 0; i < n; i++) shat[i] = mu + c[i];
-                compress_backward(gshat, u, c, gshat, n, a, &p, glam);  /* gshat := dL/dz */
-                standardize_backward(gshat, z, gxg, n, rstd, meanvar);
-            }
-            if (gw_part) {
-                float *gwg = gw_part + (int64_t)g * n;
+            #pragma omp simd
+            for (int i = 0; i < n; i++) z[i] = (v[i] - m) * rstd;
+            compress_recompute(z, u, c, n, mu, a, &p);
+            #pragma omp simd
+            for (int i = 0; i < n; i++) shat[i] = mu + c[i];
+            compress_backward(gshat, u, c, gshat, n, a, &p, glam);  /* gshat := dL/dz */
+            standardize_backward(gshat, z, gxg, n, rstd, meanvar);
+            if (gwg) {
                 #pragma omp simd
                 for (int i = 0; i < n; i++) gwg[i] += gyg[i] * shat[i];
             }
-            if (gb_part) {
-                float *gbg = gb_part + (int64_t)g * n;
+            if (gbg) {
                 #pragma omp simd
                 for (int i = 0; i < n; i++) gbg[i] += gyg[i];
             }
@@ -439,6 +512,8 @@ def build_error() -> str | None:
 
 
 def _row_blocks(rows: int) -> list[tuple[int, int]]:
+    if rows == 0:
+        return []
     parts = max(1, min(torch.get_num_threads(), rows))
     step = -(-rows // parts)
     return [(start, min(start + step, rows)) for start in range(0, rows, step)]
@@ -447,6 +522,8 @@ def _row_blocks(rows: int) -> list[tuple[int, int]]:
 def _run_parallel(calls: list) -> None:
     """Run the ctypes calls on a thread pool (they release the GIL); fail on a nonzero status."""
     global _pool
+    if not calls:
+        return
     if len(calls) == 1:
         statuses = [calls[0]()]
     else:

@@ -7,13 +7,24 @@ import itertools
 import pytest
 import torch
 
-from ibnorm_llm.norms import IBNorm, ibnorm_reference
-from ibnorm_llm.norms.fused_ibnorm import ibnorm_fused
+from ibnorm_llm.norms import IBNorm, cpu_kernel, ibnorm_reference
+from ibnorm_llm.norms.fused_ibnorm import _kernel_applies, ibnorm_fused
 from ibnorm_llm.norms.ibnorm import _select_impl
 
 VARIANTS = ("S", "L", "T")
 LAM = {"S": 2.5, "L": 4.0, "T": 3.0}
 ALL_MODES = list(itertools.product(VARIANTS, ("raw", "std"), ("meanvar", "rms"), ("compress_first", "standardize_first")))
+
+
+@pytest.fixture(params=["kernel", "torch"])
+def cpu_path(request, monkeypatch):
+    """Run a test through the compiled CPU kernel and through the PyTorch implementation."""
+    if request.param == "kernel":
+        if not cpu_kernel.available():
+            pytest.skip(f"the CPU kernel is unavailable here: {cpu_kernel.build_error()}")
+    else:
+        monkeypatch.setenv("IBNORM_LLM_NO_CPU_KERNEL", "1")
+    return request.param
 
 
 def _mode_id(mode) -> str:
@@ -57,7 +68,7 @@ def _assert_fused_matches_reference(x, weight, bias, lam, **opts):
 
 
 @pytest.mark.parametrize("mode", ALL_MODES, ids=_mode_id)
-def test_fused_equals_reference_learnable_lambda_groups_affine(mode):
+def test_fused_equals_reference_learnable_lambda_groups_affine(mode, cpu_path):
     variant, deviation, standardize, order = mode
     x = _heavy_tailed(4, 7, 48)
     gen = torch.Generator().manual_seed(2)
@@ -71,7 +82,7 @@ def test_fused_equals_reference_learnable_lambda_groups_affine(mode):
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("affine", ["none", "weight-only", "weight-and-bias"])
 @pytest.mark.parametrize("num_groups", [1, 4])
-def test_fused_equals_reference_fixed_lambda(variant, affine, num_groups):
+def test_fused_equals_reference_fixed_lambda(variant, affine, num_groups, cpu_path):
     x = _heavy_tailed(32, 64, seed=3)
     weight = None if affine == "none" else torch.linspace(0.5, 1.5, 64)
     bias = torch.linspace(-0.2, 0.2, 64) if affine == "weight-and-bias" else None
@@ -134,7 +145,7 @@ def _saved_bytes(fn) -> int:
 
 @pytest.mark.parametrize("order", ["compress_first", "standardize_first"])
 @pytest.mark.parametrize("deviation", ["raw", "std"])
-def test_saves_only_input_and_group_statistics(order, deviation):
+def test_saves_only_input_and_group_statistics(order, deviation, cpu_path):
     rows, width, groups = 64, 256, 4
     x = torch.randn(rows, width, requires_grad=True)
     weight, bias = torch.ones(width, requires_grad=True), torch.zeros(width, requires_grad=True)
@@ -149,7 +160,7 @@ def test_saves_only_input_and_group_statistics(order, deviation):
     assert saved <= 1.5 * layer_norm
 
 
-def test_leading_dims_and_contiguity_do_not_matter():
+def test_leading_dims_and_contiguity_do_not_matter(cpu_path):
     x = _heavy_tailed(3, 64, 5, seed=6).transpose(1, 2)  # (3, 5, 64), not contiguous
     opts = dict(variant="T", lam=3.0, deviation="std", standardize="rms", order="compress_first", num_groups=2, eps=1e-5)
     torch.testing.assert_close(ibnorm_fused(x, None, None, **opts), ibnorm_reference(x, None, None, **opts),
@@ -170,3 +181,25 @@ def test_triton_on_cpu_without_interpreter_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     with pytest.raises(RuntimeError, match=r"impl='triton' cannot run: .*(not installed|not CUDA)"):
         IBNorm(16, impl="triton")(torch.randn(2, 16))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_extreme_and_empty_inputs(variant, cpu_path):
+    opts = dict(variant=variant, deviation="raw", standardize="meanvar", order="compress_first",
+                num_groups=1, eps=1e-5)
+    # Deviations of 1e4 saturate tanh and push log1p far out; a constant row has none at all.
+    x = torch.stack([torch.linspace(-1e4, 1e4, 32), torch.full((32,), 3.0), _heavy_tailed(32, seed=7) * 1e-3])
+    _assert_fused_matches_reference(x, torch.ones(32), torch.zeros(32), LAM[variant], **opts)
+    empty = torch.zeros(0, 32, requires_grad=True)
+    y = ibnorm_fused(empty, None, None, lam=LAM[variant], **opts)
+    y.sum().backward()
+    assert y.shape == (0, 32) and empty.grad.shape == (0, 32)
+
+
+def test_fp32_cpu_uses_the_kernel_when_it_builds():
+    if not cpu_kernel.available():
+        pytest.skip(f"the CPU kernel is unavailable here: {cpu_kernel.build_error()}")
+    x = torch.randn(2, 8)
+    assert _kernel_applies(x, torch.ones(8), None)
+    assert not _kernel_applies(x.double(), None, None)
+    assert not _kernel_applies(x.bfloat16(), None, None)
