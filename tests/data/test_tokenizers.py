@@ -142,3 +142,29 @@ def test_train_tokenizer_script(tmp_path, corpus_file, capsys):
     assert "trained in" in capsys.readouterr().out
     assert train_tokenizer.main(["--config", str(config), "data.source=files", "data.files=[/nope.txt]"]) == 2
     assert "data.files[0]='/nope.txt': file not found" in capsys.readouterr().err
+
+
+def test_two_processes_building_at_once_build_once(tmp_path):
+    """Two ranks starting together: one builds, the other waits and reuses (a real file lock, not threads)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys, time\n"
+        "from pathlib import Path\n"
+        "from ibnorm_llm.data.atomic import build_dir_once\n"
+        "root = Path(sys.argv[1])\n"
+        "while not (root / 'go').exists(): time.sleep(0.01)\n"
+        "def build(tmp):\n"
+        "    with open(root / 'builds.log', 'a') as log: log.write(f'{os.getpid()}\\n')\n"
+        "    time.sleep(0.5)\n"
+        "    (tmp / 'done').write_text('ok')\n"
+        "build_dir_once(root / 'shared', build, lambda d: (d / 'done').is_file())\n"
+        "print((root / 'shared' / 'done').read_text())\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    (tmp_path / "go").touch()
+    outputs = [p.communicate(timeout=60)[0].strip() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0] and outputs == ["ok", "ok"]
+    assert len((tmp_path / "builds.log").read_text().split()) == 1
