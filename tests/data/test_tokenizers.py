@@ -140,7 +140,8 @@ def test_train_tokenizer_script(tmp_path, corpus_file, capsys):
     assert "already there" in capsys.readouterr().out
     assert train_tokenizer.main(["--config", str(config), "--out", str(out), "--force"]) == 0
     assert "trained in" in capsys.readouterr().out
-    assert train_tokenizer.main(["--config", str(config), "data.source=files", "data.files=[/nope.txt]"]) == 2
+    bad_files = ["data.files=[/nope.txt]", "--out", str(tmp_path / "other")]
+    assert train_tokenizer.main(["--config", str(config), *bad_files]) == 2
     assert "data.files[0]='/nope.txt': file not found" in capsys.readouterr().err
 
 
