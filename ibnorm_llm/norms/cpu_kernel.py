@@ -266,7 +266,8 @@ INLINE void forward_compress_first_group(const float *v, float *out, const float
     float sum_s = 0.0f;
     #pragma omp simd reduction(+:sum_s)
     for (int i = 0; i < n; i++) {
-        tmp[i] = mu + compress_one((v[i] - mu) * a, p, variant);
+        /* identity (RMSNorm/LayerNorm through this kernel): s = v exactly, not mu + (v - mu) */
+        tmp[i] = variant == 3 ? v[i] : mu + compress_one((v[i] - mu) * a, p, variant);
         sum_s += tmp[i];
     }
     float m = p->meanvar ? sum_s / (float)n : 0.0f;

@@ -43,7 +43,8 @@ def test_rmsnorm_equals_torch_and_hf_llama_rmsnorm():
     hf = LlamaRMSNorm(32, eps=1e-6)
     hf.load_state_dict(ours.state_dict())
     torch.testing.assert_close(ours(x), stock(x), rtol=1e-6, atol=1e-6)
-    torch.testing.assert_close(ours(x), hf(x), rtol=0, atol=0)
+    # fp32 on CPU runs the fused kernel, which sums the squares in another order.
+    torch.testing.assert_close(ours(x), hf(x), rtol=1e-6, atol=1e-6)
 
 
 def test_rmsnorm_bf16_matches_hf_rounding():
