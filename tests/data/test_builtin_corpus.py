@@ -27,3 +27,17 @@ def test_builtin_corpus_is_deterministic():
     assert builtin_corpus() == first
     assert builtin_corpus_fingerprint() == fingerprint
     assert re.fullmatch(r"[0-9a-f]{64}", fingerprint)
+
+
+def test_cached_builtin_shards_are_reused_without_parsing_the_stdlib(tokenizer, tmp_path):
+    from ibnorm_llm.config import load_config
+    from ibnorm_llm.data import build_train_loader
+
+    cfg = load_config(None, ["data.source=builtin", f"data.cache_dir={tmp_path}", "data.seq_len=64",
+                             f"tokenizer.name_or_path={tokenizer.name_or_path}", "tokenizer.vocab_size=512"])
+    first = build_train_loader(cfg, tokenizer, rank=0, world_size=1)
+    assert first.rows.shards.built and first.rows.shards.manifest["n_documents"] == len(builtin_corpus())
+    builtin_module._cached_corpus.cache_clear()
+    again = build_train_loader(cfg, tokenizer, rank=0, world_size=1)
+    assert not again.rows.shards.built
+    assert builtin_module._cached_corpus.cache_info().currsize == 0  # the corpus was never rebuilt
