@@ -52,13 +52,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--target", default=defaults.target, help="next-token representation: onehot | embedding")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the token sample")
     parser.add_argument("--no-chance", action="store_true", help="skip the shuffled chance levels (faster)")
+    parser.add_argument("--val-tokens", type=int, help="held-out tokens to read (default: the run's data.val_tokens)")
     parser.add_argument("--layers", type=int, nargs="+", help="decoder blocks to analyse (0-based; default all)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (1 is fastest on a busy shared CPU)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     try:
         cfg = from_dict(AnalysisConfig, {
             "n_tokens": args.n_tokens, "beta": args.beta, "alpha": args.alpha, "width_rule": args.width_rule,
@@ -70,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         reports = {}
         for label, path in zip(labels, args.checkpoint, strict=True):
             print(f"analysing {label} ({path}) ...", file=sys.stderr)
-            reports[label] = analyze_checkpoint(path, cfg, layers=args.layers, device=args.device)
+            reports[label] = analyze_checkpoint(
+                path, cfg, layers=args.layers, device=args.device, val_tokens=args.val_tokens
+            )
     except (ConfigError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -9,7 +9,7 @@ import torch
 
 from ibnorm_llm.analysis.capture import predictable_positions
 from ibnorm_llm.analysis.report import analyze_model
-from ibnorm_llm.config import AnalysisConfig, RunConfig, load_config
+from ibnorm_llm.config import AnalysisConfig, RunConfig, load_config, replace
 
 HELD_OUT_MARGIN = 2
 """Gather this many times n_tokens predictable tokens (when the split has them) to sample from."""
@@ -52,7 +52,7 @@ def held_out_batch(run_cfg: RunConfig, tokenizer, n_tokens: int) -> dict[str, to
     if available < n_tokens:
         raise ValueError(
             f"the held-out split gives {available} predictable tokens but n_tokens={n_tokens}: lower --n-tokens "
-            f"(analysis.n_tokens) or raise data.val_tokens (now {run_cfg.data.val_tokens})"
+            f"(analysis.n_tokens) or raise --val-tokens (data.val_tokens, now {run_cfg.data.val_tokens})"
         )
     return {key: torch.cat([batch[key] for batch in chosen]) for key in chosen[0]}
 
@@ -62,14 +62,18 @@ def analyze_checkpoint(
     cfg: AnalysisConfig | None = None,
     layers: Sequence[int] | None = None,
     device: str = "cpu",
+    val_tokens: int | None = None,
 ) -> dict:
     """Full analysis report (see :func:`analyze_model`) of the checkpoint at ``path`` on its
-    run's held-out text, plus the checkpoint's identity (path, run name, norm settings)."""
+    run's held-out text, plus the checkpoint's identity (path, run name, norm settings).
+    ``val_tokens`` overrides the run's ``data.val_tokens`` (how much held-out text to read)."""
     from ibnorm_llm.config import to_dict
     from ibnorm_llm.models import load_model
 
     cfg = AnalysisConfig() if cfg is None else cfg
     run_cfg = checkpoint_run_config(path)
+    if val_tokens is not None:
+        run_cfg = replace(run_cfg, "data.val_tokens", val_tokens)
     tokenizer = checkpoint_tokenizer(path, run_cfg)
     batch = held_out_batch(run_cfg, tokenizer, cfg.n_tokens)
     model = load_model(path, dtype=torch.float32).to(device)

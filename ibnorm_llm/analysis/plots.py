@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on servers
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def plot_ib(reports: Mapping[str, dict], path: str | Path) -> Path:
@@ -28,6 +29,7 @@ def plot_ib(reports: Mapping[str, dict], path: str | Path) -> Path:
                 ax.plot(blocks, chance, linestyle=":", color=line.get_color(), label=f"{label} (shuffled)")
         ax.set_title(title)
         ax.set_xlabel("decoder block")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("bits")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
@@ -42,19 +44,23 @@ def plot_kurtosis(reports: Mapping[str, dict], path: str | Path) -> Path:
     stats = (("excess_kurtosis", "excess kurtosis"), ("frac_beyond_3std", "share of values beyond 3 std"))
     for ax, (key, title) in zip(axes, stats, strict=True):
         names: list[str] = []
-        for label, report in reports.items():
+        for index, (label, report) in enumerate(reports.items()):
             norms = report["norms"]
             names = names if len(names) >= len(norms) else [norm["name"] for norm in norms]
             positions = range(len(norms))
+            color = f"C{index % 10}"  # one colour per checkpoint; dashed = norm input, solid = output
             for when, style in (("before", "--"), ("after", "-")):
                 values = [norm[when][key] for norm in norms]
-                ax.plot(positions, [float("nan") if v is None else v for v in values], style, marker="o",
-                        markersize=3, label=f"{label} {when} norm")
+                ax.plot(positions, [float("nan") if v is None else v for v in values], style, color=color,
+                        marker="o", markersize=3, label=f"{label} {when} norm")
         ax.set_xticks(range(len(names)))
         ax.set_xticklabels([_short(name) for name in names], rotation=70, fontsize=7)
         ax.set_title(title)
         ax.grid(alpha=0.3)
-    axes[0].set_yscale("symlog")
+    kurtoses = [abs(norm[when]["excess_kurtosis"] or 0.0)
+                for report in reports.values() for norm in report["norms"] for when in ("before", "after")]
+    if max(kurtoses, default=0.0) > 20.0:
+        axes[0].set_yscale("symlog", linthresh=1.0)  # outlier features: linear near 0, logarithmic beyond
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, path)
