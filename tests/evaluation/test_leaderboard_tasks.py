@@ -62,3 +62,17 @@ def test_harness_builds_offline_tasks_and_groups_from_the_written_folder(tmp_pat
     assert hellaswag.config.num_fewshot == 10
     assert len(hellaswag.eval_docs) == 3  # the local validation split, through the harness's process_docs
     assert hellaswag.eval_docs[0]["query"] == "Slicing bread: A baker takes a warm loaf out of the oven. He"
+
+
+def test_online_task_folder_keeps_the_harness_datasets_and_registers_every_subtask(tmp_path):
+    from lm_eval.tasks import TaskManager
+
+    trees = [resolve_task(task_spec(n)) for n in ("mmlu", "leaderboard_math_hard")]
+    names = write_task_dir(trees, tmp_path / "tasks")
+    assert names == ["mmlu", "leaderboard_math_hard"]
+    anatomy = yaml.safe_load((tmp_path / "tasks" / "mmlu_anatomy.yaml").read_text())
+    assert set(anatomy) == {"include", "task", "num_fewshot"} and anatomy["num_fewshot"] == 5
+    manager = TaskManager(include_path=str(tmp_path / "tasks"), include_defaults=False)
+    assert {"mmlu", "mmlu_stem", "leaderboard_math_hard"} <= set(manager.all_groups)
+    assert len([t for t in manager.all_subtasks if t.startswith("mmlu_")]) == 57
+    assert len([t for t in manager.all_subtasks if t.startswith("leaderboard_math_")]) == 7
