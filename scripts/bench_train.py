@@ -1,0 +1,141 @@
+"""Training throughput: our trainer against a plain PyTorch loop over the stock transformers model.
+
+    python scripts/bench_train.py                                  # llama_tiny, rmsnorm vs stock
+    python scripts/bench_train.py --norms rmsnorm ibnorm_l         # + IBNorm-L step-time ratio
+    python scripts/bench_train.py --quick                          # seconds, for smoke tests
+
+Both contenders run in this one process on the same machine, with the same model size,
+initial weights, micro batch, accumulation, optimizer settings and the same data tensors
+(the same training loader, read in the same order). The plain loop is the textbook one:
+forward, backward, clip, AdamW step, zero_grad; it trains transformers' own
+LlamaForCausalLM / GPT2LMHeadModel built from our baseline model's weights. The first
+``--warmup`` steps of every run are not timed; each contender's best of ``--rounds`` runs
+is reported, because other processes on a shared machine only ever make a run slower.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from accelerate.utils import set_seed
+
+from ibnorm_llm.config import load_config
+from ibnorm_llm.data import build_train_loader, load_tokenizer
+from ibnorm_llm.models import FAMILY_BASELINE_NORM, PRESETS, build_model
+from ibnorm_llm.models.export import to_stock_model
+from ibnorm_llm.train.batching import plan_batches
+from ibnorm_llm.train.metrics import read_metrics
+from ibnorm_llm.train.trainer import train
+
+QUICK = ["model.d_model=64", "model.n_layers=2", "model.n_heads=2", "model.d_ff=128", "data.seq_len=64",
+         "train.micro_batch_size=8"]
+NORM_OVERRIDES = {
+    "rmsnorm": ["model.norm.kind=rmsnorm"],
+    "layernorm": ["model.norm.kind=layernorm"],
+    **{f"ibnorm_{v.lower()}": ["model.norm.kind=ibnorm", f"model.norm.variant={v}", "model.norm.lam=4.0"]
+       for v in "SLT"},
+}
+
+
+def bench_config(args, out_dir: Path, norm: str, name: str):
+    steps = args.warmup + args.steps
+    overrides = [
+        *(QUICK if args.quick else []), *args.overrides, *NORM_OVERRIDES[norm],
+        f"run_name={name}", f"out_dir={out_dir}", f"train.max_steps={steps}", f"train.log_every={args.warmup}",
+        "train.checkpoint_every=0", "train.eval_every=0", "train.eval_batches=1", "train.resume=none",
+        "logging.wandb='off'", "logging.progress=false",
+    ]
+    return load_config(args.config, overrides)
+
+
+def run_trainer(cfg) -> float:
+    """Tokens/s of our trainer over the steps after warmup (from its own metrics.jsonl)."""
+    train(cfg)
+    records = read_metrics(cfg.run_dir / "metrics.jsonl")
+    windows = list(zip(records, records[1:], strict=False))  # the first record closes the warmup window
+    tokens = sum(after["tokens"] - before["tokens"] for before, after in windows)
+    seconds = sum((after["tokens"] - before["tokens"]) / after["tokens_per_s"] for before, after in windows)
+    return tokens / seconds
+
+
+def run_plain_loop(cfg, warmup: int) -> float:
+    """Tokens/s of a plain PyTorch loop over the stock transformers model."""
+    tokenizer = load_tokenizer(cfg)
+    plan = plan_batches(cfg.train, cfg.data.seq_len, world_size=1)
+    loader = build_train_loader(cfg, tokenizer, rank=0, world_size=1)
+    set_seed(cfg.train.seed)
+    ours = build_model(cfg.model, len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                       eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    model = to_stock_model(ours)
+    del ours
+    model.train()
+    opt = cfg.optim
+    optimizer = torch.optim.AdamW(model.parameters(), lr=opt.lr, betas=opt.betas, eps=opt.eps,
+                                  weight_decay=opt.weight_decay, foreach=True)
+    start = None
+    for step in range(cfg.train.max_steps):
+        if step == warmup:
+            start = time.perf_counter()
+        for _ in range(plan.grad_accum):
+            loss = model(**next(loader)).loss / plan.grad_accum
+            loss.backward()
+        if opt.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), opt.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    loss.item()  # wait for the last step (a no-op on CPU)
+    elapsed = time.perf_counter() - start
+    return (cfg.train.max_steps - warmup) * plan.tokens_per_step / elapsed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="llama_tiny_rmsnorm.yaml", help="base config (path or name in configs/)")
+    parser.add_argument("--norms", nargs="+", default=None, choices=sorted(NORM_OVERRIDES),
+                        help="norms to run through our trainer (default: the family's baseline)")
+    parser.add_argument("--steps", type=int, default=20, help="timed optimizer steps per run")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps at the start of every run")
+    parser.add_argument("--rounds", type=int, default=2, help="runs per contender; the best is reported")
+    parser.add_argument("--quick", action="store_true", help="tiny model and 4 steps: a smoke test")
+    parser.add_argument("overrides", nargs="*", help="dotted.key=value overrides of the base config")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.steps, args.warmup, args.rounds = 4, 2, 1
+    if args.steps % args.warmup:
+        parser.error("--steps must be a multiple of --warmup (metrics windows are --warmup steps long)")
+
+    base = load_config(args.config, [*(QUICK if args.quick else []), *args.overrides])
+    family = PRESETS[base.model.preset].family
+    baseline = FAMILY_BASELINE_NORM[family]
+    norms = args.norms or [baseline]
+    results: dict[str, list[float]] = {"stock": [], **{n: [] for n in norms}}
+    with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
+        for round_index in range(args.rounds):
+            stock_cfg = bench_config(args, Path(tmp), baseline, f"stock_{round_index}")
+            results["stock"].append(run_plain_loop(stock_cfg, args.warmup))
+            for norm in norms:
+                results[norm].append(run_trainer(bench_config(args, Path(tmp), norm, f"{norm}_{round_index}")))
+
+    plan = plan_batches(base.train, base.data.seq_len, world_size=1)
+    best = {name: max(values) for name, values in results.items()}
+    print(f"model {base.model.preset} ({'quick: d_model 64, 2 layers' if args.quick else 'preset size'}), "
+          f"{plan.tokens_per_step} tokens/step (micro {plan.micro_batch_size} x accum {plan.grad_accum} x "
+          f"seq {base.data.seq_len}), {args.steps} timed steps, best of {args.rounds}, "
+          f"{torch.get_num_threads()} threads")
+    print(f"{'run':<26}{'tokens/s':>12}{'ms/step':>10}{'vs stock loop':>15}{'vs ' + baseline:>16}")
+    for name, value in best.items():
+        label = "plain loop, stock HF" if name == "stock" else f"our trainer, {name}"
+        ms = plan.tokens_per_step / value * 1000
+        vs_base = f"{best[baseline] / value:.3f}x" if name != "stock" and baseline in best else ""
+        print(f"{label:<26}{value:>12.0f}{ms:>10.1f}{best['stock'] / value:>14.3f}x{vs_base:>16}")
+    print("(ratios are step-time ratios: above 1 means slower than the reference)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
