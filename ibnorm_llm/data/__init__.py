@@ -11,7 +11,7 @@ The trainer uses five functions::
 """
 
 from ibnorm_llm.data.builtin import builtin_corpus, builtin_corpus_fingerprint
-from ibnorm_llm.data.checks import check_data_config, check_vocab_size, padded_vocab_size
+from ibnorm_llm.data.checks import check_data_config, check_vocab_size
 from ibnorm_llm.data.corpus import DataError
 from ibnorm_llm.data.loader import IGNORE_INDEX, ShardTrainLoader, TrainLoader, build_train_loader, build_val_batches
 from ibnorm_llm.data.tokenizer import load_tokenizer, train_tokenizer_dir
@@ -28,6 +28,5 @@ __all__ = [
     "check_data_config",
     "check_vocab_size",
     "load_tokenizer",
-    "padded_vocab_size",
     "train_tokenizer_dir",
 ]

@@ -19,17 +19,10 @@ from ibnorm_llm.data.loader import validation_row_count
 if TYPE_CHECKING:
     from ibnorm_llm.config import RunConfig
 
-VOCAB_MULTIPLE = 64
-"""The model's embedding may be the tokenizer's size rounded up to this multiple (GPU-friendly shapes)."""
-
-
-def padded_vocab_size(tokenizer_size: int) -> int:
-    """The tokenizer's size rounded up to a multiple of :data:`VOCAB_MULTIPLE`."""
-    return -(-tokenizer_size // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
-
-
 def check_vocab_size(tokenizer, model_vocab_size: int) -> None:
-    """The model's vocabulary must cover the tokenizer, padded at most to the next multiple of 64."""
+    """The model's vocabulary must cover the tokenizer, padded at most as the model builder pads it."""
+    from ibnorm_llm.models import padded_vocab_size  # one rounding rule, the model builder's
+
     size = len(tokenizer)
     if not size <= model_vocab_size <= padded_vocab_size(size):
         raise DataError(
