@@ -72,7 +72,11 @@ def squared_distances(x: torch.Tensor) -> torch.Tensor:
     """Pairwise squared Euclidean distances (N, N) of float64 samples, exactly 0 on the diagonal."""
     x = x - x.mean(dim=0)  # centring keeps the Gram trick accurate for data far from the origin
     sq_norms = (x * x).sum(dim=1)
-    dist = (sq_norms[:, None] + sq_norms[None, :] - 2.0 * (x @ x.T)).clamp_min_(0.0)
+    dist = sq_norms[:, None] + sq_norms[None, :] - 2.0 * (x @ x.T)
+    # The Gram trick leaves round-off of order eps * |x|^2 where the true distance is 0
+    # (duplicate samples); zero it so duplicates stay exact duplicates for the width rules.
+    round_off = 1e-12 * float(sq_norms.max()) if sq_norms.numel() else 0.0
+    dist[dist <= round_off] = 0.0
     dist.fill_diagonal_(0.0)
     return dist
 

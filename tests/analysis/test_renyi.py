@@ -15,6 +15,7 @@ from ibnorm_llm.analysis.renyi import (
     matrix_entropy,
     mutual_information,
     renyi_entropy,
+    squared_distances,
 )
 
 TOL = 1e-9
@@ -142,3 +143,11 @@ def test_bad_input_gives_clear_errors():
         renyi_entropy(torch.randn(20, 2), width_rule="scott")
     with pytest.raises(TypeError, match="floating-point"):
         renyi_entropy(torch.ones(20, 2, dtype=torch.long))
+
+
+def test_duplicate_samples_have_exactly_zero_distance():
+    row = torch.tensor([[1e3 + 0.1, -7.3, 0.3]], dtype=torch.float64)
+    x = torch.cat([row.repeat(5, 1), row + 1.0])
+    dist = squared_distances(x)
+    assert torch.count_nonzero(dist[:5, :5]) == 0
+    assert float(dist[0, 5]) == pytest.approx(3.0)
