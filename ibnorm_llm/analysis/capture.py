@@ -12,7 +12,7 @@ Block outputs are taken with forward hooks on the blocks themselves rather than 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -119,6 +119,28 @@ def predictable_positions(batch: Batch) -> torch.Tensor:
     if labels is not None:
         valid &= labels[:, 1:] != -100
     return valid.nonzero()
+
+
+SAMPLE_MARGIN = 2
+"""gather_tokens collects this many times n_tokens predictable tokens (when available) to sample from."""
+
+
+def gather_tokens(batches: Iterable[Mapping[str, torch.Tensor]], n_tokens: int) -> dict[str, torch.Tensor]:
+    """Concatenate same-length batches (e.g. the trainer's held-out batches) until they hold
+    ``SAMPLE_MARGIN * n_tokens`` predictable tokens, or all of them; at least ``n_tokens`` or a
+    clear error."""
+    chosen, available = [], 0
+    for batch in batches:
+        chosen.append(batch)
+        available += predictable_positions(batch).shape[0]
+        if available >= SAMPLE_MARGIN * n_tokens:
+            break
+    if available < n_tokens:
+        raise ValueError(
+            f"the held-out batches give {available} predictable tokens but n_tokens={n_tokens}: lower "
+            "analysis.n_tokens (--n-tokens) or give more held-out text (data.val_tokens, --val-tokens)"
+        )
+    return {key: torch.cat([batch[key] for batch in chosen]) for key in chosen[0]}
 
 
 def sample_positions(batch: Batch, n_tokens: int, seed: int) -> torch.Tensor:

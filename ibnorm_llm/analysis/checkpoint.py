@@ -7,12 +7,9 @@ from pathlib import Path
 
 import torch
 
-from ibnorm_llm.analysis.capture import predictable_positions
+from ibnorm_llm.analysis.capture import gather_tokens
 from ibnorm_llm.analysis.report import analyze_model
 from ibnorm_llm.config import AnalysisConfig, RunConfig, load_config, replace
-
-HELD_OUT_MARGIN = 2
-"""Gather this many times n_tokens predictable tokens (when the split has them) to sample from."""
 
 
 def checkpoint_run_config(path: str | Path) -> RunConfig:
@@ -38,23 +35,10 @@ def checkpoint_tokenizer(path: str | Path, run_cfg: RunConfig):
 
 
 def held_out_batch(run_cfg: RunConfig, tokenizer, n_tokens: int) -> dict[str, torch.Tensor]:
-    """Held-out rows of the run's validation split, concatenated into one batch with at
-    least ``n_tokens`` predictable tokens (``HELD_OUT_MARGIN`` times that when available)."""
+    """The run's held-out rows as one batch with at least ``n_tokens`` predictable tokens."""
     from ibnorm_llm.data.loader import build_val_batches
 
-    batches = build_val_batches(run_cfg, tokenizer, rank=0, world_size=1)
-    chosen, available = [], 0
-    for batch in batches:
-        chosen.append(batch)
-        available += predictable_positions(batch).shape[0]
-        if available >= HELD_OUT_MARGIN * n_tokens:
-            break
-    if available < n_tokens:
-        raise ValueError(
-            f"the held-out split gives {available} predictable tokens but n_tokens={n_tokens}: lower --n-tokens "
-            f"(analysis.n_tokens) or raise --val-tokens (data.val_tokens, now {run_cfg.data.val_tokens})"
-        )
-    return {key: torch.cat([batch[key] for batch in chosen]) for key in chosen[0]}
+    return gather_tokens(build_val_batches(run_cfg, tokenizer, rank=0, world_size=1), n_tokens)
 
 
 def analyze_checkpoint(

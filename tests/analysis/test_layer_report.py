@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
-from ibnorm_llm.analysis.capture import capture, norm_modules, predictable_positions
+from ibnorm_llm.analysis.capture import capture, gather_tokens, norm_modules, predictable_positions
 from ibnorm_llm.analysis.ib import ib_values, target_gram
 from ibnorm_llm.analysis.report import analyze_model, layer_report
 from ibnorm_llm.config import AnalysisConfig
@@ -128,3 +128,11 @@ def test_bad_input_gives_clear_errors():
         analyze_model(model, token_ids(), CFG, with_norms=False)
     with pytest.raises(ValueError, match="no decoder blocks found"):
         analyze_model(torch.nn.Linear(3, 3), token_ids(), CFG)
+
+
+def test_gather_tokens_concatenates_until_enough():
+    batches = [{"input_ids": token_ids(2, 17), "labels": token_ids(2, 17)} for _ in range(5)]
+    batch = gather_tokens(batches, n_tokens=40)  # 32 predictable tokens per batch; collects 2 * 40
+    assert batch["input_ids"].shape == (6, 17)
+    with pytest.raises(ValueError, match="160 predictable tokens but n_tokens=500"):
+        gather_tokens(batches, n_tokens=500)
