@@ -1,0 +1,62 @@
+"""Smoke runs of the demo and the training benchmark, and loss falling on the shipped tiny configs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from train_helpers import ROOT, losses
+
+from ibnorm_llm.config import load_config
+from ibnorm_llm.train.trainer import train
+
+
+def _data_overrides(data_files):
+    """Point a shipped config at the small test corpus and tokenizer (the built-in one takes longer to build)."""
+    return [
+        "data.source=files", f"data.files=[{data_files['corpus']}]", f"data.cache_dir={data_files['cache']}",
+        "data.seq_len=32", "data.val_tokens=256", "data.val_fraction=0.1",
+        f"tokenizer.name_or_path={data_files['tokenizer']}", "tokenizer.vocab_size=512",
+    ]
+
+
+@pytest.mark.parametrize("config", ["llama_tiny_ibnorm_l.yaml", "gpt2_tiny_layernorm.yaml"])
+def test_loss_falls_on_shipped_tiny_config(config, tmp_path, data_files):
+    cfg = load_config(config, [*_data_overrides(data_files), f"out_dir={tmp_path}", "train.max_steps=25",
+                               "train.micro_batch_size=8", "optim.warmup_steps=5", "train.log_every=1", "train.checkpoint_every=0",
+                               "train.eval_every=0", "logging.progress=false"])
+    curve = losses(train(cfg).run_dir)
+    assert sum(curve[s] for s in range(21, 26)) / 5 < curve[1] - 0.5, curve
+
+
+@pytest.mark.slow
+def test_demo_writes_comparison_and_plot(tmp_path, data_files):
+    out = tmp_path / "demo"
+    result = subprocess.run(
+        [sys.executable, "scripts/demo.py", "--steps", "3", "--out", str(out), *_data_overrides(data_files),
+         "model.d_model=64", "model.n_layers=2", "model.n_heads=2", "model.d_ff=128", "train.micro_batch_size=4",
+         "train.eval_batches=2", "logging.progress=false"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = (out / "comparison.md").read_text()
+    for name in ("llama_tiny_rmsnorm", "llama_tiny_ibnorm_s", "llama_tiny_ibnorm_l", "llama_tiny_ibnorm_t"):
+        assert f"| {name} |" in report
+        assert (out / name / "checkpoints" / "final" / "model.safetensors").is_file()
+    assert "| llama_tiny_ibnorm_t | ibnorm | T | 4 | 3 | 384 |" in report
+    assert (out / "loss_curves.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_bench_train_quick_prints_ratio(data_files):
+    result = subprocess.run(
+        [sys.executable, "scripts/bench_train.py", *_data_overrides(data_files), "--quick", "--norms", "rmsnorm",
+         "ibnorm_l"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line.split() for line in result.stdout.splitlines() if line.startswith(("plain loop", "our trainer"))]
+    assert [" ".join(r[:3]) for r in rows] == ["plain loop, stock", "our trainer, rmsnorm", "our trainer, ibnorm_l"]
+    assert rows[1][-2].endswith("x") and rows[2][-1].endswith("x")  # vs stock loop, vs rmsnorm
+    assert float(rows[0][4]) > 0 and float(rows[1][3]) > 0 and float(rows[2][3]) > 0  # tokens/s columns
