@@ -45,12 +45,13 @@ class Row:
     gb_per_s: float | None
 
 
-def _candidates(width: int, device: torch.device, dtype: torch.dtype, with_reference: bool) -> dict[str, nn.Module | Callable]:
-    """Name -> module (or the F.layer_norm baseline) for every registered norm at its defaults."""
+def _candidates(width: int, device: torch.device, dtype: torch.dtype, kinds: list[str], with_reference: bool
+                ) -> dict[str, nn.Module | Callable]:
+    """Name -> module (or the F.layer_norm baseline) for each of ``kinds`` at its defaults."""
     weight = torch.ones(width, device=device, dtype=dtype, requires_grad=True)
     bias = torch.zeros(width, device=device, dtype=dtype, requires_grad=True)
     out: dict[str, nn.Module | Callable] = {"F.layer_norm": lambda x: F.layer_norm(x, (width,), weight, bias)}
-    for kind in NORMS:
+    for kind in kinds:
         if kind == "ibnorm":
             for variant in ("S", "L", "T"):
                 out[f"ibnorm-{variant}"] = build_norm(kind, width, variant=variant)
@@ -79,20 +80,31 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _time_round_robin(fns: dict[str, Callable], x: torch.Tensor, grad: torch.Tensor, reps: int, warmup: int) -> dict[str, float]:
-    """Median seconds of one forward+backward per candidate, candidates interleaved."""
+def _time_round_robin(fns: dict[str, Callable], x: torch.Tensor, grad: torch.Tensor, reps: int, warmup: int,
+                      budget_s: float) -> dict[str, float]:
+    """Median seconds of one forward+backward per candidate, candidates interleaved.
+
+    A candidate whose warm-up call is slow gets fewer repetitions (at least 3), so that one
+    slow norm keeps to about ``budget_s`` seconds.
+    """
 
     def step(fn: Callable) -> None:
         x.grad = None
         fn(x).backward(grad)
 
-    for fn in fns.values():
+    reps_for = {}
+    for name, fn in fns.items():
         for _ in range(warmup):
+            _sync(x.device)
+            start = time.perf_counter()
             step(fn)
-    _sync(x.device)
+            _sync(x.device)
+        reps_for[name] = max(3, min(reps, int(budget_s / max(time.perf_counter() - start, 1e-9))))
     times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(reps):
+    for i in range(reps):
         for name, fn in fns.items():
+            if i >= reps_for[name]:
+                continue
             _sync(x.device)
             start = time.perf_counter()
             step(fn)
@@ -101,12 +113,13 @@ def _time_round_robin(fns: dict[str, Callable], x: torch.Tensor, grad: torch.Ten
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-def bench_shape(rows: int, width: int, device: torch.device, dtype: torch.dtype, reps: int, warmup: int, with_reference: bool) -> list[Row]:
+def bench_shape(rows: int, width: int, device: torch.device, dtype: torch.dtype, kinds: list[str], reps: int,
+                warmup: int, budget_s: float, with_reference: bool) -> list[Row]:
     gen = torch.Generator(device=device).manual_seed(0)
     x = torch.randn(rows, width, generator=gen, device=device, dtype=dtype).requires_grad_()
     grad = torch.randn(rows, width, generator=gen, device=device, dtype=dtype)
-    fns = _candidates(width, device, dtype, with_reference)
-    seconds = _time_round_robin(fns, x, grad, reps, warmup)
+    fns = _candidates(width, device, dtype, kinds, with_reference)
+    seconds = _time_round_robin(fns, x, grad, reps, warmup, budget_s)
     saved = {name: _saved_bytes(fn, x) for name, fn in fns.items()}
     layer_norm_saved = _saved_bytes(nn.LayerNorm(width, device=device, dtype=dtype), x)
     traffic = 5 * x.numel() * x.element_size()  # forward: x, y; backward: x, dy, dx
@@ -140,6 +153,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--reps", type=int, default=None, help="timed repetitions per candidate (default 30, quick 5)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--norms", default=",".join(NORMS), help=f"comma-separated registry names (default: all: {','.join(NORMS)})")
+    p.add_argument("--budget", type=float, default=3.0, help="seconds of timing per slow candidate and shape (default 3)")
     p.add_argument("--reference", action="store_true", help="also time the readable reference IBNorm-L (slow)")
     p.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
     args = p.parse_args(argv)
@@ -147,6 +162,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--reps={args.reps}: must be at least 1")
     if args.threads is not None and args.threads < 1:
         p.error(f"--threads={args.threads}: must be at least 1")
+    unknown = [k for k in args.norms.split(",") if k not in NORMS]
+    if unknown:
+        p.error(f"--norms: unknown {', '.join(unknown)}; registered: {', '.join(NORMS)}")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         p.error(f"--device={args.device}: CUDA is not available here; use --device cpu")
     return args
@@ -165,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# bench_norms: {where}, {args.dtype}, torch {torch.__version__}, median of {reps} interleaved reps\n")
     rows: list[Row] = []
     for n_rows, width in shapes:
-        rows += bench_shape(n_rows, width, device, dtype, reps, warmup, args.reference)
+        rows += bench_shape(n_rows, width, device, dtype, args.norms.split(","), reps, warmup, args.budget, args.reference)
     print(format_table(rows))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
