@@ -65,9 +65,11 @@ def _culprit(model: torch.nn.Module, loss: float) -> str:
     return "gradient norm (no single local gradient is non-finite; sharded or reduced)"
 
 
+@torch.no_grad()
 def _learnable_lams(model: torch.nn.Module) -> dict[str, float]:
+    """Current lambda of every IBNorm with learnable_lam, keyed 'lam/<module name>'."""
     return {
-        f"lam/{name}": float(module.lam_value())
+        f"lam/{name}": float(module.lam_value)
         for name, module in model.named_modules()
         if getattr(module, "learnable_lam", False)
     }

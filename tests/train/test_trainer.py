@@ -103,3 +103,16 @@ def test_skip_nonfinite_skips_and_counts(tiny_overrides, monkeypatch):
     assert records[2]["skipped_steps"] == 0 and records[5]["skipped_steps"] == 1
     assert all(math.isfinite(records[s]["loss"]) for s in (1, 2, 4, 5))
     assert ckpt.read_state(result.final_checkpoint).skipped_steps == 1
+
+
+def test_learnable_lambda_and_mfu_are_logged(tiny_overrides):
+    result = train(tiny_config([
+        *tiny_overrides, "run_name=lam", "train.max_steps=2", "model.norm.kind=ibnorm", "model.norm.variant=L",
+        "model.norm.lam=4.0", "model.norm.learnable_lam=true", "train.peak_flops=1.0e+12",
+    ]))
+    record = json.loads((result.run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+    lams = {k: v for k, v in record.items() if k.startswith("lam/")}
+    assert len(lams) == 2 * 2 + 1  # two norms per block and the final norm
+    assert all(abs(v - 4.0) < 0.1 for v in lams.values())
+    run = json.loads((result.run_dir / "run.json").read_text())
+    assert record["mfu"] == pytest.approx(record["tokens_per_s"] * run["flops_per_token"] / 1e12)

@@ -1,0 +1,49 @@
+"""The accelerate launch files parse with the installed accelerate; wandb mode resolution."""
+
+from pathlib import Path
+
+import pytest
+from accelerate.commands.config.config_args import load_config_from_file
+from accelerate.utils import DistributedType
+
+from ibnorm_llm.train.tracking import resolve_wandb_mode
+
+LAUNCH = Path(__file__).resolve().parents[2] / "launch"
+
+
+def load(name):
+    return load_config_from_file(str(LAUNCH / name))
+
+
+def test_every_launch_file_parses():
+    expected = {
+        "cpu.yaml": DistributedType.NO, "ddp_cpu.yaml": DistributedType.MULTI_GPU, "ddp.yaml": DistributedType.MULTI_GPU,
+        "fsdp.yaml": DistributedType.FSDP, "deepspeed_zero2.yaml": DistributedType.DEEPSPEED,
+        "deepspeed_zero3.yaml": DistributedType.DEEPSPEED,
+    }
+    assert {p.name for p in LAUNCH.glob("*.yaml")} == set(expected)
+    for name, kind in expected.items():
+        cfg = load(name)
+        assert cfg.distributed_type == kind, name
+        assert cfg.mixed_precision == "no", f"{name}: precision belongs to train.precision"
+
+
+def test_launch_file_details():
+    # ddp_cpu must spawn two processes (MULTI_GPU launcher) and must not set use_cpu (that starts only one)
+    ddp_cpu = load("ddp_cpu.yaml")
+    assert ddp_cpu.num_processes == 2 and not ddp_cpu.use_cpu
+    fsdp = load("fsdp.yaml").fsdp_config
+    assert fsdp["fsdp_version"] == 2 and fsdp["fsdp_state_dict_type"] == "SHARDED_STATE_DICT"
+    assert fsdp["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
+    assert load("deepspeed_zero2.yaml").deepspeed_config["zero_stage"] == 2
+    zero3 = load("deepspeed_zero3.yaml").deepspeed_config
+    assert zero3["zero_stage"] == 3 and zero3["zero3_save_16bit_model"] is True
+
+
+@pytest.mark.parametrize(
+    ("setting", "env", "mode"),
+    [("off", {}, None), ("auto", {}, "offline"), ("auto", {"WANDB_API_KEY": "x"}, "online"),
+     ("offline", {"WANDB_API_KEY": "x"}, "offline"), ("online", {}, "online")],
+)
+def test_wandb_mode(setting, env, mode):
+    assert resolve_wandb_mode(setting, env) == mode
