@@ -293,7 +293,7 @@ INLINE void forward_compress_first_group(const float *v, float *out, const float
 
 /* compress_first backward of one group in three passes (the default order, so the hot path):
    recompute u, c, shat and the standardization sums; then dL/ds, dL/du and the compression
-   sums; then dL/dv. gw/gb (may be NULL) accumulate gy * shat and gy. */
+   sums; then dL/dv. gw/gb accumulate gy * shat and gy (scratch when not wanted). */
 INLINE void backward_compress_first_group(const float *v, const float *gy, const float *w, float *gx, float *gw,
                                           float *gb, float *u, float *c, float *shat, float *gshat, int n,
                                           float mu, float a, float m, float rstd, const params_t *p, double *glam,
@@ -307,14 +307,8 @@ INLINE void backward_compress_first_group(const float *v, const float *gy, const
         gshat[i] = w ? gy[i] * w[i] : gy[i];
         sum_g += gshat[i];
         sum_gsh += gshat[i] * shat[i];
-    }
-    if (gw) {
-        #pragma omp simd
-        for (int i = 0; i < n; i++) gw[i] += gy[i] * shat[i];
-    }
-    if (gb) {
-        #pragma omp simd
-        for (int i = 0; i < n; i++) gb[i] += gy[i];
+        gw[i] += gy[i] * shat[i];
+        gb[i] += gy[i];
     }
     float inv_n = 1.0f / (float)n;
     float mean_g = p->meanvar ? sum_g * inv_n : 0.0f, mean_gsh = sum_gsh * inv_n;
@@ -389,9 +383,10 @@ int ibn_backward(const float *x, const float *w, const float *gy, const float *s
                  int64_t row_begin, int64_t row_end, int64_t rows, int G, int n,
                  int variant, int std_deviation, int meanvar, int compress_first, float lam, int need_lam) {
     params_t p = {variant, std_deviation, meanvar, lam, 1.0f / lam, 0.0f};
-    float *buf = (float *)malloc(sizeof(float) * (size_t)n * 5);
+    float *buf = (float *)calloc((size_t)n * 7, sizeof(float));
     if (!buf) return 1;
     float *gshat = buf, *u = buf + n, *c = buf + 2 * n, *shat = buf + 3 * n, *z = buf + 4 * n;
+    float *gw_sink = buf + 5 * n, *gb_sink = buf + 6 * n;  /* stand-ins for unwanted gw/gb */
     int64_t width = (int64_t)G * n, plane = rows * G;
     for (int64_t r = row_begin; r < row_end; r++) {
         for (int g = 0; g < G; g++) {
@@ -403,7 +398,8 @@ int ibn_backward(const float *x, const float *w, const float *gy, const float *s
             float *gwg = gw_part ? gw_part + (int64_t)g * n : NULL;
             float *gbg = gb_part ? gb_part + (int64_t)g * n : NULL;
             if (compress_first) {
-#define CALL(V) backward_compress_first_group(v, gyg, wg, gxg, gwg, gbg, u, c, shat, gshat, n, mu, a, m, rstd, &p, glam, V)
+#define CALL(V) backward_compress_first_group(v, gyg, wg, gxg, gwg ? gwg : gw_sink, gbg ? gbg : gb_sink, u, c, shat, \
+                                              gshat, n, mu, a, m, rstd, &p, glam, V)
                 FOR_VARIANT(p.variant, CALL)
 #undef CALL
                 continue;
