@@ -368,4 +368,11 @@ def ibnorm_fused(
     0-d tensor that receives a gradient (learnable lambda).
     """
     opts = IBNormOptions(variant, deviation, standardize, order, num_groups, float(eps))
+    return _apply(x, weight, bias, lam, opts)
+
+
+# torch.compile runs this as an opaque call: its kernel is already fused, and dynamo cannot
+# trace through the ctypes calls (it would break the graph inside the Function, with warnings).
+@torch.compiler.disable
+def _apply(x, weight, bias, lam, opts: IBNormOptions) -> torch.Tensor:
     return FusedIBNorm.apply(x, weight, bias, lam, opts)

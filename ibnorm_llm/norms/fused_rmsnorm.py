@@ -45,6 +45,7 @@ class FusedRMSNorm(torch.autograd.Function):
         return gx.reshape(gy.shape) if need_x else None, gw, None
 
 
+@torch.compiler.disable  # an opaque call under torch.compile: dynamo cannot trace the ctypes kernel
 def rmsnorm_fused(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.Tensor:
     """RMSNorm of fp32 CPU ``x`` (see ``rmsnorm_kernel_applies``) with optional gain ``weight``."""
     return FusedRMSNorm.apply(x, weight, float(eps))
