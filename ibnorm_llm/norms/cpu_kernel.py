@@ -441,6 +441,16 @@ _pool: ThreadPoolExecutor | None = None
 _I64, _INT, _FLOAT, _PTR = ctypes.c_int64, ctypes.c_int, ctypes.c_float, ctypes.c_void_p
 
 
+def _forget_pool_after_fork() -> None:
+    # A forked child has none of the parent's pool threads; a fresh pool is made on demand.
+    global _pool
+    _pool = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_after_fork)
+
+
 def _cache_dir() -> Path:
     root = os.environ.get("IBNORM_LLM_CACHE") or os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(root) / "ibnorm_llm" / "cpu_kernel"
