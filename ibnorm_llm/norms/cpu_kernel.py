@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -501,6 +502,12 @@ def _load() -> ctypes.CDLL | None:
             lib = ctypes.CDLL(str(target))
         except (OSError, RuntimeError, subprocess.SubprocessError) as err:
             _build_error = str(err)
+            warnings.warn(
+                f"IBNorm/RMSNorm CPU kernel unavailable, using the slower PyTorch path: {_build_error}. "
+                "Fix: install a C compiler (cc/gcc) or point IBNORM_LLM_CACHE at a writable folder; "
+                "IBNORM_LLM_NO_CPU_KERNEL=1 chooses the PyTorch path without this warning.",
+                RuntimeWarning, stacklevel=3,
+            )
             return None
         lib.ibn_forward.argtypes = [_PTR] * 5 + [_I64] * 3 + [_INT] * 6 + [_FLOAT] * 2
         lib.ibn_forward.restype = _INT

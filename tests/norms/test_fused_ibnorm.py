@@ -203,3 +203,17 @@ def test_fp32_cpu_uses_the_kernel_when_it_builds():
     assert _kernel_applies(x, torch.ones(8), None)
     assert not _kernel_applies(x.double(), None, None)
     assert not _kernel_applies(x.bfloat16(), None, None)
+
+
+def test_without_a_compiler_warns_and_falls_back_to_pytorch(monkeypatch, tmp_path):
+    monkeypatch.setattr(cpu_kernel, "_library", None)
+    monkeypatch.setattr(cpu_kernel, "_build_error", None)
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    monkeypatch.setenv("IBNORM_LLM_CACHE", str(tmp_path))
+    x = _heavy_tailed(4, 16, seed=8)
+    opts = dict(variant="L", lam=4.0, deviation="raw", standardize="meanvar", order="compress_first",
+                num_groups=1, eps=1e-5)
+    with pytest.warns(RuntimeWarning, match=r"CPU kernel unavailable.*install a C compiler"):
+        y = ibnorm_fused(x, None, None, **opts)
+    assert not cpu_kernel.available()
+    torch.testing.assert_close(y, ibnorm_reference(x, None, None, **opts), rtol=1e-5, atol=1e-5)
