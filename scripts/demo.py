@@ -33,6 +33,8 @@ DEMO_RUNS: dict[str, list[str]] = {
     "llama_tiny_ibnorm_t": ["model.norm.kind=ibnorm", "model.norm.variant=T", "model.norm.lam=4.0"],
 }
 BASE_CONFIG = "llama_tiny_rmsnorm.yaml"
+# Half the tiny config's micro batch: four runs must fit in the demo's time budget on 2 cores.
+DEMO_SETTINGS = ["train.micro_batch_size=8", "optim.warmup_steps=25", "train.eval_batches=8"]
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ def train_all(out_dir: Path, steps: int, overrides: list[str]) -> list[DemoRun]:
     runs = []
     for name, norm in DEMO_RUNS.items():
         cfg = load_config(BASE_CONFIG, [
-            *norm, f"run_name={name}", f"out_dir={out_dir}", f"train.max_steps={steps}",
+            *DEMO_SETTINGS, *norm, f"run_name={name}", f"out_dir={out_dir}", f"train.max_steps={steps}",
             f"train.eval_every={max(1, steps // 4)}", f"train.checkpoint_every={steps}", "train.resume=none",
             "logging.wandb='off'", *overrides,
         ])
@@ -133,7 +135,7 @@ def write_report(rows: list[dict], out_dir: Path, sections: Sequence[str] = ()) 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=200, help="optimizer steps per run")
+    parser.add_argument("--steps", type=int, default=250, help="optimizer steps per run")
     parser.add_argument("--out", type=Path, default=DEMO_DIR, help="demo folder (default runs/demo)")
     parser.add_argument("overrides", nargs="*", help="dotted.key=value overrides for every run")
     args = parser.parse_args(argv)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -90,19 +90,14 @@ def evaluate(model, val_batches, accelerator) -> tuple[float, float]:
     return loss, math.exp(min(loss, 700.0))
 
 
-def train(cfg: RunConfig) -> TrainResult:
-    accelerator = build_accelerator(cfg)  # refuses bf16 on CPU before any work
-    main = accelerator.is_main_process
-    quiet_libraries(main)
-    rank, world = accelerator.process_index, accelerator.num_processes
-    plan = plan_batches(cfg.train, cfg.data.seq_len, world)
-    resume = resolve_resume(cfg)
-    state = ckpt.TrainerState(0, 0, 0, world, plan.grad_accum, plan.micro_batch_size)
-    if resume is not None:
-        state = ckpt.read_state(resume)
-        ckpt.check_compatible(state, resume, world, plan.grad_accum, plan.micro_batch_size)
-    sharded = is_sharded(accelerator)
+def _build_and_restore(cfg: RunConfig, accelerator, plan, resume: Path | None, sharded: bool):
+    """Tokenizer, model, optimizer and data, prepared by accelerate and restored from ``resume``.
 
+    The seed is set before the model is built, so a fresh run's initial weights depend on
+    train.seed only. Unsharded runs load weights and optimizer state before prepare (DDP
+    then broadcasts nothing new); sharded ones through accelerate's load_state after it.
+    Each rank then restores its own data position and RNG streams.
+    """
     set_seed(cfg.train.seed)
     tokenizer = load_tokenizer(cfg)
     model = build_model(
@@ -113,14 +108,13 @@ def train(cfg: RunConfig) -> TrainResult:
     if resume is not None and not sharded:
         ckpt.load_model_weights(model, resume)
     if cfg.train.precision == "bf16-pure":
-        model.to(torch.bfloat16)
+        model.to(torch.bfloat16)  # the paper's recipe: no fp32 copy of the weights
     if cfg.train.compile:
         model = torch.compile(model)
-    n_params = count_parameters(model)
-    flops_tok = flops_per_token(n_params, model.config.num_hidden_layers, model.config.hidden_size, cfg.data.seq_len)
     optimizer = build_optimizer(model, cfg.optim)
     if resume is not None and not sharded:
         optimizer.load_state_dict(ckpt.load_optimizer_state(resume))
+    rank, world = accelerator.process_index, accelerator.num_processes
     loader = build_train_loader(cfg, tokenizer, rank=rank, world_size=world)
     val_batches = build_val_batches(cfg, tokenizer, rank=rank, world_size=world)
     model, optimizer = prepare(accelerator, model, optimizer, plan, cfg.optim.grad_clip)
@@ -130,6 +124,26 @@ def train(cfg: RunConfig) -> TrainResult:
         rank_state = ckpt.load_rank_state(resume, rank)
         loader.load_state_dict(rank_state["data"])
         ckpt.set_rng_state(rank_state["rng"])
+    return tokenizer, model, optimizer, loader, val_batches
+
+
+def train(cfg: RunConfig) -> TrainResult:
+    """Train ``cfg`` to train.max_steps (continuing from train.resume) and save final/."""
+    accelerator = build_accelerator(cfg)  # refuses bf16 on CPU before any work
+    main = accelerator.is_main_process
+    quiet_libraries(main)
+    world = accelerator.num_processes
+    plan = plan_batches(cfg.train, cfg.data.seq_len, world)
+    resume = resolve_resume(cfg)
+    state = ckpt.TrainerState(0, 0, 0, world, plan.grad_accum, plan.micro_batch_size)
+    if resume is not None:
+        state = ckpt.read_state(resume)
+        ckpt.check_compatible(state, resume, world, plan.grad_accum, plan.micro_batch_size)
+    sharded = is_sharded(accelerator)
+
+    tokenizer, model, optimizer, loader, val_batches = _build_and_restore(cfg, accelerator, plan, resume, sharded)
+    n_params = count_parameters(model)
+    flops_tok = flops_per_token(n_params, model.config.num_hidden_layers, model.config.hidden_size, cfg.data.seq_len)
 
     run_dir = cfg.run_dir
     processes = gather_object([describe(accelerator)])
@@ -141,11 +155,9 @@ def train(cfg: RunConfig) -> TrainResult:
         write_run_metadata(run_dir / "run.json", {
             "run_name": cfg.run_name, "world_size": world, "ranks": sorted(p["rank"] for p in processes),
             "processes": processes, "distributed_type": processes[0]["distributed_type"],
-            "precision": cfg.train.precision, "micro_batch_size": plan.micro_batch_size,
-            "grad_accum": plan.grad_accum, "global_batch_size": plan.global_batch_size,
+            "precision": cfg.train.precision, **asdict(plan), "global_batch_size": plan.global_batch_size,
             "tokens_per_step": plan.tokens_per_step, "n_params": n_params, "flops_per_token": flops_tok,
-            "resumed_from": str(resume) if resume else None, "start_step": state.step,
-            "versions": package_versions(),
+            "resumed_from": str(resume) if resume else None, "start_step": state.step, "versions": package_versions(),
         })
     peak = peak_flops_for(processes[0]["device_name"], cfg.train.peak_flops)
     tracker = Tracker(cfg, is_main=main, start_step=state.step)
@@ -156,7 +168,7 @@ def train(cfg: RunConfig) -> TrainResult:
     max_steps, tc = cfg.train.max_steps, cfg.train
     step, tokens, skipped = state.step, state.tokens, state.skipped_steps
     window_losses: list[float] = []
-    window_start, train_time, trained_tokens = time.perf_counter(), 0.0, 0
+    window_steps, window_start, train_time, trained_tokens = 0, time.perf_counter(), 0.0, 0
     last_eval: float | None = None
     record: dict[str, Any] = {}
     model.train()
@@ -175,7 +187,7 @@ def train(cfg: RunConfig) -> TrainResult:
         # One host sync per optimizer step: global mean loss and the (already global) grad norm.
         step_loss = accelerator.reduce(loss_sum / plan.grad_accum, reduction="mean")
         step_loss, norm_value = torch.stack([step_loss, grad_norm.float()]).tolist()
-        step += 1
+        step, window_steps = step + 1, window_steps + 1
         tokens += plan.tokens_per_step
         if not (math.isfinite(step_loss) and math.isfinite(norm_value)):
             where = _culprit(accelerator.unwrap_model(model), step_loss)
@@ -198,9 +210,9 @@ def train(cfg: RunConfig) -> TrainResult:
         do_eval = is_last or (tc.eval_every > 0 and step % tc.eval_every == 0)
         if do_eval or step % tc.log_every == 0:
             elapsed = time.perf_counter() - window_start
-            steps_in_window = max(1, len(window_losses))
-            tokens_per_s = steps_in_window * plan.tokens_per_step / elapsed if elapsed > 0 else 0.0
-            train_time, trained_tokens = train_time + elapsed, trained_tokens + steps_in_window * plan.tokens_per_step
+            window_tokens = window_steps * plan.tokens_per_step
+            tokens_per_s = window_tokens / elapsed if elapsed > 0 else 0.0
+            train_time, trained_tokens = train_time + elapsed, trained_tokens + window_tokens
             record = {
                 "step": step, "loss": sum(window_losses) / len(window_losses) if window_losses else float("nan"),
                 "lr": lr, "grad_norm": norm_value, "tokens": tokens, "tokens_per_s": tokens_per_s,
@@ -212,7 +224,7 @@ def train(cfg: RunConfig) -> TrainResult:
                 record.update(eval_loss=last_eval, eval_ppl=ppl)
             metrics.write(record)
             tracker.log(record, step)
-            window_losses = []
+            window_losses, window_steps = [], 0
             window_start = time.perf_counter()  # throughput excludes evaluation time
         if is_last or (tc.checkpoint_every > 0 and step % tc.checkpoint_every == 0):
             save_started = time.perf_counter()
