@@ -3,7 +3,10 @@
 Same definition and signature as ``ibnorm_reference`` (see ``ibnorm.py``); the difference
 is what autograd keeps. The reference records every intermediate of the formula; this
 Function saves only the input and per-group statistics (means and reciprocal standard
-deviations) and recomputes the cheap elementwise terms in the backward.
+deviations) and recomputes the elementwise terms in the backward. fp32 CPU tensors run the
+compiled loops of ``cpu_kernel.py`` (one group at a time, in cache); everything else (bf16,
+fp64 for gradcheck, CUDA without Triton, a CPU without a C compiler) runs the functions
+below as PyTorch ops, a chunk of rows at a time. Both compute the same formulas.
 
 Notation, per group of ``n`` values (``mean`` is over the group):
 
