@@ -488,6 +488,8 @@ def _compile(target: Path) -> None:
 
 def _load() -> ctypes.CDLL | None:
     global _library, _build_error
+    if _library is not None or _build_error is not None:  # built (or failed) already: no lock
+        return _library
     with _lock:
         if _library is not None or _build_error is not None:
             return _library
@@ -528,10 +530,14 @@ def build_error() -> str | None:
     return _build_error
 
 
-def _row_blocks(rows: int) -> list[tuple[int, int]]:
+# Below this many elements per thread, handing work to the pool costs more than it saves.
+MIN_ELEMENTS_PER_THREAD = 1 << 15
+
+
+def _row_blocks(rows: int, width: int) -> list[tuple[int, int]]:
     if rows == 0:
         return []
-    parts = max(1, min(torch.get_num_threads(), rows))
+    parts = max(1, min(torch.get_num_threads(), rows, rows * width // MIN_ELEMENTS_PER_THREAD))
     step = -(-rows // parts)
     return [(start, min(start + step, rows)) for start in range(0, rows, step)]
 
@@ -570,7 +576,7 @@ def forward(x2: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | 
         (lambda s=s, e=e: lib.ibn_forward(_ptr(x2), _ptr(weight), _ptr(bias), _ptr(y), _ptr(stats), s, e, rows,
                                           num_groups, n, code, int(std_deviation), int(meanvar), int(compress_first),
                                           lam, eps))
-        for s, e in _row_blocks(rows)
+        for s, e in _row_blocks(rows, width)
     ]
     _run_parallel(calls)
     return y, stats
@@ -583,7 +589,7 @@ def backward(x2: torch.Tensor, weight: torch.Tensor | None, gy2: torch.Tensor, s
     """``(gx, gw, gb, glam)`` for contiguous fp32 inputs; gw/gb are None when not needed."""
     lib = _load()
     rows, width = x2.shape
-    blocks = _row_blocks(rows)
+    blocks = _row_blocks(rows, width)
     gx = torch.empty_like(x2)
     gw_parts = torch.zeros((len(blocks), width), dtype=torch.float32) if need_weight else None
     gb_parts = torch.zeros((len(blocks), width), dtype=torch.float32) if need_bias else None

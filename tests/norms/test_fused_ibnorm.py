@@ -217,3 +217,19 @@ def test_without_a_compiler_warns_and_falls_back_to_pytorch(monkeypatch, tmp_pat
         y = ibnorm_fused(x, None, None, **opts)
     assert not cpu_kernel.available()
     torch.testing.assert_close(y, ibnorm_reference(x, None, None, **opts), rtol=1e-5, atol=1e-5)
+
+
+def test_kernel_splits_rows_across_threads():
+    if not cpu_kernel.available():
+        pytest.skip(f"the CPU kernel is unavailable here: {cpu_kernel.build_error()}")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        x = _heavy_tailed(301, 256, seed=9)  # 77k elements: two row blocks of unequal size
+        assert len(cpu_kernel._row_blocks(301, 256)) == 2
+        _assert_fused_matches_reference(
+            x, torch.linspace(0.5, 1.5, 256), torch.linspace(-1, 1, 256), torch.tensor(3.0), variant="T",
+            deviation="std", standardize="meanvar", order="compress_first", num_groups=2, eps=1e-5,
+        )
+    finally:
+        torch.set_num_threads(threads)
