@@ -156,7 +156,10 @@ def save_checkpoint(
     # The model directory needs the full (gathered) weights: a collective under ZeRO-3/FSDP.
     full_state = accelerator.get_state_dict(model)
     if accelerator.is_main_process:
-        accelerator.unwrap_model(model).save_pretrained(tmp, state_dict=full_state, safe_serialization=True)
+        # torch.compile prefixes parameter names with "_orig_mod."; the model directory must not.
+        full_state = {k.removeprefix("_orig_mod."): v for k, v in full_state.items()}
+        plain = accelerator.unwrap_model(model, keep_torch_compile=False)
+        plain.save_pretrained(tmp, state_dict=full_state, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         save_config(cfg, tmp / "config.yaml")
     _kill_hook(state.step)

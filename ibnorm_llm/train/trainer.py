@@ -190,7 +190,7 @@ def train(cfg: RunConfig) -> TrainResult:
         step, window_steps = step + 1, window_steps + 1
         tokens += plan.tokens_per_step
         if not (math.isfinite(step_loss) and math.isfinite(norm_value)):
-            where = _culprit(accelerator.unwrap_model(model), step_loss)
+            where = _culprit(accelerator.unwrap_model(model, keep_torch_compile=False), step_loss)
             if not tc.skip_nonfinite:
                 tracker.close()
                 raise NonFiniteError(
@@ -218,7 +218,7 @@ def train(cfg: RunConfig) -> TrainResult:
                 "lr": lr, "grad_norm": norm_value, "tokens": tokens, "tokens_per_s": tokens_per_s,
                 "mfu": mfu(tokens_per_s, flops_tok, peak, world), "skipped_steps": skipped, "world_size": world,
             }
-            record.update(_learnable_lams(accelerator.unwrap_model(model)))
+            record.update(_learnable_lams(accelerator.unwrap_model(model, keep_torch_compile=False)))
             if do_eval:
                 last_eval, ppl = evaluate(model, val_batches, accelerator)
                 record.update(eval_loss=last_eval, eval_ppl=ppl)
