@@ -47,3 +47,21 @@ def test_launch_file_details():
 )
 def test_wandb_mode(setting, env, mode):
     assert resolve_wandb_mode(setting, env) == mode
+
+
+def test_precision_policy(monkeypatch):
+    from ibnorm_llm.config import ConfigError, load_config
+    from ibnorm_llm.train.distributed import check_precision
+
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    for precision in ("bf16-mixed", "bf16-pure"):
+        cfg = load_config(None, [f"train.precision={precision}"])
+        with pytest.raises(ConfigError, match="more than 100x slower"):
+            check_precision(cfg, cuda_available=False)
+        check_precision(cfg, cuda_available=True)
+    check_precision(load_config(None, ["train.precision=fp32"]), cuda_available=False)
+    # a launcher asking for autocast that train.precision does not want is refused, not silently overridden
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    with pytest.raises(ConfigError, match="launcher asks for mixed_precision=bf16"):
+        check_precision(load_config(None, ["train.precision=fp32"]), cuda_available=True)
+    check_precision(load_config(None, ["train.precision=bf16-mixed"]), cuda_available=True)
