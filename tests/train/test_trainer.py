@@ -116,3 +116,11 @@ def test_learnable_lambda_and_mfu_are_logged(tiny_overrides):
     assert all(abs(v - 4.0) < 0.1 for v in lams.values())
     run = json.loads((result.run_dir / "run.json").read_text())
     assert record["mfu"] == pytest.approx(record["tokens_per_s"] * run["flops_per_token"] / 1e12)
+
+
+@pytest.mark.slow
+def test_wandb_offline_run_is_written(tiny_overrides, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    result = train(tiny_config([*tiny_overrides, "run_name=wb", "train.max_steps=2", "logging.wandb=auto"]))
+    runs = list((result.run_dir / "wandb").glob("offline-run-*-wb"))
+    assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
