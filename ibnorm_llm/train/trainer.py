@@ -91,7 +91,8 @@ def evaluate(model, val_batches, accelerator) -> tuple[float, float]:
 
 
 def _build_and_restore(cfg: RunConfig, accelerator, plan, resume: Path | None, sharded: bool):
-    """Tokenizer, model, optimizer and data, prepared by accelerate and restored from ``resume``.
+    """Tokenizer, model, optimizer and data, prepared by accelerate and restored from ``resume``,
+    plus the parameter count and training FLOPs per token.
 
     The seed is set before the model is built, so a fresh run's initial weights depend on
     train.seed only. Unsharded runs load weights and optimizer state before prepare (DDP
@@ -109,6 +110,9 @@ def _build_and_restore(cfg: RunConfig, accelerator, plan, resume: Path | None, s
         ckpt.load_model_weights(model, resume)
     if cfg.train.precision == "bf16-pure":
         model.to(torch.bfloat16)  # the paper's recipe: no fp32 copy of the weights
+    # Counted before prepare: DeepSpeed's engine has a different config and ZeRO-3 empties parameters.
+    n_params = count_parameters(model)
+    flops_tok = flops_per_token(n_params, model.config.num_hidden_layers, model.config.hidden_size, cfg.data.seq_len)
     if cfg.train.compile:
         model = torch.compile(model)
     optimizer = build_optimizer(model, cfg.optim)
@@ -124,7 +128,7 @@ def _build_and_restore(cfg: RunConfig, accelerator, plan, resume: Path | None, s
         rank_state = ckpt.load_rank_state(resume, rank)
         loader.load_state_dict(rank_state["data"])
         ckpt.set_rng_state(rank_state["rng"])
-    return tokenizer, model, optimizer, loader, val_batches
+    return tokenizer, model, optimizer, loader, val_batches, n_params, flops_tok
 
 
 def train(cfg: RunConfig) -> TrainResult:
@@ -141,9 +145,9 @@ def train(cfg: RunConfig) -> TrainResult:
         ckpt.check_compatible(state, resume, world, plan.grad_accum, plan.micro_batch_size)
     sharded = is_sharded(accelerator)
 
-    tokenizer, model, optimizer, loader, val_batches = _build_and_restore(cfg, accelerator, plan, resume, sharded)
-    n_params = count_parameters(model)
-    flops_tok = flops_per_token(n_params, model.config.num_hidden_layers, model.config.hidden_size, cfg.data.seq_len)
+    tokenizer, model, optimizer, loader, val_batches, n_params, flops_tok = _build_and_restore(
+        cfg, accelerator, plan, resume, sharded
+    )
 
     run_dir = cfg.run_dir
     processes = gather_object([describe(accelerator)])
