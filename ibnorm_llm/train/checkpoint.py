@@ -84,12 +84,23 @@ def find_latest(run_dir: Path) -> Path | None:
 
 
 def remove_stale(run_dir: Path) -> None:
-    """Delete leftovers of interrupted writes (``.tmp_*`` and ``.old_*``); main process only."""
+    """Clean up after interrupted writes; main process only.
+
+    ``.tmp_*`` are unfinished and deleted. ``.old_<name>`` is a complete checkpoint moved
+    aside while its replacement was renamed in: put back if the crash came between the two
+    renames, deleted otherwise.
+    """
     root = checkpoints_root(run_dir)
-    if root.is_dir():
-        for path in root.iterdir():
-            if path.name.startswith((".tmp_", ".old_")):
-                shutil.rmtree(path)
+    if not root.is_dir():
+        return
+    for path in root.iterdir():
+        if path.name.startswith(".old_"):
+            original = root / path.name.removeprefix(".old_")
+            if not original.exists() and is_complete(path):
+                path.rename(original)
+                continue
+        if path.name.startswith((".tmp_", ".old_")):
+            shutil.rmtree(path)
 
 
 def prune(run_dir: Path, keep_last: int) -> None:
