@@ -71,12 +71,16 @@ class Tracker:
                 dynamic_ncols=True, file=sys.stderr,
             )
 
-    def log(self, record: dict[str, Any], steps_done: int) -> None:
-        """Push a metrics record; ``steps_done`` advances the bar to that step."""
+    def advance(self, steps_done: int) -> None:
+        """Move the bar to ``steps_done`` (cheap: tqdm redraws at most a few times a second)."""
+        if self._bar is not None:
+            self._bar.update(steps_done - self._bar.n)
+
+    def log(self, record: dict[str, Any]) -> None:
+        """Push a metrics record to wandb and the bar's postfix."""
         if self._wandb is not None:
             self._wandb.log({k: v for k, v in record.items() if v is not None}, step=record["step"])
         if self._bar is not None:
-            self._bar.update(steps_done - self._bar.n)
             postfix = {"loss": f"{record['loss']:.4f}", "tok/s": f"{record['tokens_per_s']:.0f}"}
             if record.get("eval_loss") is not None:
                 postfix["eval"] = f"{record['eval_loss']:.4f}"

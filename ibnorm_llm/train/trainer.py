@@ -193,6 +193,7 @@ def train(cfg: RunConfig) -> TrainResult:
         step_loss, norm_value = torch.stack([step_loss, grad_norm.float()]).tolist()
         step, window_steps = step + 1, window_steps + 1
         tokens += plan.tokens_per_step
+        tracker.advance(step)
         if not (math.isfinite(step_loss) and math.isfinite(norm_value)):
             where = _culprit(accelerator.unwrap_model(model, keep_torch_compile=False), step_loss)
             if not tc.skip_nonfinite:
@@ -227,7 +228,7 @@ def train(cfg: RunConfig) -> TrainResult:
                 last_eval, ppl = evaluate(model, val_batches, accelerator)
                 record.update(eval_loss=last_eval, eval_ppl=ppl)
             metrics.write(record)
-            tracker.log(record, step)
+            tracker.log(record)
             window_losses, window_steps = [], 0
             window_start = time.perf_counter()  # throughput excludes evaluation time
         if is_last or (tc.checkpoint_every > 0 and step % tc.checkpoint_every == 0):
