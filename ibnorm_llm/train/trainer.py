@@ -56,20 +56,30 @@ def resolve_resume(cfg: RunConfig) -> Path | None:
     return path
 
 
+def _local(tensor: torch.Tensor) -> torch.Tensor:
+    """This rank's shard of an FSDP2 DTensor (no communication); plain tensors as they are."""
+    return tensor.to_local() if hasattr(tensor, "to_local") else tensor
+
+
 def _culprit(model: torch.nn.Module, loss: float) -> str:
     if not math.isfinite(loss):
         return f"loss={loss}"
     for name, param in model.named_parameters():
-        if param.grad is not None and not torch.isfinite(param.grad).all():
+        if param.grad is not None and not torch.isfinite(_local(param.grad)).all():
             return f"gradient of parameter '{name}'"
     return "gradient norm (no single local gradient is non-finite; sharded or reduced)"
+
+
+def _full(tensor: torch.Tensor) -> torch.Tensor:
+    """The whole value of an FSDP2 DTensor (a collective: every rank calls it); plain tensors as they are."""
+    return tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
 
 
 @torch.no_grad()
 def _learnable_lams(model: torch.nn.Module) -> dict[str, float]:
     """Current lambda of every IBNorm with learnable_lam, keyed 'lam/<module name>'."""
     return {
-        f"lam/{name}": float(module.lam_value)
+        f"lam/{name}": float(_full(module.lam_value))
         for name, module in model.named_modules()
         if getattr(module, "learnable_lam", False)
     }
