@@ -33,8 +33,7 @@ DEMO_RUNS: dict[str, list[str]] = {
     "llama_tiny_ibnorm_t": ["model.norm.kind=ibnorm", "model.norm.variant=T", "model.norm.lam=4.0"],
 }
 BASE_CONFIG = "llama_tiny_rmsnorm.yaml"
-# Half the tiny config's micro batch: four runs of 400 steps took ~35-50 s each at the ~8k tokens/s
-# measured on 2 lightly loaded cores, inside the demo's time budget.
+# Half the tiny config's micro batch, so that four runs fit the demo's time budget on 2 cores.
 DEMO_SETTINGS = ["train.micro_batch_size=8", "optim.warmup_steps=25", "train.eval_batches=8"]
 
 
