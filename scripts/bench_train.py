@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--norms", nargs="+", default=None, choices=sorted(NORM_OVERRIDES),
                         help="norms to run through our trainer (default: the family's baseline)")
     parser.add_argument("--steps", type=int, default=20, help="timed optimizer steps per run")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps at the start of every run")
+    parser.add_argument("--warmup", type=int, default=4, help="untimed steps at the start of every run")
     parser.add_argument("--rounds", type=int, default=2, help="runs per contender; the best is reported")
     parser.add_argument("--quick", action="store_true", help="tiny model and 4 steps: a smoke test")
     parser.add_argument("overrides", nargs="*", help="dotted.key=value overrides of the base config")
