@@ -11,8 +11,7 @@ import json
 import signal
 
 import pytest
-from conftest import overrides_for
-from train_helpers import losses, pretrain, tiny_config
+from train_helpers import losses, overrides_for, pretrain, tiny_config
 
 from ibnorm_llm.train import checkpoint as ckpt
 from ibnorm_llm.train.trainer import train

@@ -28,3 +28,17 @@ def pretrain(overrides, *, launch: list[str] | None = None, env: dict | None = N
                *overrides]
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run(command, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def overrides_for(out_dir: Path, data_files: dict[str, Path]) -> list[str]:
+    """A tiny run (2 blocks, d_model 64, seq 32) on the test corpus, writing under ``out_dir``."""
+    return [
+        f"out_dir={out_dir}",
+        "model.preset=llama-tiny", "model.d_model=64", "model.n_layers=2", "model.n_heads=2", "model.d_ff=128",
+        "data.source=files", f"data.files=[{data_files['corpus']}]", f"data.cache_dir={data_files['cache']}",
+        "data.seq_len=32", "data.val_tokens=256", "data.val_fraction=0.1",
+        f"tokenizer.name_or_path={data_files['tokenizer']}", "tokenizer.vocab_size=512",
+        "optim.lr=0.003", "optim.warmup_steps=2", "optim.min_lr_ratio=0.1",
+        "train.micro_batch_size=4", "train.log_every=1", "train.eval_every=0", "train.eval_batches=2",
+        "train.checkpoint_every=0", "logging.wandb='off'", "logging.progress=false",
+    ]
