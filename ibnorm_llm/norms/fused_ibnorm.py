@@ -28,7 +28,9 @@ from typing import NamedTuple
 
 import torch
 
-from . import cpu_kernel
+from .cpu_kernel import available as cpu_kernel_available
+from .cpu_kernel import backward as cpu_kernel_backward
+from .cpu_kernel import forward as cpu_kernel_forward
 from .precision import stats_dtype
 
 Lam = float | torch.Tensor
@@ -220,7 +222,7 @@ def _affine_into(out: torch.Tensor, shat: torch.Tensor, weight: torch.Tensor | N
 def _kernel_applies(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None) -> bool:
     """The compiled CPU kernel handles fp32 CPU tensors; everything else takes the PyTorch path."""
     tensors = [t for t in (x, weight, bias) if t is not None]
-    return all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors) and cpu_kernel.available()
+    return all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors) and cpu_kernel_available()
 
 
 def _kernel_options(opts: IBNormOptions) -> dict:
@@ -245,7 +247,7 @@ class FusedIBNorm(torch.autograd.Function):
         ctx.use_kernel = _kernel_applies(x, weight, bias)
         if ctx.use_kernel:
             x2 = x.reshape(-1, x.shape[-1]).contiguous()  # (rows, width)
-            y, stats = cpu_kernel.forward(
+            y, stats = cpu_kernel_forward(
                 x2, _contiguous(weight), _contiguous(bias), lam=float(lam), eps=opts.eps, **_kernel_options(opts)
             )
             ctx.save_for_backward(x2, weight, lam_tensor, stats)
@@ -262,7 +264,7 @@ class FusedIBNorm(torch.autograd.Function):
         if ctx.use_kernel:
             x2, weight, lam_tensor, stats = ctx.saved_tensors
             lam = float(lam_tensor) if lam_tensor is not None else ctx.lam
-            gx, gw, gb, glam = cpu_kernel.backward(
+            gx, gw, gb, glam = cpu_kernel_backward(
                 x2, _contiguous(weight), gy.reshape(x2.shape).contiguous().float(), stats, lam=lam,
                 need_weight=need_w, need_bias=need_b, need_lam=need_lam, **_kernel_options(ctx.opts),
             )

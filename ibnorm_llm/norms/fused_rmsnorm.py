@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import torch
 
-from . import cpu_kernel
+from .cpu_kernel import available as cpu_kernel_available
+from .cpu_kernel import backward as cpu_kernel_backward
+from .cpu_kernel import forward as cpu_kernel_forward
 
 
 def rmsnorm_kernel_applies(x: torch.Tensor, weight: torch.Tensor | None) -> bool:
     """fp32 CPU tensors, and the kernel builds on this machine."""
     tensors = [t for t in (x, weight) if t is not None]
-    return all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors) and cpu_kernel.available()
+    return all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors) and cpu_kernel_available()
 
 
 _RMS = dict(num_groups=1, variant="identity", std_deviation=False, meanvar=False, compress_first=True)
@@ -29,7 +31,7 @@ class FusedRMSNorm(torch.autograd.Function):
     def forward(ctx, x, weight, eps: float):
         x2 = x.reshape(-1, x.shape[-1]).contiguous()  # (rows, width)
         w = None if weight is None else weight.detach().contiguous()
-        y, stats = cpu_kernel.forward(x2, w, None, lam=1.0, eps=eps, **_RMS)
+        y, stats = cpu_kernel_forward(x2, w, None, lam=1.0, eps=eps, **_RMS)
         ctx.save_for_backward(x2, weight, stats)
         return y.reshape(x.shape)
 
@@ -38,7 +40,7 @@ class FusedRMSNorm(torch.autograd.Function):
         x2, weight, stats = ctx.saved_tensors
         need_x, need_w = ctx.needs_input_grad[:2]
         w = None if weight is None else weight.detach().contiguous()
-        gx, gw, _, _ = cpu_kernel.backward(
+        gx, gw, _, _ = cpu_kernel_backward(
             x2, w, gy.reshape(x2.shape).contiguous(), stats, lam=1.0,
             need_weight=need_w, need_bias=False, need_lam=False, **_RMS,
         )
