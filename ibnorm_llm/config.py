@@ -14,17 +14,48 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Union
 
 import yaml
 
 
 class ConfigError(ValueError):
     """A bad configuration: the message names the dotted key and the fix."""
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 scalars: ``off``/``no`` stay strings and ``3e-3``
+    is a float (YAML 1.1 reads them as false and as a string, which surprises on a command line)."""
+
+
+_BOOL, _FLOAT = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:float"
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_BOOL, _FLOAT)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+_Yaml12Loader.add_implicit_resolver(
+    _FLOAT,
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
+        |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def yaml_load(text: str) -> Any:
+    """Parse config YAML (files and ``key=value`` values) with YAML 1.2 scalar rules."""
+    return yaml.load(text, Loader=_Yaml12Loader)
 
 
 # --------------------------------------------------------------------------------------
@@ -42,31 +73,31 @@ class NormConfig:
 
     kind: str = "rmsnorm"
     """Registry name: layernorm, rmsnorm, ibnorm, dyt or normalnorm (see ibnorm_llm.norms.NORMS)."""
-    eps: Optional[float] = None
+    eps: float | None = None
     """Added to variances; None = the preset's default (1e-6 LLaMA, 1e-5 GPT-2)."""
-    affine: Optional[bool] = None
+    affine: bool | None = None
     """Learnable gain (and bias where the norm has one) after normalizing."""
-    bias: Optional[bool] = None
+    bias: bool | None = None
     """Learnable bias in the affine (layernorm, ibnorm, dyt)."""
-    variant: Optional[str] = None
+    variant: str | None = None
     """IBNorm compression: S (piecewise linear), L (log), T (tanh)."""
-    lam: Optional[float] = None
+    lam: float | None = None
     """IBNorm compression strength lambda (S needs >= 1, L/T > 0)."""
-    deviation: Optional[str] = None
+    deviation: str | None = None
     """IBNorm deviation units: raw (|x - mean|) or std (divided by the group's std)."""
-    standardize: Optional[str] = None
+    standardize: str | None = None
     """IBNorm standardization after compression: meanvar or rms."""
-    order: Optional[str] = None
+    order: str | None = None
     """IBNorm order ablation: compress_first (paper) or standardize_first."""
-    num_groups: Optional[int] = None
+    num_groups: int | None = None
     """IBNorm feature groups per token; must divide the width."""
-    learnable_lam: Optional[bool] = None
+    learnable_lam: bool | None = None
     """IBNorm: learn lambda (kept positive through softplus)."""
-    impl: Optional[str] = None
+    impl: str | None = None
     """IBNorm implementation: auto, reference, fused, triton."""
-    alpha_init: Optional[float] = None
+    alpha_init: float | None = None
     """DyT: initial value of the learnable tanh slope alpha."""
-    noise_std: Optional[float] = None
+    noise_std: float | None = None
     """NormalNorm: scale of the additive Gaussian noise during training."""
 
     def options(self) -> dict[str, Any]:
@@ -110,23 +141,23 @@ class ModelConfig:
     """The norm of every block and of the final norm (unless overridden)."""
     norm_overrides: tuple[NormOverride, ...] = ()
     """Per-block-range norms; later entries win where ranges overlap."""
-    final_norm: Optional[NormConfig] = None
+    final_norm: NormConfig | None = None
     """The norm before the LM head; None = same as ``model.norm``."""
-    d_model: Optional[int] = None
+    d_model: int | None = None
     """Override the preset's width."""
-    n_layers: Optional[int] = None
+    n_layers: int | None = None
     """Override the preset's depth."""
-    n_heads: Optional[int] = None
+    n_heads: int | None = None
     """Override the preset's attention heads."""
-    n_kv_heads: Optional[int] = None
+    n_kv_heads: int | None = None
     """Override the preset's key/value heads (LLaMA only)."""
-    d_ff: Optional[int] = None
+    d_ff: int | None = None
     """Override the preset's MLP width."""
-    max_seq_len: Optional[int] = None
+    max_seq_len: int | None = None
     """Override the preset's maximum positions."""
-    tie_embeddings: Optional[bool] = None
+    tie_embeddings: bool | None = None
     """Share the token embedding with the LM head; None = the preset's choice (LLaMA untied, GPT-2 tied)."""
-    init_std: Optional[float] = None
+    init_std: float | None = None
     """Std of the normal init of linear and embedding weights; None = 0.02."""
     gradient_checkpointing: bool = False
     """Recompute block activations in the backward to save memory."""
@@ -157,11 +188,11 @@ class DataConfig:
     """source=files, .txt files: one document per file, per blank-line-separated paragraph, or per line."""
     hf_name: str = "allenai/c4"
     """source=hf: dataset name (or a local dataset directory with the same layout)."""
-    hf_config: Optional[str] = "en"
+    hf_config: str | None = "en"
     """source=hf: dataset configuration name."""
     train_split: str = "train"
     """source=hf: split to train on."""
-    val_split: Optional[str] = "validation"
+    val_split: str | None = "validation"
     """source=hf: split for held-out evaluation; None = hold out data.val_fraction of the train split by hash."""
     text_field: str = "text"
     """Field holding the document text (JSONL, Parquet, hub)."""
@@ -226,9 +257,9 @@ class TrainConfig:
     """Optimizer steps to train."""
     micro_batch_size: int = 8
     """Sequences per device per forward pass."""
-    global_batch_size: Optional[int] = None
+    global_batch_size: int | None = None
     """Sequences per optimizer step across all devices (set this or global_batch_tokens)."""
-    global_batch_tokens: Optional[int] = None
+    global_batch_tokens: int | None = None
     """Tokens per optimizer step across all devices (set this or global_batch_size)."""
     seed: int = 0
     """Seed of initialization, dropout and data order."""
@@ -248,7 +279,7 @@ class TrainConfig:
     """Write metrics every N steps."""
     skip_nonfinite: bool = False
     """Skip (and count) steps with a non-finite loss or gradient instead of stopping."""
-    peak_flops: Optional[float] = None
+    peak_flops: float | None = None
     """Peak FLOP/s per device for MFU when the device is not in the built-in table."""
     compile: bool = False
     """torch.compile the model."""
@@ -268,11 +299,11 @@ class LoggingConfig:
 class EvalConfig:
     suite: Literal["none", "v1", "v2", "all"] = "none"
     """Leaderboard suite run on the final checkpoint; none = held-out loss only."""
-    limit: Optional[int] = None
+    limit: int | None = None
     """Examples per task (None = all)."""
     batch_size: int = 8
     """Fixed evaluation batch size (scores depend on it)."""
-    offline_data: Optional[str] = None
+    offline_data: str | None = None
     """Local task data directory (eval/offline_data layout)."""
 
 
@@ -437,7 +468,7 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             return tuple(_convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
         if len(value) != len(args):
             raise ConfigError(f"{key}={list(value)!r}: expected {len(args)} values")
-        return tuple(_convert(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        return tuple(_convert(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
@@ -536,7 +567,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not sep or not key.strip():
         raise ConfigError(f"override {text!r}: expected dotted.key=value, e.g. train.max_steps=100")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml_load(raw) if raw.strip() else ""
     except yaml.YAMLError as err:
         raise ConfigError(f"override {text!r}: value is not valid YAML ({err})") from None
     return key.strip(), value
@@ -554,7 +585,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     if path is not None:
         resolved = resolve_config_path(path)
         try:
-            tree = yaml.safe_load(resolved.read_text()) or {}
+            tree = yaml_load(resolved.read_text()) or {}
         except yaml.YAMLError as err:
             raise ConfigError(f"{resolved}: not valid YAML ({err})") from None
         if not isinstance(tree, dict):

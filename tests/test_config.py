@@ -120,3 +120,14 @@ def test_replace_revalidates():
     with pytest.raises(ConfigError):
         replace(cfg, "train.seed", "x")
     assert NormConfig(kind="ibnorm", lam=3.0).options() == {"lam": 3.0}
+
+
+def test_command_line_values_follow_yaml_1_2():
+    # YAML 1.1 would read `off` as false and `3e-3` as a string: both are what users type.
+    cfg = load_config(None, ["logging.wandb=off", "optim.lr=3e-3", "train.peak_flops=1.0e12", "train.max_steps=1e3"])
+    assert cfg.logging.wandb == "off"
+    assert cfg.optim.lr == 0.003
+    assert cfg.train.peak_flops == 1e12
+    assert cfg.train.max_steps == 1000
+    with pytest.raises(ConfigError, match=r"train\.skip_nonfinite='yes': expected true or false"):
+        load_config(None, ["train.skip_nonfinite=yes"])

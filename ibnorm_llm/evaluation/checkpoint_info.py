@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from ibnorm_llm.config import ConfigError, RunConfig, config_from_tree
+from ibnorm_llm.config import ConfigError, RunConfig, config_from_tree, yaml_load
 from ibnorm_llm.train.checkpoint import STATE_DIR, is_complete, read_state
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
@@ -85,7 +85,7 @@ def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
     config = None
     if (path / RUN_CONFIG_FILE).is_file():
         try:
-            tree = yaml.safe_load((path / RUN_CONFIG_FILE).read_text()) or {}
+            tree = yaml_load((path / RUN_CONFIG_FILE).read_text()) or {}
             config = config_from_tree(tree)
         except (yaml.YAMLError, ConfigError) as err:
             raise _fail(path, f"{RUN_CONFIG_FILE} is not a valid run config ({err})") from None
