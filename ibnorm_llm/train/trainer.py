@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from accelerate.utils import gather_object, set_seed
 
+from ibnorm_llm.analysis import gather_tokens, layer_report
 from ibnorm_llm.config import RunConfig, save_config
 from ibnorm_llm.data import build_train_loader, build_val_batches, check_data_config, load_tokenizer
 from ibnorm_llm.models import build_model, count_parameters
@@ -185,6 +186,8 @@ def train(cfg: RunConfig) -> TrainResult:
     window_steps, window_start, train_time, trained_tokens = 0, time.perf_counter(), 0.0, 0
     last_eval: float | None = None
     record: dict[str, Any] = {}
+    # Gathered once, before step 0, so too little held-out text for analysis.n_tokens fails early.
+    analysis_batch = gather_tokens(val_batches, cfg.analysis.n_tokens) if cfg.analysis.every > 0 else None
     model.train()
     while step < max_steps:
         lr = lr_at(step, cfg.optim, max_steps)
@@ -223,7 +226,8 @@ def train(cfg: RunConfig) -> TrainResult:
 
         is_last = step == max_steps
         do_eval = is_last or (tc.eval_every > 0 and step % tc.eval_every == 0)
-        if do_eval or step % tc.log_every == 0:
+        do_analysis = analysis_batch is not None and step % cfg.analysis.every == 0
+        if do_eval or do_analysis or step % tc.log_every == 0:
             elapsed = time.perf_counter() - window_start
             window_tokens = window_steps * plan.tokens_per_step
             tokens_per_s = window_tokens / elapsed if elapsed > 0 else 0.0
@@ -237,6 +241,10 @@ def train(cfg: RunConfig) -> TrainResult:
             if do_eval:
                 last_eval, ppl = evaluate(model, val_batches, accelerator)
                 record.update(eval_loss=last_eval, eval_ppl=ppl)
+            if do_analysis:
+                # Every rank runs the forward (sharded models need all ranks); the main one logs it.
+                unwrapped = accelerator.unwrap_model(model, keep_torch_compile=False)
+                record.update(layer_report(unwrapped, analysis_batch, cfg.analysis))
             metrics.write(record)
             tracker.log(record)
             window_losses, window_steps = [], 0

@@ -124,3 +124,16 @@ def test_wandb_offline_run_is_written(tiny_overrides, monkeypatch):
     result = train(tiny_config([*tiny_overrides, "run_name=wb", "train.max_steps=2", "logging.wandb=auto"]))
     runs = list((result.run_dir / "wandb").glob("offline-run-*-wb"))
     assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
+
+
+def test_periodic_ib_analysis_is_logged(tiny_overrides):
+    result = train(tiny_config([
+        *tiny_overrides, "run_name=analysis", "train.max_steps=4", "train.log_every=4", "analysis.every=2",
+        "analysis.n_tokens=64",
+    ]))
+    records = {r["step"]: r for r in (json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines())}
+    assert sorted(records) == [2, 4]  # analysis steps are logged even between log_every steps
+    for record in records.values():
+        assert {"analysis/ib/0", "analysis/ib/1", "analysis/i_target/0"} <= set(record)
+        assert any(key.startswith("analysis/kurtosis_after/") for key in record)
+        assert all(math.isfinite(record[key]) for key in record if key.startswith("analysis/ib/"))
