@@ -6,8 +6,8 @@
 Every run uses the same seed, data (the built-in offline corpus), tokenizer and schedule;
 only the norm differs. Held-out loss is the trainer's final evaluation on the held-out
 split. The pipeline is train_all() -> held_out_table() -> write_report(); further result
-tables (e.g. leaderboard scores of runs/demo/<run>/checkpoints/final) go into
-write_report's ``sections``.
+tables go into write_report's ``sections``: the offline smoke of both leaderboard suites on
+every final checkpoint (skip it with --no-leaderboard).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ DEMO_RUNS: dict[str, list[str]] = {
     "llama_tiny_ibnorm_t": ["model.norm.kind=ibnorm", "model.norm.variant=T", "model.norm.lam=4.0"],
 }
 BASE_CONFIG = "llama_tiny_rmsnorm.yaml"
+OFFLINE_DATA = Path(__file__).resolve().parent.parent / "eval" / "offline_data"
 # Half the tiny config's micro batch, so that four runs fit the demo's time budget on 2 cores.
 DEMO_SETTINGS = ["train.micro_batch_size=8", "optim.warmup_steps=25", "train.eval_batches=8"]
 
@@ -99,6 +100,38 @@ def plot_loss_curves(runs: list[DemoRun], path: Path) -> Path:
     return path
 
 
+def leaderboard_section(runs: list[DemoRun], eval_dir: Path) -> str:
+    """Both leaderboard suites, offline smoke setting, on every final checkpoint; the comparison
+    table (relative to RMSNorm) as markdown, with its CSV and plots written beside it."""
+    import torch
+
+    from ibnorm_llm.evaluation import run_leaderboard
+    from ibnorm_llm.evaluation.compare import build_comparison, load_summaries, to_csv, to_markdown
+    from ibnorm_llm.evaluation.plots import write_plots
+
+    # Tiny models: one thread avoids thread-pool overhead that dominates generation at this size.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    result_dirs = []
+    try:
+        for run in runs:
+            print(f"== leaderboard smoke (v1 + v2, offline) on {run.cfg.run_name}", file=sys.stderr, flush=True)
+            out = eval_dir / run.cfg.run_name
+            run_leaderboard(run.result.final_checkpoint, "all", out, offline_data=OFFLINE_DATA, smoke=True)
+            result_dirs.append(out)
+    finally:
+        torch.set_num_threads(threads)
+    comparison = build_comparison(load_summaries(result_dirs))
+    (eval_dir / "comparison.csv").write_text(to_csv(comparison))
+    write_plots(comparison, eval_dir)
+    note = (
+        "Offline smoke data (eval/offline_data: a few handwritten items per task, partial groups): these scores "
+        "test the pipeline and mean nothing about model quality. Per-run raw harness JSON, per-sample logs and "
+        f"summary.json are in {eval_dir}/<run>/."
+    )
+    return to_markdown(comparison, title="Leaderboard I + II (offline smoke)").rstrip() + "\n\n" + note
+
+
 def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
@@ -137,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=400, help="optimizer steps per run")
     parser.add_argument("--out", type=Path, default=DEMO_DIR, help="demo folder (default runs/demo)")
+    parser.add_argument("--no-leaderboard", dest="leaderboard", action="store_false",
+                        help="skip the offline leaderboard smoke evaluation")
     parser.add_argument("overrides", nargs="*", help="dotted.key=value overrides for every run")
     args = parser.parse_args(argv)
     start = time.perf_counter()
@@ -144,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     runs = train_all(args.out, args.steps, args.overrides)
     rows = held_out_table(runs)
     plot_loss_curves(runs, args.out / "loss_curves.png")
-    report = write_report(rows, args.out)
+    leaderboard = leaderboard_section(runs, args.out / "leaderboard") if args.leaderboard else None
+    report = write_report(rows, args.out, sections=[leaderboard] if leaderboard else ())
     print(f"wrote {report} and {args.out / 'loss_curves.png'} in {time.perf_counter() - start:.0f} s", file=sys.stderr)
     return 0
 

@@ -46,6 +46,12 @@ def test_demo_writes_comparison_and_plot(tmp_path, data_files):
         assert (out / name / "checkpoints" / "final" / "model.safetensors").is_file()
     assert "| llama_tiny_ibnorm_t | ibnorm | T | 4 | 3 | 384 |" in report
     assert (out / "loss_curves.png").stat().st_size > 10_000
+    # The offline leaderboard smoke of both suites ran on every checkpoint and is in the report.
+    assert "Leaderboard I + II (offline smoke)" in report
+    for name in ("llama_tiny_rmsnorm", "llama_tiny_ibnorm_l"):
+        summary = (out / "leaderboard" / name / "summary.json").read_text()
+        assert '"arc_challenge"' in summary and '"leaderboard_ifeval"' in summary
+    assert (out / "leaderboard" / "comparison.csv").read_text().count("\n") >= 5  # header + 4 runs
 
 
 @pytest.mark.slow
