@@ -121,9 +121,9 @@ class NormOverride:
     def block_indices(self) -> range:
         text = str(self.layers).strip()
         try:
-            first, _, last = text.partition("-")
+            first, dash, last = text.partition("-")
             first_i = int(first)
-            last_i = int(last) if last else first_i
+            last_i = int(last) if dash else first_i  # '5-' is an error, not block 5
         except ValueError:
             raise ConfigError(
                 f"model.norm_overrides[].layers={self.layers!r}: expected 'first-last' like '0-3' or one index like '5'"
@@ -298,13 +298,15 @@ class LoggingConfig:
 @dataclass(frozen=True, kw_only=True)
 class EvalConfig:
     suite: Literal["none", "v1", "v2", "all"] = "none"
-    """Leaderboard suite run on the final checkpoint; none = held-out loss only."""
+    """Leaderboard suite run in-process on final/ after training (single-process runs); none = skip."""
     limit: int | None = None
     """Examples per task (None = all)."""
     batch_size: int = 8
     """Fixed evaluation batch size (scores depend on it)."""
     offline_data: str | None = None
     """Local task data directory (eval/offline_data layout)."""
+    smoke: bool = False
+    """Short generations and partial task groups allowed (for offline smoke data)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -398,6 +400,7 @@ def _check_values(cfg: RunConfig) -> None:
             "train.global_batch_size and train.global_batch_tokens are both set: set only one "
             "(sequences or tokens per optimizer step)"
         )
+    _check_source_keys(cfg.data)
     if cfg.data.source == "files" and not cfg.data.files:
         raise ConfigError("data.files is empty but data.source=files: list text/JSONL/Parquet paths or globs")
     if not cfg.run_name or "/" in cfg.run_name:
@@ -411,6 +414,27 @@ def _check_values(cfg: RunConfig) -> None:
     for i, override in enumerate(cfg.model.norm_overrides):
         override.block_indices()
         validate_norm_config(override.norm, f"model.norm_overrides[{i}].norm")
+
+
+# Keys that only mean something for one data.source: setting one for another source is an error,
+# so `data.files=[x]` without `data.source=files` does not silently train on the built-in corpus.
+_SOURCE_ONLY_KEYS = {
+    "files": ("files", "txt_sample_by"),
+    "hf": ("hf_name", "hf_config", "train_split", "val_split", "shuffle_buffer", "num_workers"),
+}
+
+
+def _check_source_keys(data: DataConfig) -> None:
+    defaults = DataConfig()
+    for source, keys in _SOURCE_ONLY_KEYS.items():
+        if data.source == source:
+            continue
+        for key in keys:
+            if getattr(data, key) != getattr(defaults, key):
+                raise ConfigError(
+                    f"data.{key} is set but data.source={data.source}: it applies only to data.source={source}; "
+                    f"set data.source={source} or remove data.{key}"
+                )
 
 
 def _get(obj: Any, dotted: str) -> Any:
@@ -539,7 +563,9 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
     path = Path(name_or_path)
     if path.is_file():
         return path
-    for candidate in (CONFIG_DIR / path.name, CONFIG_DIR / f"{path.name}.yaml"):
+    # configs/ of the checkout this package runs from (editable install), then of the working directory.
+    candidates = [d / name for d in (CONFIG_DIR, Path("configs")) for name in (path.name, f"{path.name}.yaml")]
+    for candidate in candidates:
         if path.parent == Path(".") and candidate.is_file():
             return candidate
     available = sorted(p.name for p in CONFIG_DIR.glob("*.yaml"))

@@ -131,3 +131,17 @@ def test_command_line_values_follow_yaml_1_2():
     assert cfg.train.max_steps == 1000
     with pytest.raises(ConfigError, match=r"train\.skip_nonfinite='yes': expected true or false"):
         load_config(None, ["train.skip_nonfinite=yes"])
+
+
+def test_source_specific_data_keys_need_their_source():
+    # data.files without data.source=files would otherwise train on the built-in corpus.
+    with pytest.raises(ConfigError, match=r"data\.files is set but data\.source=builtin.*set data\.source=files"):
+        load_config(None, ["data.files=[corpus.jsonl]"])
+    with pytest.raises(ConfigError, match=r"data\.hf_name is set but data\.source=files"):
+        load_config(None, ["data.source=files", "data.files=[a.txt]", "data.hf_name=foo/bar"])
+    assert load_config(None, ["data.source=hf", "data.hf_name=foo/bar"]).data.hf_name == "foo/bar"
+
+
+def test_open_ended_layer_range_is_an_error():
+    with pytest.raises(ConfigError, match="layers='5-'"):
+        load_config(None, ["model.norm_overrides=[{layers: '5-', norm: {kind: rmsnorm}}]"])
