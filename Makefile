@@ -14,14 +14,19 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install demo test test-fast lint bench clean-runs
 
+# torch is (re)installed only when none is there or TORCH is given on the command line, so a
+# later `make test` after a pyproject change keeps a GPU build chosen with `make install TORCH=...`.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q $(TORCH)
+	if [ "$(origin TORCH)" = "command line" ] || ! $(PY) -c "import torch" 2>/dev/null; then \
+		$(PIP) install -q $(TORCH); fi
 	$(PIP) install -q -c constraints.txt -e ".[dev,triton]"
 	touch $(STAMP)
 
-install: $(STAMP)
+install:
+	rm -f $(STAMP)
+	$(MAKE) $(STAMP)
 
 demo: $(STAMP)
 	$(PY) scripts/demo.py
