@@ -1,4 +1,4 @@
-"""The training part of `make demo`: tiny LLaMA with RMSNorm and IBNorm-S, -L, -T, compared.
+"""`make demo`: tiny LLaMA with RMSNorm and IBNorm-S, -L, -T, trained, evaluated and compared.
 
     python scripts/demo.py                      # runs/demo/comparison.md + loss_curves.png
     python scripts/demo.py --steps 60           # shorter
@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ibnorm_llm.config import RunConfig, load_config
+from ibnorm_llm.config import ConfigError, RunConfig, load_config
+from ibnorm_llm.data import DataError
 from ibnorm_llm.train.metrics import read_metrics
 from ibnorm_llm.train.trainer import TrainResult, train
 
@@ -102,12 +103,11 @@ def plot_loss_curves(runs: list[DemoRun], path: Path) -> Path:
 
 def leaderboard_section(runs: list[DemoRun], eval_dir: Path) -> str:
     """Both leaderboard suites, offline smoke setting, on every final checkpoint; the comparison
-    table (relative to RMSNorm) as markdown, with its CSV and plots written beside it."""
+    table (relative to RMSNorm) as markdown; comparison.md/.csv and plots are also written to ``eval_dir``."""
     import torch
 
     from ibnorm_llm.evaluation import run_leaderboard
-    from ibnorm_llm.evaluation.compare import build_comparison, load_summaries, to_csv, to_markdown
-    from ibnorm_llm.evaluation.plots import write_plots
+    from ibnorm_llm.evaluation.compare import to_markdown, write_comparison
 
     # Tiny models: one thread avoids thread-pool overhead that dominates generation at this size.
     threads = torch.get_num_threads()
@@ -121,15 +121,14 @@ def leaderboard_section(runs: list[DemoRun], eval_dir: Path) -> str:
             result_dirs.append(out)
     finally:
         torch.set_num_threads(threads)
-    comparison = build_comparison(load_summaries(result_dirs))
-    (eval_dir / "comparison.csv").write_text(to_csv(comparison))
-    write_plots(comparison, eval_dir)
+    title = "Leaderboard I + II (offline smoke)"
+    comparison = write_comparison(result_dirs, eval_dir, title=title)
     note = (
         "Offline smoke data (eval/offline_data: a few handwritten items per task, partial groups): these scores "
         "test the pipeline and mean nothing about model quality. Per-run raw harness JSON, per-sample logs and "
         f"summary.json are in {eval_dir}/<run>/."
     )
-    return to_markdown(comparison, title="Leaderboard I + II (offline smoke)").rstrip() + "\n\n" + note
+    return to_markdown(comparison, title=title).rstrip() + "\n\n" + note
 
 
 def _fmt(value, spec: str) -> str:
@@ -176,7 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     start = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
-    runs = train_all(args.out, args.steps, args.overrides)
+    try:
+        runs = train_all(args.out, args.steps, args.overrides)
+    except (ConfigError, DataError) as err:
+        print(f"config error: {err}", file=sys.stderr)
+        return 2
     rows = held_out_table(runs)
     plot_loss_curves(runs, args.out / "loss_curves.png")
     leaderboard = leaderboard_section(runs, args.out / "leaderboard") if args.leaderboard else None

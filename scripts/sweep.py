@@ -92,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"config error: {err}", file=sys.stderr)
         return 2
     base_stem = resolve_config_path(args.config).stem
-    out = Path(args.out or f"sweeps/{base_stem}_{time.strftime('%Y%m%d-%H%M%S')}")
+    # Absolute, because the runs start in the repository root whatever the current directory is.
+    out = Path(args.out or f"sweeps/{base_stem}_{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     out.mkdir(parents=True, exist_ok=True)
     commands = []
     for name, overrides in points:
