@@ -1,9 +1,10 @@
 """Comparison tables of leaderboard results: a pure function of the saved ``summary.json`` files.
 
 ``eval/leaderboard.py`` writes one result directory per evaluated checkpoint; each holds a
-``summary.json`` (schema in :func:`parse_summary`). This module reads those files, groups runs
-that differ only in their seed, compares every run with the baseline norm of its preset and
-renders the result as Markdown and CSV::
+``summary.json`` (read by :mod:`~ibnorm_llm.evaluation.summaries`). This module groups runs that
+differ only in their seed and compares every run with the baseline norm of its preset; the
+result (:mod:`~ibnorm_llm.evaluation.comparison`) is rendered as Markdown and CSV by
+:mod:`~ibnorm_llm.evaluation.tables`. The public names of those modules are re-exported here::
 
     summaries = load_summaries(["runs/eval/rms_s0", "runs/eval/ibn_l4_s0", ...])
     comparison = build_comparison(summaries)          # baseline: rmsnorm (llama), layernorm (gpt2)
@@ -29,346 +30,40 @@ Conventions (also written into the Markdown):
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
-import math
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from scipy import stats
 
-from ibnorm_llm.evaluation.suites import SUITES
+from ibnorm_llm.evaluation.comparison import Cell, Column, Comparison, Delta, Row
+from ibnorm_llm.evaluation.significance import MIN_SEEDS_FOR_TEST, seed_test
+from ibnorm_llm.evaluation.suites import SUITES, suite_parts, task_names
+from ibnorm_llm.evaluation.summaries import (
+    MUST_MATCH,
+    SHOULD_MATCH,
+    HeldOut,
+    ResultError,
+    RunSummary,
+    TaskScore,
+    load_summaries,
+    load_summary,
+    parse_summary,
+)
+from ibnorm_llm.evaluation.tables import MISSING, to_csv, to_markdown
 from ibnorm_llm.models.presets import FAMILY_BASELINE_NORM, PRESETS
 
-SUITE_TASKS: dict[str, tuple[str, ...]] = {name: tuple(t.name for t in specs) for name, specs in SUITES.items()}
-"""The tasks whose mean is each suite's average (Open LLM Leaderboard I and II)."""
+__all__ = [
+    "MISSING", "MIN_SEEDS_FOR_TEST", "Cell", "Column", "Comparison", "Delta", "HeldOut", "ResultError", "Row",
+    "RunSummary", "TaskScore", "build_comparison", "default_baseline_norm", "load_summaries", "load_summary",
+    "parse_summary", "seed_test", "to_csv", "to_markdown", "write_comparison",
+]
 
-SUITES_OF_RUN: dict[str, tuple[str, ...]] = {"v1": ("v1",), "v2": ("v2",), "all": ("v1", "v2")}
-"""The suite averages a result of each ``--suite`` value has."""
-
-MISSING = "—"
-MIN_SEEDS_FOR_TEST = 3
-SUMMARY_FILE = "summary.json"
 _RUN_KEYS = ("preset", "norm", "variant", "lam", "seed", "run_name")
 """Run fields with a fixed meaning; any other field of ``run`` must also match for runs to group."""
 _NORM_EXTRAS = ("norm_options",)
 """Extra run fields that describe the norm: they split rows but do not have to match the baseline's."""
-_MUST_MATCH = {
-    "suite": "suites",
-    "limit": "--limit values",
-    "offline_data": "task data (offline copies vs hub datasets)",
-    "smoke": "smoke settings",
-    "max_gen_toks": "generation lengths",
-}
-"""Eval settings that change what is measured: results that differ in one are refused."""
-_SHOULD_MATCH = {
-    "harness_version": "harness version",
-    "batch_size": "batch size",
-    "dtype": "dtype",
-    "seed": "harness seed (few-shot sampling)",
-    "bootstrap_iters": "bootstrap iterations (stderr)",
-}
-"""Eval settings that can shift scores slightly: a difference is reported in the notes."""
-
-
-class ResultError(ValueError):
-    """A result file or set of result files that cannot be compared; the message names the file."""
-
-
-# --------------------------------------------------------------------------------------
-# Reading summary.json
-
-
-@dataclass(frozen=True)
-class TaskScore:
-    metric: str
-    value: float
-    """The harness metric as a fraction in [0, 1]."""
-    stderr: float | None
-    n: int | None
-
-
-@dataclass(frozen=True)
-class HeldOut:
-    loss: float
-    ppl: float
-    tokens: int
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    """One evaluated checkpoint, as read from its ``summary.json``."""
-
-    source: str
-    checkpoint: str
-    suite: str
-    harness_version: str
-    limit: int | None
-    offline_data: bool
-    step: int | None
-    tokens: int | None
-    run: Mapping[str, Any]
-    """The run's identity; preset, norm and seed are null for a checkpoint without a run config."""
-    tasks: Mapping[str, TaskScore]
-    held_out: HeldOut | None
-    settings: Mapping[str, Any]
-    """Eval settings that must (or should) match across compared results, as far as the file has them."""
-    notes: tuple[str, ...] = ()
-    """The runner's notes (partial offline groups, skipped perplexity ...)."""
-
-    @property
-    def preset(self) -> str | None:
-        return self.run["preset"]
-
-    @property
-    def norm(self) -> str | None:
-        return self.run["norm"]
-
-    @property
-    def variant(self) -> str | None:
-        return self.run.get("variant")
-
-    @property
-    def lam(self) -> float | None:
-        return self.run.get("lam")
-
-    @property
-    def seed(self) -> int | None:
-        return self.run["seed"]
-
-    @property
-    def run_name(self) -> str:
-        return str(self.run.get("run_name", Path(self.source).parent.name))
-
-
-def _field(data: Mapping, key: str, kinds: tuple, source: str, where: str = "", *, nullable: bool = False) -> Any:
-    if key not in data:
-        raise ResultError(f"{source}: missing key '{where}{key}' (re-run eval/leaderboard.py to rewrite the summary)")
-    value = data[key]
-    if value is None and nullable:
-        return None
-    number = float in kinds
-    bad = isinstance(value, bool) and bool not in kinds
-    if bad or not isinstance(value, kinds):
-        expected = " or ".join(k.__name__ for k in kinds) + (" or null" if nullable else "")
-        raise ResultError(f"{source}: '{where}{key}' = {value!r}, expected {expected}")
-    if number and not math.isfinite(value):
-        raise ResultError(f"{source}: '{where}{key}' = {value!r} is not a finite number")
-    return value
-
-
-def parse_summary(data: Any, source: str) -> RunSummary:
-    """Validate one decoded ``summary.json``; every problem raises :class:`ResultError` naming ``source``.
-
-    Schema::
-
-        {"checkpoint": str, "suite": "v1"|"v2"|"all", "harness_version": str, "limit": int|null,
-         "offline_data": bool, "step": int|null, "tokens": int|null,
-         "run": {"run_name": str, "preset": str|null, "norm": str|null, "variant": str|null,
-                 "lam": float|null, "seed": int|null, "norm_options": {...} (optional), ...},
-         "tasks": {task: {"metric": str, "value": float in [0, 1], "stderr": float|null, "n": int|null}},
-         "perplexity": {"loss": float, "ppl": float, "tokens": int} | null,
-         optional: "smoke", "max_gen_toks", "batch_size", "dtype", "bootstrap_iters", "notes": [str]}
-
-    Other keys (subtask scores, the run config, file lists) are the runner's record and are not
-    used here: the tables show each leaderboard entry's headline metric.
-    """
-    if not isinstance(data, dict):
-        raise ResultError(f"{source}: expected a JSON object, got {type(data).__name__}")
-    suite = _field(data, "suite", (str,), source)
-    if suite not in SUITES_OF_RUN:
-        raise ResultError(f"{source}: suite={suite!r}, expected one of {', '.join(SUITES_OF_RUN)}")
-    run = _field(data, "run", (dict,), source)
-    _field(run, "preset", (str,), source, "run.", nullable=True)
-    _field(run, "norm", (str,), source, "run.", nullable=True)
-    _field(run, "seed", (int,), source, "run.", nullable=True)
-    if run.get("variant") is not None:
-        _field(run, "variant", (str,), source, "run.")
-    if run.get("lam") is not None:
-        _field(run, "lam", (int, float), source, "run.")
-    tasks_raw = _field(data, "tasks", (dict,), source)
-    tasks = {}
-    for task, entry in tasks_raw.items():
-        where = f"tasks.{task}."
-        if not isinstance(entry, dict):
-            raise ResultError(f"{source}: 'tasks.{task}' = {entry!r}, expected an object with metric, value, stderr, n")
-        value = float(_field(entry, "value", (int, float), source, where))
-        if not 0.0 <= value <= 1.0:
-            raise ResultError(f"{source}: '{where}value' = {value} is outside [0, 1]; summaries store fractions")
-        stderr = _field(entry, "stderr", (int, float), source, where, nullable=True)
-        tasks[task] = TaskScore(
-            metric=_field(entry, "metric", (str,), source, where),
-            value=value,
-            stderr=None if stderr is None else float(stderr),
-            n=_field(entry, "n", (int,), source, where, nullable=True),
-        )
-    ppl = _field(data, "perplexity", (dict,), source, nullable=True)
-    held_out = None
-    if ppl is not None:
-        held_out = HeldOut(
-            loss=float(_field(ppl, "loss", (int, float), source, "perplexity.")),
-            ppl=float(_field(ppl, "ppl", (int, float), source, "perplexity.")),
-            tokens=_field(ppl, "tokens", (int,), source, "perplexity."),
-        )
-    return RunSummary(
-        source=source,
-        checkpoint=_field(data, "checkpoint", (str,), source),
-        suite=suite,
-        harness_version=_field(data, "harness_version", (str,), source),
-        limit=_field(data, "limit", (int,), source, nullable=True),
-        offline_data=_field(data, "offline_data", (bool,), source),
-        step=_field(data, "step", (int,), source, nullable=True),
-        tokens=_field(data, "tokens", (int,), source, nullable=True),
-        run=dict(run),
-        tasks=tasks,
-        held_out=held_out,
-        settings={k: data[k] for k in (*_MUST_MATCH, *_SHOULD_MATCH) if k in data},
-        notes=tuple(str(note) for note in data.get("notes") or ()),
-    )
-
-
-def load_summary(result_dir: str | Path) -> RunSummary:
-    """Read ``RESULT_DIR/summary.json`` (a path to the file itself also works)."""
-    path = Path(result_dir)
-    if path.is_dir():
-        path = path / SUMMARY_FILE
-    if not path.is_file():
-        raise ResultError(
-            f"{path}: no {SUMMARY_FILE} here; pass result directories written by eval/leaderboard.py --out DIR"
-        )
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ResultError(f"{path}: not valid JSON ({err}); re-run eval/leaderboard.py for this checkpoint") from None
-    return parse_summary(data, str(path))
-
-
-def load_summaries(result_dirs: Iterable[str | Path]) -> list[RunSummary]:
-    summaries = [load_summary(d) for d in result_dirs]
-    if not summaries:
-        raise ResultError("no result directories given")
-    return summaries
-
-
-# --------------------------------------------------------------------------------------
-# The comparison
-
-
-@dataclass(frozen=True)
-class Column:
-    key: str
-    """A task name, '<suite>_avg', 'loss' or 'ppl'."""
-    title: str
-    higher_is_better: bool
-    percent: bool
-    """Task scores and suite averages are shown in percent."""
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One column of one row: a value per seed and their summary."""
-
-    by_seed: Mapping[int, float]
-    stderr: float | None = None
-    """The harness's standard error (mean over seeds), task columns only."""
-
-    @property
-    def n(self) -> int:
-        return len(self.by_seed)
-
-    @property
-    def mean(self) -> float | None:
-        return float(np.mean(list(self.by_seed.values()))) if self.by_seed else None
-
-    @property
-    def sd(self) -> float | None:
-        """Sample standard deviation over seeds (ddof=1); None with fewer than 2 seeds."""
-        return float(np.std(list(self.by_seed.values()), ddof=1)) if self.n >= 2 else None
-
-
-@dataclass(frozen=True)
-class Delta:
-    """A row against its baseline in one column."""
-
-    pct: float | None
-    """100 * (mean - baseline mean) / baseline mean; None when the baseline mean is 0 or a side is missing."""
-    diff: float | None
-    """mean - baseline mean, in the column's units (percentage points for scores)."""
-    p_value: float | None
-    test: str | None
-    """'paired' (scipy.stats.ttest_rel over matched seeds), 'welch' (ttest_ind, equal_var=False) or None."""
-
-
-@dataclass(frozen=True)
-class Row:
-    """Runs that differ only in their seed, aggregated."""
-
-    preset: str | None
-    norm: str | None
-    variant: str | None
-    lam: float | None
-    step: int | None
-    tokens: int | None
-    extras: tuple[tuple[str, str], ...]
-    """Other run fields (JSON-encoded values) that runs of this row share."""
-    seeds: tuple[int | None, ...]
-    run_names: tuple[str, ...]
-    sources: tuple[str, ...]
-    cells: Mapping[str, Cell]
-    missing: Mapping[str, tuple[str, ...]]
-    """Suite -> its tasks absent from at least one seed of this row."""
-    is_baseline: bool
-    baseline_index: int | None
-    """Index (in ``Comparison.rows``) of the row this one is compared with; None for baselines and rows without one."""
-    deltas: Mapping[str, Delta]
-
-    @property
-    def label(self) -> str:
-        parts = [self.preset or "(no run config)"] + ([self.norm] if self.norm is not None else [])
-        if self.variant is not None:
-            parts.append(self.variant)
-        if self.lam is not None:
-            parts.append(f"λ={self.lam:g}")
-        if self.step is not None:
-            parts.append(f"step {self.step}")
-        parts += [f"{k}={v}" for k, v in self.extras]
-        return " ".join(parts)
-
-    @property
-    def n_seeds(self) -> int:
-        return len(self.seeds)
-
-
-@dataclass(frozen=True)
-class Comparison:
-    suite: str
-    harness_versions: tuple[str, ...]
-    limit: int | None
-    offline_data: bool
-    columns: tuple[Column, ...]
-    metric_by_task: Mapping[str, str]
-    rows: tuple[Row, ...]
-    baseline_norms: Mapping[str | None, str | None]
-    """Preset -> the baseline norm its rows are compared with (None: no default and none given)."""
-    varying_extras: tuple[str, ...]
-    """Extra run fields whose values differ between rows (shown as columns)."""
-    best: Mapping[str, frozenset[int]]
-    """Column key -> indices of the rows with the best mean."""
-    best_delta: Mapping[str, frozenset[int]]
-    """Column key -> indices of the non-baseline rows with the best relative change."""
-    notes: tuple[str, ...]
-
-    def row(self, label: str) -> Row:
-        for row in self.rows:
-            if row.label == label:
-                return row
-        raise KeyError(f"no row {label!r}; rows: {[r.label for r in self.rows]}")
 
 
 def default_baseline_norm(preset: str) -> str | None:
@@ -430,16 +125,16 @@ def build_comparison(summaries: Sequence[RunSummary], baseline: str | None = Non
 def _check_comparable(summaries: Sequence[RunSummary]) -> list[str]:
     """Refuse results measured differently; return notes for settings that shift scores only slightly."""
     notes = []
-    for key in (*_MUST_MATCH, *_SHOULD_MATCH):
+    for key in (*MUST_MATCH, *SHOULD_MATCH):
         seen: dict[str, str] = {}
         for s in summaries:
             seen.setdefault(json.dumps(s.settings.get(key)), s.source)
         if len(seen) < 2:
             continue
         listing = "; ".join(f"{key}={value} in {source}" for value, source in seen.items())
-        if key in _MUST_MATCH:
-            raise ResultError(f"mixed {_MUST_MATCH[key]}: {listing}. Compare results of one eval setting at a time")
-        notes.append(f"results differ in {_SHOULD_MATCH[key]} ({listing}); scores may shift slightly")
+        if key in MUST_MATCH:
+            raise ResultError(f"mixed {MUST_MATCH[key]}: {listing}. Compare results of one eval setting at a time")
+        notes.append(f"results differ in {SHOULD_MATCH[key]} ({listing}); scores may shift slightly")
     return notes
 
 
@@ -466,10 +161,10 @@ def _metric_by_task(summaries: Sequence[RunSummary]) -> dict[str, str]:
 
 
 def _columns(suite: str, metric_by_task: Mapping[str, str], has_held_out: bool) -> tuple[Column, ...]:
-    known = [t for s in SUITES_OF_RUN[suite] for t in SUITE_TASKS[s]]
+    known = [t for s in suite_parts(suite) for t in task_names(s)]
     ordered = [t for t in known if t in metric_by_task] + sorted(set(metric_by_task) - set(known))
     columns = [Column(t, f"{t} ({metric_by_task[t]})", True, True) for t in ordered]
-    columns += [Column(f"{s}_avg", f"{s} avg", True, True) for s in SUITES_OF_RUN[suite]]
+    columns += [Column(f"{s}_avg", f"{s} avg", True, True) for s in suite_parts(suite)]
     if has_held_out:
         columns += [Column("loss", "held-out loss", False, False), Column("ppl", "held-out ppl", False, False)]
     return tuple(columns)
@@ -503,8 +198,8 @@ def _cells(runs: Sequence[RunSummary], columns: Sequence[Column], suite: str) ->
         if col.key in ("loss", "ppl"):
             values = {r.seed: getattr(r.held_out, col.key) for r in runs if r.held_out is not None}
             cells[col.key] = Cell(values)
-        elif col.key.endswith("_avg") and col.key[: -len("_avg")] in SUITE_TASKS:
-            tasks = SUITE_TASKS[col.key[: -len("_avg")]]
+        elif col.key.endswith("_avg") and col.key[: -len("_avg")] in SUITES:
+            tasks = task_names(col.key[: -len("_avg")])
             values = {
                 r.seed: 100.0 * float(np.mean([r.tasks[t].value for t in tasks]))
                 for r in runs
@@ -519,7 +214,7 @@ def _cells(runs: Sequence[RunSummary], columns: Sequence[Column], suite: str) ->
                 stderr=100.0 * float(np.mean(stderrs)) if stderrs else None,
             )
     missing = {
-        s: tuple(t for t in SUITE_TASKS[s] if any(t not in r.tasks for r in runs)) for s in SUITES_OF_RUN[suite]
+        s: tuple(t for t in task_names(s) if any(t not in r.tasks for r in runs)) for s in suite_parts(suite)
     }
     return cells, {s: tasks for s, tasks in missing.items() if tasks}
 
@@ -558,24 +253,6 @@ def _delta(run: Cell, base: Cell) -> Delta:
     pct = 100.0 * diff / base.mean if base.mean != 0 else None
     p_value, test = seed_test(run.by_seed, base.by_seed)
     return Delta(pct, diff, p_value, test)
-
-
-def seed_test(run: Mapping[int, float], base: Mapping[int, float]) -> tuple[float | None, str | None]:
-    """p-value of run vs baseline over seeds: paired t-test on matched seeds, else Welch; None below 3 seeds."""
-    if len(run) < MIN_SEEDS_FOR_TEST or len(base) < MIN_SEEDS_FOR_TEST:
-        return None, None
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        # Identical values on both sides make the statistic 0/0; scipy warns and returns nan.
-        warnings.simplefilter("ignore", RuntimeWarning)
-        if set(run) == set(base):
-            seeds = sorted(run)
-            result = stats.ttest_rel([run[s] for s in seeds], [base[s] for s in seeds])
-            test = "paired"
-        else:
-            result = stats.ttest_ind(list(run.values()), list(base.values()), equal_var=False)
-            test = "welch"
-    p_value = float(result.pvalue)
-    return (p_value if math.isfinite(p_value) else None), test
 
 
 def _row_order(row: Row) -> tuple:
@@ -623,7 +300,7 @@ def _best(rows: Sequence[Row], columns: Sequence[Column], value_of, include_base
     best = {}
     for col in columns:
         scored = [
-            (i, round(v, _decimals(col)))
+            (i, round(v, col.decimals))
             for i, row in enumerate(rows)
             if (include_baselines or not row.is_baseline) and (v := value_of(row, col)) is not None
         ]
@@ -634,192 +311,6 @@ def _best(rows: Sequence[Row], columns: Sequence[Column], value_of, include_base
         target = pick(v for _, v in scored)
         best[col.key] = frozenset(i for i, v in scored if v == target)
     return best
-
-
-# --------------------------------------------------------------------------------------
-# Rendering
-
-
-def _decimals(col: Column) -> int:
-    return 4 if col.key == "loss" else 2
-
-
-def _num(value: float | None, col: Column) -> str:
-    return MISSING if value is None else f"{value:.{_decimals(col)}f}"
-
-
-def _p_text(p_value: float | None) -> str:
-    if p_value is None:
-        return f"p={MISSING}"
-    return "p<0.001" if p_value < 0.001 else f"p={p_value:.3f}"
-
-
-def _seeds_text(row: Row) -> str:
-    return "1 (single-seed)" if row.n_seeds == 1 else str(row.n_seeds)
-
-
-def _test_text(comparison: Comparison, row: Row) -> str:
-    if row.is_baseline:
-        return "baseline"
-    if row.baseline_index is None:
-        return MISSING
-    base = comparison.rows[row.baseline_index]
-    if row.n_seeds < MIN_SEEDS_FOR_TEST or base.n_seeds < MIN_SEEDS_FOR_TEST:
-        return f"none (needs ≥{MIN_SEEDS_FOR_TEST} seeds per side)"
-    if set(row.seeds) == set(base.seeds):
-        return "paired t over seeds " + ",".join(str(s) for s in sorted(row.seeds))
-    return "Welch t (seeds differ)"
-
-
-def _score_cell(row: Row, col: Column) -> str:
-    cell = row.cells[col.key]
-    if cell.mean is None:
-        missing = row.missing.get(col.key[: -len("_avg")]) if col.key.endswith("_avg") else None
-        return f"{MISSING} (missing: {', '.join(missing)})" if missing else MISSING
-    text = _num(cell.mean, col)
-    if cell.n >= 2:
-        return f"{text} ± {_num(cell.sd, col)} sd"
-    if cell.stderr is not None:
-        return f"{text} ± {_num(cell.stderr, col)} se"
-    return text
-
-
-def _delta_cell(row: Row, col: Column) -> str:
-    delta = row.deltas.get(col.key)
-    if delta is None or delta.pct is None:
-        return MISSING
-    text = f"{delta.pct:+.2f}"
-    if delta.test is not None:
-        text += f" ({_p_text(delta.p_value)})"
-    return text
-
-
-def _baseline_label(comparison: Comparison, row: Row) -> str:
-    return MISSING if row.baseline_index is None else comparison.rows[row.baseline_index].label
-
-
-def _bold(text: str, marked: bool) -> str:
-    return f"**{text}**" if marked and text != MISSING else text
-
-
-def _identity_cells(comparison: Comparison, row: Row) -> list[str]:
-    extras = dict(row.extras)
-    return [
-        row.preset or MISSING,
-        row.norm or MISSING,
-        row.variant or MISSING,
-        MISSING if row.lam is None else f"{row.lam:g}",
-        MISSING if row.step is None else str(row.step),
-        MISSING if row.tokens is None else str(row.tokens),
-        *(extras.get(k, MISSING) for k in comparison.varying_extras),
-    ]
-
-
-def _md_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cells) + " |" for cells in body]
-    return lines
-
-
-def to_markdown(comparison: Comparison, title: str = "Norm comparison") -> str:
-    """The comparison as Markdown: settings, a score table, a relative-change table, notes and sources."""
-    c = comparison
-    identity = ["preset", "norm", "variant", "λ", "step", "tokens", *c.varying_extras]
-    baselines = ", ".join(f"{p}: {k or MISSING}" for p, k in c.baseline_norms.items() if p is not None) or "none"
-    lines = [
-        f"# {title}",
-        "",
-        f"Suite {c.suite} · lm-eval {', '.join(c.harness_versions)} · limit {c.limit if c.limit is not None else 'none'}"
-        f" · task data {'offline copies' if c.offline_data else 'hub datasets'} · baseline norm per preset: {baselines}",
-        "",
-        "Scores are the harness metric × 100. `a ± b sd`: mean and sample standard deviation over seeds; "
-        "`a ± b se`: single-seed value and the harness's standard error. Suite averages are the mean of the "
-        "suite's six tasks, per seed. Bold: best in its column (higher is better for scores, lower for loss "
-        f"and perplexity). {MISSING}: missing.",
-        "",
-        "## Scores",
-        "",
-    ]
-    body = []
-    for i, row in enumerate(c.rows):
-        scores = [_bold(_score_cell(row, col), i in c.best[col.key]) for col in c.columns]
-        body.append([*_identity_cells(c, row), _seeds_text(row), *scores])
-    lines += _md_table([*identity, "seeds", *(col.title for col in c.columns)], body)
-    lines += [
-        "",
-        "## Relative change against the baseline (%)",
-        "",
-        "Δ% = 100 · (run − baseline) / baseline on seed means, against the baseline norm of the same preset "
-        "and step. p: with ≥3 seeds on both sides, a paired t-test (scipy.stats.ttest_rel) pairing seed s of "
-        "the run with seed s of the baseline when both have the same seeds, otherwise Welch's t-test "
-        "(unequal variances). For loss and perplexity a negative change is an improvement. Bold: best change "
-        "in its column.",
-        "",
-    ]
-    body = []
-    for i, row in enumerate(c.rows):
-        deltas = [
-            "baseline" if row.is_baseline else _bold(_delta_cell(row, col), i in c.best_delta[col.key])
-            for col in c.columns
-        ]
-        body.append([*_identity_cells(c, row), _seeds_text(row), _test_text(c, row), *deltas])
-    lines += _md_table([*identity, "seeds", "test", *(col.title for col in c.columns)], body)
-    if c.notes:
-        lines += ["", "## Notes", "", *(f"- {note}" for note in c.notes)]
-    lines += ["", "## Sources", ""]
-    lines += [f"- {row.label}: " + ", ".join(f"`{s}`" for s in row.sources) for row in c.rows]
-    return "\n".join(lines) + "\n"
-
-
-def _csv_num(value: float | None) -> str:
-    return MISSING if value is None else f"{value:.6g}"
-
-
-def to_csv(comparison: Comparison) -> str:
-    """The comparison as CSV, one row per aggregated run.
-
-    Per column ``C``: ``C`` (mean over seeds), ``C_sd`` (over seeds), ``C_stderr`` (harness, tasks
-    only), ``C_delta_pct``, ``C_delta`` (absolute, in the column's units) and ``C_p``. ``best_in``
-    lists the columns (``C`` or ``C_delta_pct``) in which the row is best, separated by ';'.
-    Missing values are '—' (pandas: ``read_csv(..., na_values='—')``).
-    """
-    c = comparison
-    header = ["preset", "norm", "variant", "lam", "step", "tokens", *c.varying_extras, "n_seeds", "seeds",
-              "single_seed", "baseline", "test"]
-    for col in c.columns:
-        header += [col.key, f"{col.key}_sd"] + ([f"{col.key}_stderr"] if col.key in c.metric_by_task else [])
-        header += [f"{col.key}_delta_pct", f"{col.key}_delta", f"{col.key}_p"]
-    header += [f"{s}_avg_missing" for s in SUITES_OF_RUN[c.suite]] + ["best_in", "run_names", "result_files"]
-
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    for i, row in enumerate(c.rows):
-        extras = dict(row.extras)
-        seeds = ";".join(MISSING if seed is None else str(seed) for seed in row.seeds)
-        values = [
-            row.preset or MISSING, row.norm or MISSING, row.variant or MISSING, MISSING if row.lam is None else f"{row.lam:g}",
-            MISSING if row.step is None else row.step, MISSING if row.tokens is None else row.tokens,
-            *(extras.get(k, MISSING) for k in c.varying_extras),
-            row.n_seeds, seeds, row.n_seeds == 1,
-            "self" if row.is_baseline else _baseline_label(c, row), _test_text(c, row),
-        ]
-        best_in = []
-        for col in c.columns:
-            cell = row.cells[col.key]
-            delta = row.deltas.get(col.key, Delta(None, None, None, None))
-            values += [_csv_num(cell.mean), _csv_num(cell.sd)]
-            if col.key in c.metric_by_task:
-                values.append(_csv_num(cell.stderr))
-            values += [_csv_num(delta.pct), _csv_num(delta.diff), _csv_num(delta.p_value)]
-            if i in c.best[col.key]:
-                best_in.append(col.key)
-            if i in c.best_delta[col.key]:
-                best_in.append(f"{col.key}_delta_pct")
-        values += [";".join(row.missing.get(s, ())) or MISSING for s in SUITES_OF_RUN[c.suite]]
-        values += [";".join(best_in) or MISSING, ";".join(row.run_names), ";".join(row.sources)]
-        writer.writerow(values)
-    return buffer.getvalue()
 
 
 def write_comparison(

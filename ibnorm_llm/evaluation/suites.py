@@ -69,13 +69,23 @@ SUITE_CHOICES = ("v1", "v2", "all")
 _BY_NAME = {spec.name: spec for specs in SUITES.values() for spec in specs}
 
 
-def suite_tasks(suite: str) -> tuple[TaskSpec, ...]:
-    """The tasks of ``v1``, ``v2`` or ``all`` (v1 then v2)."""
+def suite_parts(suite: str) -> tuple[str, ...]:
+    """The leaderboards (keys of :data:`SUITES`) that ``v1``, ``v2`` or ``all`` (v1 then v2) covers."""
     if suite == "all":
-        return SUITES["v1"] + SUITES["v2"]
+        return tuple(SUITES)
     if suite not in SUITES:
         raise SuiteError(f"unknown suite {suite!r}: choose one of {', '.join(SUITE_CHOICES)}")
-    return SUITES[suite]
+    return (suite,)
+
+
+def suite_tasks(suite: str) -> tuple[TaskSpec, ...]:
+    """The tasks of ``v1``, ``v2`` or ``all`` (v1 then v2)."""
+    return tuple(spec for part in suite_parts(suite) for spec in SUITES[part])
+
+
+def task_names(suite: str) -> tuple[str, ...]:
+    """The task names of ``v1``, ``v2`` or ``all``, in leaderboard order."""
+    return tuple(spec.name for spec in suite_tasks(suite))
 
 
 def task_spec(name: str) -> TaskSpec:
