@@ -2,7 +2,9 @@
 
 A trained tokenizer directory holds ``tokenizer.model`` (SentencePiece), ``tokenizer.json``,
 ``tokenizer_config.json`` naming ``LlamaTokenizer`` (so AutoTokenizer never asks about remote
-code) and ``ibnorm_tokenizer.json`` recording how it was trained. Building the directory from a
+code) and ``ibnorm_tokenizer.json`` recording how it was trained: vocabulary size, algorithm and
+the corpus (:func:`training_corpus`). Loading such a folder for a config that asks for another
+size, algorithm or corpus is an error, never a silent reuse. Building the directory from a
 bare ``LlamaTokenizer(vocab_file=...)`` is NOT used: in transformers 5 that silently yields a
 tokenizer that encodes nothing; loading the folder through AutoTokenizer is what works.
 """
@@ -17,18 +19,21 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ibnorm_llm.config import TokenizerConfig
 from ibnorm_llm.data.atomic import build_dir_once
-from ibnorm_llm.data.corpus import DataError, local_corpus, open_hf_stream, stream_texts
+from ibnorm_llm.data.corpus import DataError, local_corpus, open_hf_stream, resolve_files, stream_texts
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-    from ibnorm_llm.config import RunConfig
+    from ibnorm_llm.config import DataConfig, RunConfig
 
 PROVENANCE_FILE = "ibnorm_tokenizer.json"
 SPECIAL_TOKENS = {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>"}
 _MAX_SENTENCE_CHARS = 4000  # SentencePiece skips "sentences" over 4192 bytes; cut paragraphs below that
 _MAX_SENTENCES = 2_000_000
+_TRAINING_ONLY_KEYS = ("vocab_size", "model_type")
+"""tokenizer.* keys that only shape a tokenizer ibnorm_llm trains."""
 
 
 def is_local_tokenizer_path(name_or_path: str) -> bool:
@@ -47,9 +52,11 @@ def load_tokenizer(cfg: RunConfig) -> PreTrainedTokenizerBase:
     A hub name is loaded with AutoTokenizer (from the local cache first; offline, a missing one
     is a clear error). A missing local directory is trained there first when
     ``tokenizer.train_if_missing`` (the same code as ``scripts/train_tokenizer.py``); two
-    processes doing so at once build it once. Tokenizers without a pad token (gpt2) get
-    pad = EOS and those without BOS (t5-base) get BOS = EOS; labels mask padding by position,
-    so pad == EOS is safe.
+    processes doing so at once build it once. An existing directory we trained must match the
+    config's vocabulary size, algorithm and corpus (:func:`check_provenance`); for any other
+    tokenizer ``tokenizer.vocab_size`` and ``tokenizer.model_type`` must keep their defaults.
+    Tokenizers without a pad token (gpt2) get pad = EOS and those without BOS (t5-base) get
+    BOS = EOS; labels mask padding by position, so pad == EOS is safe.
     """
     spec = cfg.tokenizer
     if is_local_tokenizer_path(spec.name_or_path):
@@ -62,9 +69,13 @@ def load_tokenizer(cfg: RunConfig) -> PreTrainedTokenizerBase:
                     f"tokenizer.train_if_missing=true"
                 )
             train_tokenizer_dir(cfg, directory)
+        if (directory / PROVENANCE_FILE).is_file():
+            check_provenance(directory, cfg)
+        else:
+            _reject_training_keys(cfg, f"is a folder without {PROVENANCE_FILE} (not trained by ibnorm_llm)")
         tokenizer = _auto_tokenizer(str(directory), local_only=True)
-        _check_trained_vocab(directory, cfg)
     else:
+        _reject_training_keys(cfg, "is a hub tokenizer")
         tokenizer = _load_hub_tokenizer(spec.name_or_path)
     return ensure_special_tokens(tokenizer)
 
@@ -119,18 +130,98 @@ def ensure_special_tokens(tokenizer):
     return tokenizer
 
 
-def _check_trained_vocab(directory: Path, cfg: RunConfig) -> None:
-    provenance = directory / PROVENANCE_FILE
-    if not provenance.is_file():
-        return  # a tokenizer someone else made: tokenizer.vocab_size only applies to training
-    trained = json.loads(provenance.read_text())
-    if trained["vocab_size"] != cfg.tokenizer.vocab_size or trained["model_type"] != cfg.tokenizer.model_type:
+def _reject_training_keys(cfg: RunConfig, what: str) -> None:
+    """A tokenizer we did not train ignores the training keys: setting one is an error, not a no-op."""
+    defaults = TokenizerConfig()
+    changed = [
+        f"tokenizer.{key}={getattr(cfg.tokenizer, key)}"
+        for key in _TRAINING_ONLY_KEYS
+        if getattr(cfg.tokenizer, key) != getattr(defaults, key)
+    ]
+    if changed:
+        verb, pronoun = ("applies", "it") if len(changed) == 1 else ("apply", "them")
         raise DataError(
-            f"tokenizer.name_or_path={cfg.tokenizer.name_or_path!r} was trained with vocab_size="
-            f"{trained['vocab_size']}, model_type={trained['model_type']} but the config asks for "
-            f"tokenizer.vocab_size={cfg.tokenizer.vocab_size}, tokenizer.model_type={cfg.tokenizer.model_type}: "
-            f"point tokenizer.name_or_path at a new folder (it is trained there) or match the config to it"
+            f"{' and '.join(changed)} only {verb} to tokenizers trained by ibnorm_llm, but "
+            f"tokenizer.name_or_path={cfg.tokenizer.name_or_path!r} {what}. Remove {pronoun} from the config (its "
+            f"own vocabulary is used), or point tokenizer.name_or_path at a new folder to train a tokenizer there"
         )
+
+
+def check_provenance(directory: Path, cfg: RunConfig) -> None:
+    """Raise DataError unless the tokenizer we trained in ``directory`` fits ``cfg``: same
+    tokenizer.vocab_size, tokenizer.model_type and corpus (:func:`training_corpus`)."""
+    name = cfg.tokenizer.name_or_path
+    path = Path(directory) / PROVENANCE_FILE
+    try:
+        trained = json.loads(path.read_text())
+        trained_size, trained_type = trained["vocab_size"], trained["model_type"]
+        if not isinstance(trained.get("corpus", {}), dict):
+            raise TypeError(f"'corpus' is {trained['corpus']!r}, not an object")
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
+        raise DataError(
+            f"tokenizer.name_or_path={name!r}: {path} is unreadable ({type(err).__name__}: {err}); "
+            f"delete {directory} to retrain it"
+        ) from None
+    if trained_size != cfg.tokenizer.vocab_size or trained_type != cfg.tokenizer.model_type:
+        raise DataError(
+            f"tokenizer.name_or_path={name!r} was trained with vocab_size={trained_size}, "
+            f"model_type={trained_type} but the config asks for tokenizer.vocab_size={cfg.tokenizer.vocab_size}, "
+            f"tokenizer.model_type={cfg.tokenizer.model_type}: point tokenizer.name_or_path at a new folder "
+            f"(it is trained there) or match the config to it"
+        )
+    _check_trained_corpus(trained, Path(directory), cfg)
+
+
+def _check_trained_corpus(trained: dict, directory: Path, cfg: RunConfig) -> None:
+    recorded = trained.get("corpus")
+    if recorded is None:
+        # train_sentencepiece on documents a caller chose records no corpus; folders from before
+        # corpus records hold only the source: check what the file has.
+        if trained.get("source") in (None, cfg.data.source):
+            return
+        recorded = {"description": f"the {trained['source']} corpus", "fingerprint": None}
+    configured = training_corpus(cfg.data)
+    if recorded.get("fingerprint") == configured["fingerprint"]:
+        return
+    same_name = recorded.get("description") == configured["description"]
+    changed = (" (the same source, but its content changed since: file sizes or modification times, or the Python "
+               "installation for the built-in corpus)") if same_name else ""
+    raise DataError(
+        f"tokenizer.name_or_path={cfg.tokenizer.name_or_path!r} was trained on {_corpus_text(recorded)} but the "
+        f"configured corpus is {_corpus_text(configured)}{changed}. Set tokenizer.name_or_path to another folder "
+        f"(a missing one is trained there on this corpus), or delete {directory} to retrain it"
+    )
+
+
+def _corpus_text(corpus: dict) -> str:
+    fingerprint = corpus.get("fingerprint")
+    suffix = f" [fingerprint {fingerprint[:12]}]" if fingerprint else ""
+    return f"{corpus.get('description', 'an unrecorded corpus')}{suffix}"
+
+
+def training_corpus(data: DataConfig) -> dict[str, str]:
+    """Which corpus a tokenizer trained on ``data`` learns from: ``source``, ``description``, ``fingerprint``.
+
+    The fingerprint identifies the corpus: for builtin the built-in corpus fingerprint, for files
+    the token-shard cache's (resolved paths, sizes and modification times of the sorted files,
+    text field, txt sampling), for hf the dataset name, config, train split and text field.
+    """
+    if data.source == "hf":
+        settings = {"hf_name": data.hf_name, "hf_config": data.hf_config, "split": data.train_split,
+                    "text_field": data.text_field}
+        fingerprint = hashlib.sha256(json.dumps(["hf-v1", settings], sort_keys=True).encode()).hexdigest()
+        description = (f"hf dataset {data.hf_name} (config {data.hf_config}, split {data.train_split}, "
+                       f"field {data.text_field})")
+    else:
+        fingerprint = local_corpus(data).fingerprint
+        description = "the built-in corpus" if data.source == "builtin" else _files_description(data)
+    return {"source": data.source, "description": description, "fingerprint": fingerprint}
+
+
+def _files_description(data: DataConfig, shown: int = 3) -> str:
+    paths = [str(path) for path in resolve_files(data)]
+    listed = ", ".join(paths[:shown]) + (f" and {len(paths) - shown} more" if len(paths) > shown else "")
+    return f"files {listed} (text_field {data.text_field}, txt_sample_by {data.txt_sample_by})"
 
 
 # --------------------------------------------------------------------------------------
@@ -229,12 +320,13 @@ def train_tokenizer_dir(cfg: RunConfig, out_dir: Path, *, force: bool = False) -
     Without ``force`` an existing tokenizer folder is kept; with it, it is replaced.
     """
     spec = cfg.tokenizer
+    corpus = training_corpus(cfg.data)  # before reading: what was read is what gets recorded
 
     def build(tmp: Path) -> None:
         train_sentencepiece(
             training_documents(cfg), tmp, vocab_size=spec.vocab_size, model_type=spec.model_type,
             seed=cfg.data.shuffle_seed,
-            extra_provenance={"source": cfg.data.source, "max_documents": spec.train_max_documents},
+            extra_provenance={"source": cfg.data.source, "corpus": corpus, "max_documents": spec.train_max_documents},
         )
 
     def is_complete(path: Path) -> bool:

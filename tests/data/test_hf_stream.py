@@ -31,7 +31,7 @@ def hub_like_dir(tmp_path_factory, docs):
 @pytest.fixture
 def hf_cfg(make_cfg, hub_like_dir):
     def make(*overrides):
-        return make_cfg("data.source=hf", f"data.hf_name={hub_like_dir}", "data.hf_config=null",
+        return make_cfg("data.source=hf", "data.files=[]", f"data.hf_name={hub_like_dir}", "data.hf_config=null",
                         "data.shuffle_buffer=10", "data.num_workers=2", *overrides)
 
     return make

@@ -1,13 +1,21 @@
 import json
+import os
+import shutil
 import threading
 
 import pytest
 from transformers import AutoTokenizer
 
 from ibnorm_llm.config import load_config
-from ibnorm_llm.data import DataError, load_tokenizer
+from ibnorm_llm.data import DataError, builtin_corpus_fingerprint, load_tokenizer
 from ibnorm_llm.data.atomic import build_dir_once
-from ibnorm_llm.data.tokenizer import encode_texts, is_local_tokenizer_path, tokenizer_fingerprint
+from ibnorm_llm.data.tokenizer import (
+    PROVENANCE_FILE,
+    encode_texts,
+    is_local_tokenizer_path,
+    tokenizer_fingerprint,
+    training_corpus,
+)
 
 SAMPLES = [
     "The assert statement is a convenient way to insert debugging assertions.",
@@ -36,16 +44,18 @@ def test_encode_texts_matches_the_tokenizer_call(tokenizer):
 
 
 def test_load_tokenizer_trains_a_missing_local_dir_once(tmp_path, corpus_file):
+    corpus = tmp_path / "docs.jsonl"
+    shutil.copy(corpus_file, corpus)  # its modification time is changed below
     out = tmp_path / "tokenizers" / "sp"
-    cfg = load_config(None, [
-        "data.source=files", f"data.files=[{corpus_file}]", f"tokenizer.name_or_path={out}",
-        "tokenizer.vocab_size=400", "tokenizer.model_type=unigram", "tokenizer.train_max_documents=120",
-    ])
+    trained_with = [f"tokenizer.name_or_path={out}", "tokenizer.vocab_size=400", "tokenizer.model_type=unigram"]
+    cfg = load_config(None, ["data.source=files", f"data.files=[{corpus}]", *trained_with,
+                             "tokenizer.train_max_documents=120"])
     tok = load_tokenizer(cfg)
     assert len(tok) == 400 and tok.eos_token_id == 2 and tok.pad_token_id == 3
     assert tok.decode(tok(SAMPLES[0], add_special_tokens=False)["input_ids"]) == SAMPLES[0]
     provenance = json.loads((out / "ibnorm_tokenizer.json").read_text())
     assert provenance["model_type"] == "unigram" and provenance["max_documents"] == 120
+    assert provenance["corpus"] == training_corpus(cfg.data) and provenance["corpus"]["source"] == "files"
     stamp = (out / "tokenizer.model").stat().st_mtime_ns
     again = load_tokenizer(cfg)  # reused, not retrained
     assert (out / "tokenizer.model").stat().st_mtime_ns == stamp
@@ -54,6 +64,71 @@ def test_load_tokenizer_trains_a_missing_local_dir_once(tmp_path, corpus_file):
     with pytest.raises(DataError, match="tokenizer.vocab_size=480"):
         load_tokenizer(load_config(None, [f"tokenizer.name_or_path={out}", "tokenizer.vocab_size=480",
                                           "tokenizer.model_type=unigram"]))
+    # So is another corpus: the default built-in one, a hub dataset, or the same file edited since.
+    for other, configured in [([], "the built-in corpus"), (["data.source=hf", "data.hf_name=some/dataset"],
+                                                             "hf dataset some/dataset")]:
+        with pytest.raises(DataError) as err:
+            load_tokenizer(load_config(None, [*other, *trained_with]))
+        message = str(err.value)
+        assert f"tokenizer.name_or_path='{out}' was trained on files {corpus} (text_field text" in message
+        assert f"the configured corpus is {configured}" in message
+        assert "Set tokenizer.name_or_path to another folder" in message and f"delete {out} to retrain" in message
+    os.utime(corpus, ns=(stamp, stamp + 10**9))
+    with pytest.raises(DataError, match=r"the same source, but its content changed since"):
+        load_tokenizer(cfg)
+    assert (out / "tokenizer.model").stat().st_mtime_ns == stamp  # refused, never retrained behind the user's back
+
+
+def test_training_corpus_identifies_source_and_settings(tmp_path, corpus_file):
+    files = ["data.source=files", f"data.files=[{corpus_file}]"]
+    base = training_corpus(load_config(None, files).data)
+    assert base == training_corpus(load_config(None, files).data)
+    assert base["fingerprint"] != training_corpus(load_config(None, [*files, "data.text_field=id"]).data)["fingerprint"]
+    builtin = training_corpus(load_config(None, []).data)
+    assert builtin["source"] == "builtin" and builtin["fingerprint"] == builtin_corpus_fingerprint()
+    hf = ["data.source=hf", "data.hf_name=allenai/c4"]
+    c4 = training_corpus(load_config(None, hf).data)
+    assert c4["description"] == "hf dataset allenai/c4 (config en, split train, field text)"
+    for change in ("data.hf_config=realnewslike", "data.train_split=validation", "data.hf_name=other/c4"):
+        assert training_corpus(load_config(None, [*hf, change]).data)["fingerprint"] != c4["fingerprint"]
+
+
+def _copy_with_provenance(tokenizer_dir, target, provenance):
+    shutil.copytree(tokenizer_dir, target)
+    path = target / PROVENANCE_FILE
+    if provenance is None:
+        path.unlink()
+    else:
+        path.write_text(provenance if isinstance(provenance, str) else json.dumps(provenance))
+    return target
+
+
+def test_provenance_without_corpus_record_checks_its_source(tmp_path, tokenizer_dir, corpus_file):
+    """Folders trained before corpus records name only the source; that much is still checked."""
+    legacy = _copy_with_provenance(tokenizer_dir, tmp_path / "legacy",
+                                   {"vocab_size": 512, "model_type": "bpe", "seed": 42, "source": "builtin"})
+    on_builtin = [f"tokenizer.name_or_path={legacy}", "tokenizer.vocab_size=512"]
+    assert len(load_tokenizer(load_config(None, on_builtin))) == 512
+    with pytest.raises(DataError, match=r"was trained on the builtin corpus but the configured corpus is files"):
+        load_tokenizer(load_config(None, [*on_builtin, "data.source=files", f"data.files=[{corpus_file}]"]))
+
+
+def test_unreadable_provenance_is_a_clear_error(tmp_path, tokenizer_dir):
+    broken = _copy_with_provenance(tokenizer_dir, tmp_path / "broken", "{not json")
+    with pytest.raises(DataError, match=rf"{PROVENANCE_FILE} is unreadable .* delete {broken} to retrain"):
+        load_tokenizer(load_config(None, [f"tokenizer.name_or_path={broken}", "tokenizer.vocab_size=512"]))
+
+
+@pytest.mark.parametrize("setting", ["tokenizer.vocab_size=512", "tokenizer.model_type=unigram"])
+def test_training_keys_are_refused_for_tokenizers_we_did_not_train(tmp_path, tokenizer_dir, setting):
+    foreign = _copy_with_provenance(tokenizer_dir, tmp_path / "foreign", None)
+    assert len(load_tokenizer(load_config(None, [f"tokenizer.name_or_path={foreign}"]))) == 512  # defaults: fine
+    with pytest.raises(DataError, match=rf"{setting} only applies to tokenizers trained by ibnorm_llm, "
+                                        rf"but tokenizer.name_or_path='{foreign}' is a folder without"):
+        load_tokenizer(load_config(None, [f"tokenizer.name_or_path={foreign}", setting]))
+    # A hub name is refused before any download is tried.
+    with pytest.raises(DataError, match=rf"{setting} only .* tokenizer.name_or_path='gpt2' is a hub tokenizer\. Remove it"):
+        load_tokenizer(load_config(None, ["tokenizer.name_or_path=gpt2", setting]))
 
 
 def test_concurrent_builders_build_once(tmp_path):
