@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if os.environ.get("RANK", "0") == "0":
         print(f"done: {result.steps} steps, final checkpoint {result.final_checkpoint}", file=sys.stderr)
+        if result.eval_scores:
+            print(f"leaderboard ({cfg.eval.suite}): {result.run_dir / 'eval' / 'summary.json'}", file=sys.stderr)
     return 0
 
 

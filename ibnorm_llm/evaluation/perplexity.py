@@ -2,7 +2,8 @@
 
 Uses the data pipeline's ``build_val_batches`` with the run's ``config.yaml``, so the rows are
 exactly the ones the trainer evaluated on (same tokenizer, sequence length, held-out split and
-``data.val_tokens``), and the same token-weighted mean as the trainer's evaluation.
+``data.val_tokens``), and the trainer's own token-weighted loss
+(:func:`ibnorm_llm.train.metrics.held_out_totals`).
 """
 
 from __future__ import annotations
@@ -12,22 +13,15 @@ import math
 import torch
 
 from ibnorm_llm.config import RunConfig
-from ibnorm_llm.data.loader import IGNORE_INDEX
+from ibnorm_llm.train.metrics import held_out_totals
 
 
-@torch.no_grad()
 def mean_loss(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]], device: str) -> tuple[float, int]:
     """Token-weighted mean next-token loss over ``batches`` and the number of predicted tokens."""
-    model.eval()
-    loss_sum, count = 0.0, 0
-    for batch in batches:
-        batch = {k: v.to(device) for k, v in batch.items()}
-        n_targets = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())  # the model shifts labels by one
-        loss_sum += float(model(**batch).loss.double()) * n_targets
-        count += n_targets
+    loss_sum, count = held_out_totals(model, batches, device).tolist()
     if count == 0:
         raise ValueError("held-out perplexity: the validation batches contain no target tokens")
-    return loss_sum / count, count
+    return loss_sum / count, int(count)
 
 
 def held_out_perplexity(model: torch.nn.Module, tokenizer, config: RunConfig, device: str) -> dict[str, float | int]:

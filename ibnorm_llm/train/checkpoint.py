@@ -46,7 +46,7 @@ class TrainerState:
     step: int
     """Optimizer steps completed."""
     tokens: int
-    """Token positions trained on (all ranks)."""
+    """Target tokens trained on (labels != -100, all ranks): padding excluded, see train.metrics."""
     skipped_steps: int
     """Steps skipped for a non-finite loss or gradient (train.skip_nonfinite)."""
     world_size: int

@@ -1,4 +1,16 @@
-"""Throughput, model FLOPs utilization and the metrics.jsonl writer."""
+"""What a run measures: held-out loss, throughput, model FLOPs utilization, and metrics.jsonl.
+
+Token counts in a metrics record:
+
+- ``tokens``: target tokens trained on so far, over all ranks: label positions that count in the
+  loss (labels != -100). With ``data.packing=concat`` every position is a target, so this is
+  steps x global batch x seq_len; with ``data.packing=pad`` the padding is not counted.
+- ``tokens_per_s``: those target tokens per second of training (evaluation and checkpoint time
+  excluded).
+- ``mfu``: computed from token POSITIONS per second, padding included, because the model spends
+  its FLOPs on pad positions too; None when the device's peak is unknown (see
+  :func:`peak_flops_notice`).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +18,10 @@ import json
 import math
 from pathlib import Path
 from typing import Any
+
+import torch
+
+from ibnorm_llm.data.loader import IGNORE_INDEX
 
 # Dense bf16 tensor-core peak FLOP/s per device (no sparsity), from the vendors' datasheets.
 # Matched as a substring of torch.cuda.get_device_name(); longer names are tried first so
@@ -50,11 +66,45 @@ def peak_flops_for(device_name: str, override: float | None = None) -> float | N
     return None
 
 
-def mfu(tokens_per_s: float, flops_per_tok: int, peak_flops_per_device: float | None, n_devices: int) -> float | None:
-    """Achieved / peak FLOP/s over all devices; None when the peak is unknown."""
-    if peak_flops_per_device is None or tokens_per_s <= 0:
+def peak_flops_notice(device: str, device_name: str, peak: float | None) -> str | None:
+    """The line to show once when MFU cannot be computed on a GPU (``device`` like "cuda:0"), else None.
+
+    A CPU has no entry in the table by design, so it gets no notice.
+    """
+    if peak is not None or not device.startswith("cuda"):
         return None
-    return tokens_per_s * flops_per_tok / (peak_flops_per_device * n_devices)
+    return (
+        f"MFU not logged: {device_name} is not in the peak FLOP/s table; set train.peak_flops to its dense "
+        "bf16 peak FLOP/s per device (e.g. train.peak_flops=989e12 for an H100 SXM) to log it"
+    )
+
+
+def mfu(positions_per_s: float, flops_per_tok: int, peak_flops_per_device: float | None, n_devices: int) -> float | None:
+    """Achieved / peak FLOP/s over all devices from token positions (padding included) per second;
+    None when the peak is unknown."""
+    if peak_flops_per_device is None or positions_per_s <= 0:
+        return None
+    return positions_per_s * flops_per_tok / (peak_flops_per_device * n_devices)
+
+
+@torch.no_grad()
+def held_out_totals(model: torch.nn.Module, batches, device: torch.device | str) -> torch.Tensor:
+    """``[sum of next-token losses, number of predicted tokens]`` over ``batches`` (float64, on ``device``).
+
+    The one held-out loss of the project: the trainer reduces it across ranks, the perplexity of
+    a checkpoint divides it directly. No host sync; the model's train/eval mode is restored.
+    """
+    was_training = model.training
+    model.eval()
+    totals = torch.zeros(2, device=device, dtype=torch.float64)
+    for batch in batches:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        n_targets = (batch["labels"][:, 1:] != IGNORE_INDEX).sum().double()  # the model shifts labels by one
+        # A batch without targets has a NaN mean loss; it adds nothing instead of poisoning the sum.
+        weighted = torch.where(n_targets > 0, model(**batch).loss.double() * n_targets, 0.0)
+        totals += torch.stack([weighted, n_targets])
+    model.train(was_training)
+    return totals
 
 
 def _json_safe(value: Any) -> Any:
@@ -77,6 +127,21 @@ class MetricsWriter:
             return
         kept = [line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
         self.path.write_text("".join(line + "\n" for line in kept))
+
+    def merge_into(self, step: int, values: dict[str, Any]) -> None:
+        """Add ``values`` to the record of ``step`` (the last one), rewriting the file atomically;
+        appended as a record of its own when that step was never logged."""
+        if not self.enabled:
+            return
+        self.close()
+        records = read_metrics(self.path) if self.path.exists() else []
+        if records and records[-1]["step"] == step:
+            records[-1].update(values)
+        else:
+            records.append({"step": step, **values})
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(json.dumps({k: _json_safe(v) for k, v in r.items()}) + "\n" for r in records))
+        tmp.replace(self.path)
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import sys
+import uuid
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
@@ -33,6 +35,26 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
+def wandb_run_id(cfg: RunConfig, resume: Path | None) -> str | None:
+    """The W&B run id for this launch; None when wandb is off.
+
+    A resume from a checkpoint of this run's own folder continues the W&B run recorded in its
+    run.json; anything else (a fresh run, even one reusing the name, or a start from another
+    run's checkpoint) gets a new id, so W&B histories never mix.
+    """
+    if resolve_wandb_mode(cfg.logging.wandb) is None:
+        return None
+    run_json = Path(cfg.run_dir) / "run.json"
+    own_checkpoint = resume is not None and Path(resume).resolve().is_relative_to(Path(cfg.run_dir).resolve())
+    if own_checkpoint and run_json.is_file():
+        previous = json.loads(run_json.read_text()).get("wandb_id")
+        if previous:
+            return previous
+    # W&B ids allow letters, digits, '-', '_' and '.'; uuid4 draws from os.urandom, not the seeded RNGs.
+    safe_name = re.sub(r"[^A-Za-z0-9_.-]", "-", cfg.run_name)[:48]
+    return f"{safe_name}-{uuid.uuid4().hex[:8]}"
+
+
 def write_run_metadata(path: Path, info: dict[str, Any]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -42,7 +64,8 @@ def write_run_metadata(path: Path, info: dict[str, Any]) -> None:
 class Tracker:
     """wandb and a tqdm bar on the main process; silent on the others."""
 
-    def __init__(self, cfg: RunConfig, *, is_main: bool, start_step: int):
+    def __init__(self, cfg: RunConfig, *, is_main: bool, start_step: int, wandb_id: str | None = None):
+        """``wandb_id`` (see :func:`wandb_run_id`) names the W&B run; resuming continues it."""
         self.is_main = is_main
         self._wandb = None
         self._bar = None
@@ -60,8 +83,8 @@ class Tracker:
                 dir=str(cfg.run_dir),
                 config=to_dict(cfg),
                 tags=[cfg.model.preset, norm.kind] + ([f"variant={norm.variant}"] if norm.variant else []),
-                resume="allow",
-                id=cfg.run_name,
+                id=wandb_id,
+                resume="allow" if start_step > 0 else None,
             )
         if cfg.logging.progress:
             from tqdm.auto import tqdm
@@ -80,7 +103,7 @@ class Tracker:
         """Push a metrics record to wandb and the bar's postfix."""
         if self._wandb is not None:
             self._wandb.log({k: v for k, v in record.items() if v is not None}, step=record["step"])
-        if self._bar is not None:
+        if self._bar is not None and "loss" in record:  # training records; not the final leaderboard scores
             postfix = {"loss": f"{record['loss']:.4f}", "tok/s": f"{record['tokens_per_s']:.0f}"}
             if record.get("eval_loss") is not None:
                 postfix["eval"] = f"{record['eval_loss']:.4f}"

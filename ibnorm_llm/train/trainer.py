@@ -1,9 +1,10 @@
 """The training loop: ``train(cfg)`` runs one config to its final checkpoint.
 
-Order of work: refuse bad settings (precision, batch plan, resume target) -> tokenizer,
+Order of work: refuse bad settings (precision, eval.*, batch plan, resume target) -> tokenizer,
 model, data -> restore a checkpoint if asked -> loop of optimizer steps (micro batches with
-gradient accumulation; one host sync per step for the loss, the gradient norm and the
-non-finite check) -> periodic metrics, held-out evaluation and checkpoints -> final/.
+gradient accumulation; one host sync per step for the loss, the target-token count, the
+gradient norm and the non-finite check) -> periodic metrics, held-out evaluation and
+checkpoints -> final/ -> the eval.suite leaderboard on final/, if asked.
 """
 
 from __future__ import annotations
@@ -18,15 +19,23 @@ import torch
 from accelerate.utils import gather_object, set_seed
 
 from ibnorm_llm.analysis import gather_tokens, layer_report
-from ibnorm_llm.config import RunConfig, save_config
-from ibnorm_llm.data import build_train_loader, build_val_batches, check_data_config, load_tokenizer
+from ibnorm_llm.config import ConfigError, RunConfig, save_config
+from ibnorm_llm.data import IGNORE_INDEX, build_train_loader, build_val_batches, check_data_config, load_tokenizer
 from ibnorm_llm.models import build_model, count_parameters
 from ibnorm_llm.train import checkpoint as ckpt
 from ibnorm_llm.train.batching import plan_batches
 from ibnorm_llm.train.distributed import build_accelerator, describe, is_sharded, prepare
-from ibnorm_llm.train.metrics import MetricsWriter, flops_per_token, mfu, peak_flops_for
+from ibnorm_llm.train.final_eval import check_final_eval, run_final_eval
+from ibnorm_llm.train.metrics import (
+    MetricsWriter,
+    flops_per_token,
+    held_out_totals,
+    mfu,
+    peak_flops_for,
+    peak_flops_notice,
+)
 from ibnorm_llm.train.optim import build_optimizer, lr_at, set_lr
-from ibnorm_llm.train.tracking import Tracker, package_versions, quiet_libraries, write_run_metadata
+from ibnorm_llm.train.tracking import Tracker, package_versions, quiet_libraries, wandb_run_id, write_run_metadata
 
 
 class NonFiniteError(RuntimeError):
@@ -39,11 +48,14 @@ class TrainResult:
     final_checkpoint: Path
     steps: int
     tokens: int
+    """Target tokens trained on (labels != -100, all ranks)."""
     train_loss: float | None
     """Mean training loss over the last logging window."""
     eval_loss: float | None
     tokens_per_s: float | None
-    """Mean training throughput of this process group (evaluation and checkpoints excluded)."""
+    """Mean training throughput in target tokens/s of this process group (evaluation and checkpoints excluded)."""
+    eval_scores: dict[str, float]
+    """eval.suite headline values keyed 'eval/<task>'; empty with eval.suite=none."""
 
 
 def resolve_resume(cfg: RunConfig) -> Path | None:
@@ -55,6 +67,17 @@ def resolve_resume(cfg: RunConfig) -> Path | None:
     path = Path(cfg.train.resume)
     ckpt.read_state(path)  # raises a ConfigError naming train.resume if incomplete or missing
     return path
+
+
+def check_nothing_left(cfg: RunConfig, resume: Path, state: ckpt.TrainerState) -> None:
+    """A checkpoint at train.max_steps trains nothing: fine if final/ exists, an error otherwise."""
+    final = ckpt.checkpoints_root(cfg.run_dir) / "final"
+    if state.step >= cfg.train.max_steps and not ckpt.is_complete(final):
+        raise ConfigError(
+            f"train.resume={resume}: the checkpoint is at step {state.step}, already at train.max_steps="
+            f"{cfg.train.max_steps}, so nothing would be trained and {final} would not be written. "
+            f"Raise train.max_steps above {state.step} to continue training."
+        )
 
 
 def _local(tensor: torch.Tensor) -> torch.Tensor:
@@ -86,16 +109,9 @@ def _learnable_lams(model: torch.nn.Module) -> dict[str, float]:
     }
 
 
-@torch.no_grad()
 def evaluate(model, val_batches, accelerator) -> tuple[float, float]:
     """Held-out loss (token-weighted mean over all ranks) and perplexity."""
-    model.eval()
-    totals = torch.zeros(2, device=accelerator.device, dtype=torch.float64)
-    for batch in val_batches:
-        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-        n_targets = (batch["labels"][:, 1:] != -100).sum()  # the model shifts labels by one
-        totals += torch.stack([model(**batch).loss.double() * n_targets, n_targets.double()])
-    model.train()
+    totals = held_out_totals(model, val_batches, accelerator.device)
     loss_sum, count = accelerator.reduce(totals, reduction="sum").tolist()
     loss = loss_sum / max(count, 1.0)
     return loss, math.exp(min(loss, 700.0))
@@ -148,12 +164,14 @@ def train(cfg: RunConfig) -> TrainResult:
     main = accelerator.is_main_process
     quiet_libraries(main)
     world = accelerator.num_processes
+    check_final_eval(cfg.eval, world)
     plan = plan_batches(cfg.train, cfg.data.seq_len, world)
     resume = resolve_resume(cfg)
     state = ckpt.TrainerState(0, 0, 0, world, plan.grad_accum, plan.micro_batch_size)
     if resume is not None:
         state = ckpt.read_state(resume)
         ckpt.check_compatible(state, resume, world, plan.grad_accum, plan.micro_batch_size)
+        check_nothing_left(cfg, resume, state)
     sharded = is_sharded(accelerator)
 
     tokenizer, model, optimizer, loader, val_batches, n_params, flops_tok = _build_and_restore(
@@ -163,6 +181,7 @@ def train(cfg: RunConfig) -> TrainResult:
     run_dir = cfg.run_dir
     processes = gather_object([describe(accelerator)])
     metrics = MetricsWriter(run_dir / "metrics.jsonl", enabled=main)
+    wandb_id = wandb_run_id(cfg, resume) if main else None  # read before run.json is rewritten
     if main:
         ckpt.remove_stale(run_dir)
         save_config(cfg, run_dir / "config.yaml")
@@ -172,18 +191,21 @@ def train(cfg: RunConfig) -> TrainResult:
             "processes": processes, "distributed_type": processes[0]["distributed_type"],
             "precision": cfg.train.precision, **asdict(plan), "global_batch_size": plan.global_batch_size,
             "tokens_per_step": plan.tokens_per_step, "n_params": n_params, "flops_per_token": flops_tok,
-            "resumed_from": str(resume) if resume else None, "start_step": state.step, "versions": package_versions(),
+            "resumed_from": str(resume) if resume else None, "start_step": state.step, "wandb_id": wandb_id,
+            "versions": package_versions(),
         })
     peak = peak_flops_for(processes[0]["device_name"], cfg.train.peak_flops)
-    tracker = Tracker(cfg, is_main=main, start_step=state.step)
+    tracker = Tracker(cfg, is_main=main, start_step=state.step, wandb_id=wandb_id)
     if resume is not None:
         tracker.write(f"resumed from {resume} at step {state.step}")
+    if notice := peak_flops_notice(processes[0]["device"], processes[0]["device_name"], peak):
+        tracker.write(notice)
 
     clip = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf")
     max_steps, tc = cfg.train.max_steps, cfg.train
     step, tokens, skipped = state.step, state.tokens, state.skipped_steps
     window_losses: list[float] = []
-    window_steps, window_start, train_time, trained_tokens = 0, time.perf_counter(), 0.0, 0
+    window_steps, window_tokens, window_start, train_time, trained_tokens = 0, 0, time.perf_counter(), 0.0, 0
     last_eval: float | None = None
     record: dict[str, Any] = {}
     # Gathered once, before step 0, so too little held-out text for analysis.n_tokens fails early.
@@ -193,19 +215,24 @@ def train(cfg: RunConfig) -> TrainResult:
         lr = lr_at(step, cfg.optim, max_steps)
         set_lr(optimizer, lr)
         loss_sum = torch.zeros((), device=accelerator.device)
+        n_targets = torch.zeros((), device=accelerator.device, dtype=torch.int64)
         for _ in range(plan.grad_accum):
             batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in next(loader).items()}
             with accelerator.accumulate(model):
                 loss = model(**batch).loss
                 accelerator.backward(loss)
             loss_sum += loss.detach().float()
+            n_targets += (batch["labels"] != IGNORE_INDEX).sum()  # padding (data.packing=pad) is not a token
         grad_norm = accelerator.clip_grad_norm_(model.parameters(), clip)
         grad_norm = torch.as_tensor(grad_norm if grad_norm is not None else float("nan"), device=accelerator.device)
-        # One host sync per optimizer step: global mean loss and the (already global) grad norm.
-        step_loss = accelerator.reduce(loss_sum / plan.grad_accum, reduction="mean")
-        step_loss, norm_value = torch.stack([step_loss, grad_norm.float()]).tolist()
-        step, window_steps = step + 1, window_steps + 1
-        tokens += plan.tokens_per_step
+        # One host sync per optimizer step: loss and target tokens summed over ranks (float64 counts
+        # exactly), and the (already global) grad norm.
+        rank_totals = torch.stack([(loss_sum / plan.grad_accum).double(), n_targets.double()])
+        global_totals = accelerator.reduce(rank_totals, reduction="sum")
+        loss_total, step_tokens, norm_value = torch.cat([global_totals, grad_norm.double().view(1)]).tolist()
+        step_loss = loss_total / world
+        step, window_steps, window_tokens = step + 1, window_steps + 1, window_tokens + int(step_tokens)
+        tokens += int(step_tokens)
         tracker.advance(step)
         if not (math.isfinite(step_loss) and math.isfinite(norm_value)):
             where = _culprit(accelerator.unwrap_model(model, keep_torch_compile=False), step_loss)
@@ -229,13 +256,13 @@ def train(cfg: RunConfig) -> TrainResult:
         do_analysis = analysis_batch is not None and step % cfg.analysis.every == 0
         if do_eval or do_analysis or step % tc.log_every == 0:
             elapsed = time.perf_counter() - window_start
-            window_tokens = window_steps * plan.tokens_per_step
             tokens_per_s = window_tokens / elapsed if elapsed > 0 else 0.0
+            positions_per_s = window_steps * plan.tokens_per_step / elapsed if elapsed > 0 else 0.0
             train_time, trained_tokens = train_time + elapsed, trained_tokens + window_tokens
             record = {
                 "step": step, "loss": sum(window_losses) / len(window_losses) if window_losses else float("nan"),
                 "lr": lr, "grad_norm": norm_value, "tokens": tokens, "tokens_per_s": tokens_per_s,
-                "mfu": mfu(tokens_per_s, flops_tok, peak, world), "skipped_steps": skipped, "world_size": world,
+                "mfu": mfu(positions_per_s, flops_tok, peak, world), "skipped_steps": skipped, "world_size": world,
             }
             record.update(_learnable_lams(accelerator.unwrap_model(model, keep_torch_compile=False)))
             if do_eval:
@@ -247,7 +274,7 @@ def train(cfg: RunConfig) -> TrainResult:
                 record.update(layer_report(unwrapped, analysis_batch, cfg.analysis))
             metrics.write(record)
             tracker.log(record)
-            window_losses, window_steps = [], 0
+            window_losses, window_steps, window_tokens = [], 0, 0
             window_start = time.perf_counter()  # throughput excludes evaluation time
         if is_last or (tc.checkpoint_every > 0 and step % tc.checkpoint_every == 0):
             save_started = time.perf_counter()
@@ -264,11 +291,18 @@ def train(cfg: RunConfig) -> TrainResult:
 
     if resume is not None and step == state.step:
         tracker.write(f"{resume} is already at train.max_steps={max_steps}; nothing to train")
+    final = ckpt.checkpoints_root(run_dir) / "final"
+    eval_scores: dict[str, float] = {}
+    if cfg.eval.suite != "none":  # single process (check_final_eval)
+        del model, optimizer  # the leaderboard loads final/ itself: free the training copy first
+        accelerator.free_memory()
+        eval_scores = run_final_eval(cfg.eval, final, run_dir / "eval", accelerator.device.type)
+        metrics.merge_into(step, eval_scores)
+        tracker.log({"step": step, **eval_scores})
     tracker.close()
     metrics.close()
-    final = ckpt.checkpoints_root(run_dir) / "final"
     return TrainResult(
         run_dir=run_dir, final_checkpoint=final, steps=step, tokens=tokens,
         train_loss=record.get("loss"), eval_loss=last_eval,
-        tokens_per_s=trained_tokens / train_time if train_time > 0 else None,
+        tokens_per_s=trained_tokens / train_time if train_time > 0 else None, eval_scores=eval_scores,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from ibnorm_llm.config import ConfigError
 from ibnorm_llm.models import load_model
 from ibnorm_llm.train import checkpoint as ckpt
 from ibnorm_llm.train import trainer
+from ibnorm_llm.train.metrics import read_metrics
 from ibnorm_llm.train.trainer import NonFiniteError, train
 
 
@@ -119,11 +121,29 @@ def test_learnable_lambda_and_mfu_are_logged(tiny_overrides):
 
 
 @pytest.mark.slow
-def test_wandb_offline_run_is_written(tiny_overrides, monkeypatch):
+def test_wandb_fresh_runs_get_new_ids_and_a_resume_continues(tiny_overrides, monkeypatch):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    result = train(tiny_config([*tiny_overrides, "run_name=wb", "train.max_steps=2", "logging.wandb=auto"]))
-    runs = list((result.run_dir / "wandb").glob("offline-run-*-wb"))
-    assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
+    cfg = [*tiny_overrides, "run_name=wb", "logging.wandb=auto", "train.max_steps=1"]  # auto = offline here
+
+    def wandb_id(result):
+        return json.loads((result.run_dir / "run.json").read_text())["wandb_id"]
+
+    first = wandb_id(train(tiny_config(cfg)))
+    second_run = train(tiny_config(cfg))  # a fresh run reusing the name must not append to the first's history
+    second = wandb_id(second_run)
+    resumed = wandb_id(train(tiny_config([*cfg, "train.max_steps=2", "train.resume=auto"])))
+    assert first.startswith("wb-") and second.startswith("wb-") and first != second
+    assert resumed == second
+    # Each launch writes an offline folder holding run-<id>.wandb: three launches, two W&B runs.
+    run_files = list((second_run.run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(run_files) == 3
+    assert sorted(p.stem.removeprefix("run-") for p in run_files) == sorted([first, second, second])
+    # A start from another run's checkpoint is a new run: a new id.
+    other = train(tiny_config([
+        *tiny_overrides, "run_name=wb_other", "logging.wandb=auto", "train.max_steps=3",
+        f"train.resume={second_run.final_checkpoint}",
+    ]))
+    assert wandb_id(other).startswith("wb_other-")
 
 
 def test_periodic_ib_analysis_is_logged(tiny_overrides):
@@ -137,3 +157,35 @@ def test_periodic_ib_analysis_is_logged(tiny_overrides):
         assert {"analysis/ib/0", "analysis/ib/1", "analysis/i_target/0"} <= set(record)
         assert any(key.startswith("analysis/kurtosis_after/") for key in record)
         assert all(math.isfinite(record[key]) for key in record if key.startswith("analysis/ib/"))
+
+
+def test_resume_at_max_steps_without_final_is_refused_early(tiny_overrides, tmp_path):
+    first = train(tiny_config([*tiny_overrides, "run_name=atmax", "train.max_steps=4", "train.checkpoint_every=2"]))
+    step_2 = first.run_dir / "checkpoints" / "step_2"
+    with pytest.raises(ConfigError, match=r"at step 2, already at train.max_steps=2.*Raise train.max_steps above 2"):
+        train(tiny_config([*tiny_overrides, "run_name=elsewhere", "train.max_steps=2", f"train.resume={step_2}"]))
+    assert not (tmp_path / "runs" / "elsewhere").exists()  # refused before the run folder or model exist
+    # With its own final/ in place there is nothing to do and final/ is the answer.
+    again = train(tiny_config([*tiny_overrides, "run_name=atmax", "train.max_steps=4", "train.resume=auto"]))
+    assert again.steps == 4 and ckpt.read_state(again.final_checkpoint).step == 4
+
+
+def test_gpu_missing_from_peak_table_gets_one_notice(tiny_overrides, monkeypatch, capsys):
+    real_describe = trainer.describe
+
+    def on_unknown_gpu(accelerator):
+        return {**real_describe(accelerator), "device": "cuda:0", "device_name": "NVIDIA Future X9"}
+
+    monkeypatch.setattr(trainer, "describe", on_unknown_gpu)
+    result = train(tiny_config([*tiny_overrides, "run_name=nopeak", "train.max_steps=2"]))
+    err = capsys.readouterr().err
+    assert err.count("MFU not logged") == 1 and "NVIDIA Future X9" in err and "train.peak_flops" in err
+    assert [r["mfu"] for r in read_metrics(result.run_dir / "metrics.jsonl")] == [None, None]
+
+
+def test_eval_suite_is_refused_under_a_multi_process_launch(tiny_overrides, monkeypatch, tmp_path):
+    two_ranks = SimpleNamespace(is_main_process=True, num_processes=2, process_index=0)
+    monkeypatch.setattr(trainer, "build_accelerator", lambda cfg: two_ranks)
+    with pytest.raises(ConfigError, match=r"eval.suite=v1 .* 2 processes.*eval/leaderboard.py"):
+        train(tiny_config([*tiny_overrides, "run_name=multi", "eval.suite=v1"]))
+    assert not (tmp_path / "runs").exists()
