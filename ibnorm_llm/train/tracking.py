@@ -92,6 +92,8 @@ class Tracker:
             self._bar = tqdm(
                 total=cfg.train.max_steps, initial=start_step, desc=cfg.run_name, unit="step",
                 dynamic_ncols=True, file=sys.stderr,
+                # Redirected to a file or CI log, redraws would be thousands of joined lines.
+                mininterval=0.1 if sys.stderr.isatty() else 30.0,
             )
 
     def advance(self, steps_done: int) -> None:
