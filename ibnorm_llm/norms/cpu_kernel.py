@@ -3,14 +3,16 @@
 Why C: on CPU, ATen's vectorized ``log1p``/``tanh`` alone cost about as much as LayerNorm's
 whole forward+backward, and eager PyTorch walks the data a dozen times. This kernel
 handles one group at a time in L1-sized scratch buffers, with branch-free polynomial
-``log``/``exp``/``tanh`` (Cephes coefficients, a few ulp) that the compiler vectorizes.
-The math is exactly the fused function's (``fused_ibnorm.py`` derives the backward).
+``log1p``/``tanh`` (a few ulp) that the compiler vectorizes. The math is exactly the
+fused function's (``fused_ibnorm.py`` derives the backward).
 
 The C source below is compiled on first use with the system C compiler (``cc``/``gcc``,
 ``-O3 -march=native``) into a per-user cache and loaded with ctypes; nothing is linked
-against torch, so the build takes about a second. ctypes releases the GIL, so row blocks
-run in parallel on Python threads, one per torch thread. ``available()`` says whether the
-kernel could be built here; callers fall back to the PyTorch implementation otherwise.
+against torch, so the build takes about a second. Rows are split into one block per torch
+thread. Where torch runs on GNU OpenMP (its Linux wheels) the kernel is built with
+``-fopenmp`` and runs the blocks on torch's own OpenMP threads; elsewhere the blocks run on
+Python threads (ctypes releases the GIL). ``available()`` says whether the kernel could be
+built here; callers fall back to the PyTorch implementation otherwise.
 """
 
 from __future__ import annotations
@@ -48,28 +50,23 @@ typedef struct {
 static inline float as_float(int32_t i) { float f; memcpy(&f, &i, 4); return f; }
 static inline int32_t as_int(float f) { int32_t i; memcpy(&i, &f, 4); return i; }
 
-/* log(x) for finite x > 0 (Cephes logf). */
+/* log(x) for finite x > 0: x = 2^k m with m in [sqrt(1/2), sqrt(2)) (subtracting the bits of
+   sqrt(1/2) before taking the exponent does the reduction in one step), then
+   log(m) = 2 atanh(s) with s = (m - 1) / (m + 1), |s| < 0.1716, as its odd Taylor series to s^9
+   (the next term is below 2e-9 relative). ln 2 is split in two so k ln 2 stays exact. Fewer
+   multiply-adds than Cephes' degree-9 polynomial: this function dominates variant L. */
 static inline float fast_log(float x) {
     int32_t i = as_int(x);
-    float e = (float)((i >> 23) - 126);
-    float m = as_float((i & 0x007fffff) | 0x3f000000);  /* [0.5, 1) */
-    int small = m < 0.707106781186547524f;
-    e = small ? e - 1.0f : e;
-    float f = small ? m + m - 1.0f : m - 1.0f;
-    float z = f * f;
-    float y = 7.0376836292e-2f;
-    y = y * f - 1.1514610310e-1f;
-    y = y * f + 1.1676998740e-1f;
-    y = y * f - 1.2420140846e-1f;
-    y = y * f + 1.4249322787e-1f;
-    y = y * f - 1.6668057665e-1f;
-    y = y * f + 2.0000714765e-1f;
-    y = y * f - 2.4999993993e-1f;
-    y = y * f + 3.3333331174e-1f;
-    y = y * f * z;
-    y += -2.12194440e-4f * e;
-    y += -0.5f * z;
-    return f + y + 0.693359375f * e;
+    int32_t k = (i - 0x3f3504f3) >> 23;
+    float m = as_float(i - (k << 23));
+    float e = (float)k;
+    float s = (m - 1.0f) / (m + 1.0f), s2 = s * s;
+    float p = 2.0f / 9.0f;
+    p = p * s2 + 2.0f / 7.0f;
+    p = p * s2 + 2.0f / 5.0f;
+    p = p * s2 + 2.0f / 3.0f;
+    float log_m = s * s2 * p + 2.0f * s;
+    return (log_m - 2.12194440e-4f * e) + 0.693359375f * e;
 }
 
 /* log1p(z) for z >= 0: log(1 + z) plus the rounding error of 1 + z, to first order. The
@@ -81,34 +78,24 @@ static inline float fast_log1p(float z) {
     return fast_log(w) + (w < 2.0f ? correction : 0.0f);
 }
 
-/* exp(x) (Cephes expf), x clamped to the finite range. */
-static inline float fast_exp(float x) {
-    x = x < -87.3f ? -87.3f : (x > 88.3f ? 88.3f : x);
-    float fx = floorf(x * 1.44269504088896341f + 0.5f);
-    x = x - fx * 0.693359375f + fx * 2.12194440e-4f;
-    float z = x * x;
-    float y = 1.9875691500e-4f;
-    y = y * x + 1.3981999507e-3f;
-    y = y * x + 8.3334519073e-3f;
-    y = y * x + 4.1665795894e-2f;
-    y = y * x + 1.6666665459e-1f;
-    y = y * x + 5.0000001201e-1f;
-    y = y * z + x + 1.0f;
-    return y * as_float(((int32_t)fx + 127) << 23);
-}
-
-/* tanh(z) for z >= 0 (Cephes tanhf: a polynomial below 0.625, exp above). */
+/* tanh(z) for z >= 0 as -t / (2 + t) with t = expm1(-2z): no cancellation near 0. expm1(x),
+   x in [-18, 0] (tanh is 1 in fp32 beyond): x = k ln 2 + r, |r| <= ln 2 / 2, expm1(r) by its
+   Taylor series to r^7 (next term below 2e-8 relative), then 2^k (1 + p) - 1 = 2^k p + (2^k - 1),
+   exact for k = 0 and without cancellation below. */
 static inline float fast_tanh(float z) {
-    float p = z * z;
-    float poly = -5.70498872745e-3f;
-    poly = poly * p + 2.06390887954e-2f;
-    poly = poly * p - 5.37397155531e-2f;
-    poly = poly * p + 1.33314422036e-1f;
-    poly = poly * p - 3.33332819422e-1f;
-    float t_small = poly * p * z + z;
-    float e = fast_exp(-2.0f * z);
-    float t_large = (1.0f - e) / (1.0f + e);
-    return z < 0.625f ? t_small : t_large;
+    float x = z < 9.0f ? -2.0f * z : -18.0f;
+    float k = rintf(x * 1.44269504088896341f);
+    float r = x - k * 0.693359375f + k * 2.12194440e-4f;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r * r + r;
+    float scale = as_float(((int32_t)k + 127) << 23);
+    float t = scale * p + (scale - 1.0f);
+    return t / (-2.0f - t);
 }
 
 /* c = sign(u) f(|u|) */
@@ -145,25 +132,50 @@ INLINE float dlam_one(float u, float c, float slope, const params_t *p, const in
     }
 }
 
+/* Reductions keep LANES running sums (several vectors' worth): a single running sum chains
+   every vector add on the previous one and runs at the add latency, not at load speed. */
+#define LANES 32
+
+/* Pairwise, so the final sum is a handful of dependent adds rather than LANES of them. */
+static float lanes_total(float *acc, float tail) {
+    for (int half = LANES / 2; half >= 1; half /= 2) {
+        #pragma omp simd
+        for (int j = 0; j < half; j++) acc[j] += acc[j + half];
+    }
+    return acc[0] + tail;
+}
+
 static float mean_of(const float *a, int n) {
-    float acc = 0.0f;
-    #pragma omp simd reduction(+:acc)
-    for (int i = 0; i < n; i++) acc += a[i];
-    return acc / (float)n;
+    float acc[LANES] = {0.0f}, tail = 0.0f;
+    int i = 0;
+    for (; i + LANES <= n; i += LANES) {
+        #pragma omp simd
+        for (int j = 0; j < LANES; j++) acc[j] += a[i + j];
+    }
+    for (; i < n; i++) tail += a[i];
+    return lanes_total(acc, tail) / (float)n;
 }
 
 static float mean_sq_dev(const float *a, float m, int n) {
-    float acc = 0.0f;
-    #pragma omp simd reduction(+:acc)
-    for (int i = 0; i < n; i++) { float d = a[i] - m; acc += d * d; }
-    return acc / (float)n;
+    float acc[LANES] = {0.0f}, tail = 0.0f;
+    int i = 0;
+    for (; i + LANES <= n; i += LANES) {
+        #pragma omp simd
+        for (int j = 0; j < LANES; j++) { float d = a[i + j] - m; acc[j] += d * d; }
+    }
+    for (; i < n; i++) { float d = a[i] - m; tail += d * d; }
+    return lanes_total(acc, tail) / (float)n;
 }
 
 static float mean_prod(const float *a, const float *b, int n) {
-    float acc = 0.0f;
-    #pragma omp simd reduction(+:acc)
-    for (int i = 0; i < n; i++) acc += a[i] * b[i];
-    return acc / (float)n;
+    float acc[LANES] = {0.0f}, tail = 0.0f;
+    int i = 0;
+    for (; i + LANES <= n; i += LANES) {
+        #pragma omp simd
+        for (int j = 0; j < LANES; j++) acc[j] += a[i + j] * b[i + j];
+    }
+    for (; i < n; i++) tail += a[i] * b[i];
+    return lanes_total(acc, tail) / (float)n;
 }
 
 /* The loops below take the variant as a compile-time constant (always_inline + a switch
@@ -293,22 +305,25 @@ INLINE void forward_compress_first_group(const float *v, float *out, const float
 }
 
 /* compress_first backward of one group in three passes (the default order, so the hot path):
-   recompute u, c, shat and the standardization sums; then dL/ds, dL/du and the compression
-   sums; then dL/dv. gw/gb accumulate gy * shat and gy (scratch when not wanted). */
+   the standardization sums; then dL/ds, dL/du and the compression sums; then dL/dv. The
+   passes are bound by stores, so they store only what they must: u, shat and dL/dshat are
+   recomputed from v, c and gy (a multiply-add each), and c itself is kept only where it costs
+   a logarithm or tanh (L, T). gw/gb accumulate gy * shat and gy (scratch when not wanted). */
 INLINE void backward_compress_first_group(const float *v, const float *gy, const float *w, float *gx, float *gw,
-                                          float *gb, float *u, float *c, float *shat, float *gshat, int n,
-                                          float mu, float a, float m, float rstd, const params_t *p, double *glam,
-                                          const int variant) {
+                                          float *gb, float *c_keep, int n, float mu, float a, float m, float rstd,
+                                          const params_t *p, double *glam, const int variant) {
+    const int keep_c = variant == 1 || variant == 2;
     float sum_g = 0.0f, sum_gsh = 0.0f;
     #pragma omp simd reduction(+:sum_g, sum_gsh)
     for (int i = 0; i < n; i++) {
-        u[i] = (v[i] - mu) * a;
-        c[i] = compress_one(u[i], p, variant);
-        shat[i] = (mu + c[i] - m) * rstd;
-        gshat[i] = w ? gy[i] * w[i] : gy[i];
-        sum_g += gshat[i];
-        sum_gsh += gshat[i] * shat[i];
-        gw[i] += gy[i] * shat[i];
+        float c = compress_one((v[i] - mu) * a, p, variant);
+        if (keep_c) c_keep[i] = c;
+        /* identity: s = v exactly, as in the forward */
+        float shat = ((variant == 3 ? v[i] : mu + c) - m) * rstd;
+        float gshat = w ? gy[i] * w[i] : gy[i];
+        sum_g += gshat;
+        sum_gsh += gshat * shat;
+        gw[i] += gy[i] * shat;
         gb[i] += gy[i];
     }
     float inv_n = 1.0f / (float)n;
@@ -316,27 +331,33 @@ INLINE void backward_compress_first_group(const float *v, const float *gy, const
     float sum_gs = 0.0f, sum_gu = 0.0f, sum_guu = 0.0f, sum_lam = 0.0f;
     #pragma omp simd reduction(+:sum_gs, sum_gu, sum_guu, sum_lam)
     for (int i = 0; i < n; i++) {
-        float gs = rstd * (gshat[i] - mean_g - shat[i] * mean_gsh);
-        float slope = slope_one(u[i], c[i], p, variant);
+        float u = (v[i] - mu) * a;
+        float c = keep_c ? c_keep[i] : compress_one(u, p, variant);
+        float shat = ((variant == 3 ? v[i] : mu + c) - m) * rstd;
+        float gshat = w ? gy[i] * w[i] : gy[i];
+        float gs = rstd * (gshat - mean_g - shat * mean_gsh);
+        float slope = slope_one(u, c, p, variant);
         float gu = gs * slope;
         sum_gs += gs;
         sum_gu += gu;
-        sum_guu += gu * u[i];
-        sum_lam += gs * dlam_one(u[i], c[i], slope, p, variant);
+        sum_guu += gu * u;
+        sum_lam += gs * dlam_one(u, c, slope, p, variant);
         gx[i] = gu;
     }
+    *glam += sum_lam;
+    /* identity without std units: dL/dv = dL/ds, already in gx */
+    if (variant == 3 && !p->std_deviation) return;
     float mean_gs = sum_gs * inv_n, mean_gu = sum_gu * inv_n;
     float mean_guu = p->std_deviation ? sum_guu * inv_n : 0.0f;
     #pragma omp simd
-    for (int i = 0; i < n; i++) gx[i] = (gx[i] - mean_gu - u[i] * mean_guu) * a + mean_gs;
-    *glam += sum_lam;
+    for (int i = 0; i < n; i++) gx[i] = (gx[i] - mean_gu - (v[i] - mu) * a * mean_guu) * a + mean_gs;
 }
 
 /* Forward over rows [row_begin, row_end) of a (rows, G*n) matrix; stats is (4, rows, G):
    mu, a, m, rstd. */
-int ibn_forward(const float *x, const float *w, const float *b, float *y, float *stats,
-                int64_t row_begin, int64_t row_end, int64_t rows, int G, int n,
-                int variant, int std_deviation, int meanvar, int compress_first, float lam, float eps) {
+static int forward_rows(const float *x, const float *w, const float *b, float *y, float *stats,
+                        int64_t row_begin, int64_t row_end, int64_t rows, int G, int n,
+                        int variant, int std_deviation, int meanvar, int compress_first, float lam, float eps) {
     params_t p = {variant, std_deviation, meanvar, lam, 1.0f / lam, eps};
     float *tmp = (float *)malloc(sizeof(float) * (size_t)n);
     if (!tmp) return 1;
@@ -379,10 +400,10 @@ int ibn_forward(const float *x, const float *w, const float *b, float *y, float 
 
 /* Backward over rows [row_begin, row_end). gw_part/gb_part (width floats, may be NULL) and
    *glam are accumulated into. */
-int ibn_backward(const float *x, const float *w, const float *gy, const float *stats, float *gx,
-                 float *gw_part, float *gb_part, double *glam,
-                 int64_t row_begin, int64_t row_end, int64_t rows, int G, int n,
-                 int variant, int std_deviation, int meanvar, int compress_first, float lam, int need_lam) {
+static int backward_rows(const float *x, const float *w, const float *gy, const float *stats, float *gx,
+                         float *gw_part, float *gb_part, double *glam,
+                         int64_t row_begin, int64_t row_end, int64_t rows, int G, int n,
+                         int variant, int std_deviation, int meanvar, int compress_first, float lam, int need_lam) {
     params_t p = {variant, std_deviation, meanvar, lam, 1.0f / lam, 0.0f};
     float *buf = (float *)calloc((size_t)n * 7, sizeof(float));
     if (!buf) return 1;
@@ -399,8 +420,8 @@ int ibn_backward(const float *x, const float *w, const float *gy, const float *s
             float *gwg = gw_part ? gw_part + (int64_t)g * n : NULL;
             float *gbg = gb_part ? gb_part + (int64_t)g * n : NULL;
             if (compress_first) {
-#define CALL(V) backward_compress_first_group(v, gyg, wg, gxg, gwg ? gwg : gw_sink, gbg ? gbg : gb_sink, u, c, shat, \
-                                              gshat, n, mu, a, m, rstd, &p, glam, V)
+#define CALL(V) backward_compress_first_group(v, gyg, wg, gxg, gwg ? gwg : gw_sink, gbg ? gbg : gb_sink, c, n, mu, a, \
+                                              m, rstd, &p, glam, V)
                 FOR_VARIANT(p.variant, CALL)
 #undef CALL
                 continue;
@@ -432,11 +453,51 @@ int ibn_backward(const float *x, const float *w, const float *gy, const float *s
     free(buf);
     return 0;
 }
+
+/* The entry points run row blocks [bounds[i], bounds[i + 1]), i < nblocks, in parallel. Built
+   with -fopenmp against the OpenMP runtime torch has loaded, they run on torch's own worker
+   threads, which spin for a while after each torch op: threads of our own would compete with
+   them for the cores. Built without OpenMP they run the blocks in turn (Python then passes one
+   block per call, on its own threads). Block i accumulates into gw_parts/gb_parts row i and
+   glams[i]. Nonzero: a scratch buffer could not be allocated. */
+int ibn_openmp(void) {
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+int ibn_forward(const float *x, const float *w, const float *b, float *y, float *stats,
+                const int64_t *bounds, int nblocks, int64_t rows, int G, int n,
+                int variant, int std_deviation, int meanvar, int compress_first, float lam, float eps) {
+    int status = 0;
+    #pragma omp parallel for num_threads(nblocks) schedule(static, 1) reduction(|:status)
+    for (int i = 0; i < nblocks; i++)
+        status |= forward_rows(x, w, b, y, stats, bounds[i], bounds[i + 1], rows, G, n, variant, std_deviation,
+                               meanvar, compress_first, lam, eps);
+    return status;
+}
+
+int ibn_backward(const float *x, const float *w, const float *gy, const float *stats, float *gx,
+                 float *gw_parts, float *gb_parts, double *glams, const int64_t *bounds, int nblocks,
+                 int64_t rows, int G, int n, int variant, int std_deviation, int meanvar, int compress_first,
+                 float lam, int need_lam) {
+    int status = 0;
+    int64_t width = (int64_t)G * n;
+    #pragma omp parallel for num_threads(nblocks) schedule(static, 1) reduction(|:status)
+    for (int i = 0; i < nblocks; i++)
+        status |= backward_rows(x, w, gy, stats, gx, gw_parts ? gw_parts + i * width : NULL,
+                                gb_parts ? gb_parts + i * width : NULL, glams + i, bounds[i], bounds[i + 1], rows,
+                                G, n, variant, std_deviation, meanvar, compress_first, lam, need_lam);
+    return status;
+}
 """
 
 _lock = threading.Lock()
 _library: ctypes.CDLL | None = None
 _build_error: str | None = None
+_openmp = False  # whether the library runs its row blocks in parallel itself
 _pool: ThreadPoolExecutor | None = None
 
 _I64, _INT, _FLOAT, _PTR = ctypes.c_int64, ctypes.c_int, ctypes.c_float, ctypes.c_void_p
@@ -466,7 +527,22 @@ def _cpu_signature() -> str:
     return platform.machine() + flags
 
 
-def _compile(target: Path) -> None:
+def _torch_runs_on_libgomp() -> bool:
+    """Whether torch's OpenMP runtime is GNU's, loaded as ``libgomp.so.1``.
+
+    A kernel built with ``-fopenmp`` asks for ``libgomp.so.1``; the loader hands it the copy
+    torch already loaded (matched by that name), so the kernel shares torch's worker threads.
+    Any other runtime (or none) would make a second pool of threads competing for the cores.
+    """
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return False
+    runtimes = {line.split()[-1] for line in maps.splitlines() if "libgomp" in line}
+    return len(runtimes) == 1 and Path(runtimes.pop()).name == "libgomp.so.1"
+
+
+def _compile(target: Path, openmp: bool) -> None:
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         raise RuntimeError("no C compiler (cc/gcc) on PATH")
@@ -479,15 +555,31 @@ def _compile(target: Path) -> None:
         # -fno-trapping-math lets the compiler evaluate both sides of a select (vectorizing the
         # compression loops). No -ffast-math: it would simplify away fast_log1p's rounding correction.
         cmd = [compiler, "-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math", "-fPIC", "-shared",
-               str(src), "-o", str(out), "-lm"]
+               *(["-fopenmp"] if openmp else []), str(src), "-o", str(out), "-lm"]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
         os.replace(out, target)  # atomic: a concurrent build never sees a half-written library
 
 
+def _build_and_open() -> ctypes.CDLL:
+    """The kernel library, built on first use: with OpenMP where torch runs on libgomp (falling
+    back to a build without it if that fails), else without."""
+    error: Exception | None = None
+    for openmp in (True, False) if _torch_runs_on_libgomp() else (False,):
+        key = hashlib.sha256((_SOURCE + _cpu_signature() + ("openmp" if openmp else "")).encode()).hexdigest()[:16]
+        target = _cache_dir() / f"ibnorm_kernel_{key}.so"
+        try:
+            if not target.exists():
+                _compile(target, openmp)
+            return ctypes.CDLL(str(target))
+        except (OSError, RuntimeError, subprocess.SubprocessError) as err:
+            error = err
+    raise RuntimeError(str(error))
+
+
 def _load() -> ctypes.CDLL | None:
-    global _library, _build_error
+    global _library, _build_error, _openmp
     if _library is not None or _build_error is not None:  # built (or failed) already: no lock
         return _library
     with _lock:
@@ -496,13 +588,9 @@ def _load() -> ctypes.CDLL | None:
         if sys.platform == "win32":
             _build_error = "the CPU kernel is built for POSIX systems only"
             return None
-        key = hashlib.sha256((_SOURCE + _cpu_signature()).encode()).hexdigest()[:16]
-        target = _cache_dir() / f"ibnorm_kernel_{key}.so"
         try:
-            if not target.exists():
-                _compile(target)
-            lib = ctypes.CDLL(str(target))
-        except (OSError, RuntimeError, subprocess.SubprocessError) as err:
+            lib = _build_and_open()
+        except RuntimeError as err:
             _build_error = str(err)
             warnings.warn(
                 f"IBNorm/RMSNorm CPU kernel unavailable, using the slower PyTorch path: {_build_error}. "
@@ -511,10 +599,11 @@ def _load() -> ctypes.CDLL | None:
                 RuntimeWarning, stacklevel=3,
             )
             return None
-        lib.ibn_forward.argtypes = [_PTR] * 5 + [_I64] * 3 + [_INT] * 6 + [_FLOAT] * 2
+        lib.ibn_forward.argtypes = [_PTR] * 6 + [_INT, _I64, _INT, _INT] + [_INT] * 4 + [_FLOAT] * 2
         lib.ibn_forward.restype = _INT
-        lib.ibn_backward.argtypes = [_PTR] * 8 + [_I64] * 3 + [_INT] * 6 + [_FLOAT, _INT]
+        lib.ibn_backward.argtypes = [_PTR] * 9 + [_INT, _I64, _INT, _INT] + [_INT] * 4 + [_FLOAT, _INT]
         lib.ibn_backward.restype = _INT
+        _openmp = bool(lib.ibn_openmp())
         _library = lib
         return lib
 
@@ -542,18 +631,28 @@ def _row_blocks(rows: int, width: int) -> list[tuple[int, int]]:
     return [(start, min(start + step, rows)) for start in range(0, rows, step)]
 
 
-def _run_parallel(calls: list) -> None:
-    """Run the ctypes calls on a thread pool (they release the GIL); fail on a nonzero status."""
+def _row_bounds(rows: int, width: int) -> torch.Tensor:
+    """Starts of the row blocks, then ``rows``: (blocks + 1,) int64 (just ``[0]`` for no rows)."""
+    blocks = _row_blocks(rows, width)
+    return torch.tensor([start for start, _ in blocks] + [rows], dtype=torch.int64)
+
+
+def _run_blocks(call, blocks: int) -> None:
+    """``call(first, count)`` runs ``count`` row blocks from ``first`` (ctypes releases the GIL).
+
+    The OpenMP build takes all blocks in one call; otherwise each block runs on a thread of
+    our pool. Fails on a nonzero status.
+    """
     global _pool
-    if not calls:
+    if blocks == 0:
         return
-    if len(calls) == 1:
-        statuses = [calls[0]()]
+    if blocks == 1 or _openmp:
+        statuses = [call(0, blocks)]
     else:
         with _lock:
-            if _pool is None or _pool._max_workers < len(calls):
-                _pool = ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="ibnorm_cpu")
-        statuses = list(_pool.map(lambda call: call(), calls))
+            if _pool is None or _pool._max_workers < blocks:
+                _pool = ThreadPoolExecutor(max_workers=blocks, thread_name_prefix="ibnorm_cpu")
+        statuses = list(_pool.map(lambda i: call(i, 1), range(blocks)))
     if any(statuses):
         raise MemoryError("the IBNorm CPU kernel could not allocate its scratch buffers")
 
@@ -570,15 +669,15 @@ def forward(x2: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | 
     rows, width = x2.shape
     y = torch.empty_like(x2)
     stats = torch.empty((4, rows, num_groups), dtype=torch.float32)
+    bounds = _row_bounds(rows, width)
     n = width // num_groups
     code = VARIANT_CODES[variant]
-    calls = [
-        (lambda s=s, e=e: lib.ibn_forward(_ptr(x2), _ptr(weight), _ptr(bias), _ptr(y), _ptr(stats), s, e, rows,
-                                          num_groups, n, code, int(std_deviation), int(meanvar), int(compress_first),
-                                          lam, eps))
-        for s, e in _row_blocks(rows, width)
-    ]
-    _run_parallel(calls)
+
+    def call(first: int, count: int) -> int:
+        return lib.ibn_forward(_ptr(x2), _ptr(weight), _ptr(bias), _ptr(y), _ptr(stats), _ptr(bounds[first:]), count,
+                               rows, num_groups, n, code, int(std_deviation), int(meanvar), int(compress_first), lam, eps)
+
+    _run_blocks(call, len(bounds) - 1)
     return y, stats
 
 
@@ -589,22 +688,24 @@ def backward(x2: torch.Tensor, weight: torch.Tensor | None, gy2: torch.Tensor, s
     """``(gx, gw, gb, glam)`` for contiguous fp32 inputs; gw/gb are None when not needed."""
     lib = _load()
     rows, width = x2.shape
-    blocks = _row_blocks(rows, width)
+    bounds = _row_bounds(rows, width)
+    blocks = len(bounds) - 1
     gx = torch.empty_like(x2)
-    gw_parts = torch.zeros((len(blocks), width), dtype=torch.float32) if need_weight else None
-    gb_parts = torch.zeros((len(blocks), width), dtype=torch.float32) if need_bias else None
-    glams = (ctypes.c_double * len(blocks))()
+    # one partial sum per row block, added up below: (blocks, width) and (blocks,)
+    gw_parts = torch.zeros((blocks, width), dtype=torch.float32) if need_weight else None
+    gb_parts = torch.zeros((blocks, width), dtype=torch.float32) if need_bias else None
+    glams = torch.zeros(blocks, dtype=torch.float64)
     n = width // num_groups
     code = VARIANT_CODES[variant]
-    calls = [
-        (lambda i=i, s=s, e=e: lib.ibn_backward(
+
+    def call(first: int, count: int) -> int:
+        return lib.ibn_backward(
             _ptr(x2), _ptr(weight), _ptr(gy2), _ptr(stats), _ptr(gx),
-            None if gw_parts is None else _ptr(gw_parts[i]), None if gb_parts is None else _ptr(gb_parts[i]),
-            ctypes.cast(ctypes.byref(glams, i * ctypes.sizeof(ctypes.c_double)), ctypes.c_void_p),
-            s, e, rows, num_groups, n, code, int(std_deviation), int(meanvar), int(compress_first), lam, int(need_lam)))
-        for i, (s, e) in enumerate(blocks)
-    ]
-    _run_parallel(calls)
+            None if gw_parts is None else _ptr(gw_parts[first]), None if gb_parts is None else _ptr(gb_parts[first]),
+            _ptr(glams[first:]), _ptr(bounds[first:]), count, rows, num_groups, n, code, int(std_deviation),
+            int(meanvar), int(compress_first), lam, int(need_lam))
+
+    _run_blocks(call, blocks)
     gw = gw_parts.sum(0) if gw_parts is not None else None
     gb = gb_parts.sum(0) if gb_parts is not None else None
-    return gx, gw, gb, float(sum(glams))
+    return gx, gw, gb, float(glams.sum())

@@ -219,9 +219,14 @@ def test_without_a_compiler_warns_and_falls_back_to_pytorch(monkeypatch, tmp_pat
     torch.testing.assert_close(y, ibnorm_reference(x, None, None, **opts), rtol=1e-5, atol=1e-5)
 
 
-def test_kernel_splits_rows_across_threads():
+@pytest.mark.parametrize("openmp", [True, False], ids=["openmp", "python-threads"])
+def test_kernel_splits_rows_across_threads(openmp, monkeypatch):
     if not cpu_kernel.available():
         pytest.skip(f"the CPU kernel is unavailable here: {cpu_kernel.build_error()}")
+    if openmp and not cpu_kernel._openmp:
+        pytest.skip("the kernel was built without OpenMP here (torch does not run on libgomp)")
+    # The OpenMP build still runs one block per call when told it has no OpenMP: the Python-thread path.
+    monkeypatch.setattr(cpu_kernel, "_openmp", openmp)
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -233,3 +238,11 @@ def test_kernel_splits_rows_across_threads():
         )
     finally:
         torch.set_num_threads(threads)
+
+
+def test_openmp_kernel_shares_torchs_runtime():
+    if not cpu_kernel.available() or not cpu_kernel._openmp:
+        pytest.skip("the kernel was built without OpenMP here")
+    # A second OpenMP runtime would bring a second pool of threads competing with torch's.
+    runtimes = {line.split()[-1] for line in open("/proc/self/maps") if "libgomp" in line}
+    assert len(runtimes) == 1, runtimes
