@@ -528,18 +528,19 @@ def _cpu_signature() -> str:
 
 
 def _torch_runs_on_libgomp() -> bool:
-    """Whether torch's OpenMP runtime is GNU's, loaded as ``libgomp.so.1``.
+    """Whether torch's OpenMP runtime is GNU's, loaded as ``libgomp.so.1`` (or its versioned file).
 
     A kernel built with ``-fopenmp`` asks for ``libgomp.so.1``; the loader hands it the copy
-    torch already loaded (matched by that name), so the kernel shares torch's worker threads.
-    Any other runtime (or none) would make a second pool of threads competing for the cores.
+    torch already loaded (matched by that soname), so the kernel shares torch's worker threads.
+    Any other runtime (or none, or a renamed copy such as ``libgomp-<hash>.so.1``) would make a
+    second pool of threads competing for the cores.
     """
     try:
         maps = Path("/proc/self/maps").read_text()
     except OSError:
         return False
     runtimes = {line.split()[-1] for line in maps.splitlines() if "libgomp" in line}
-    return len(runtimes) == 1 and Path(runtimes.pop()).name == "libgomp.so.1"
+    return len(runtimes) == 1 and Path(runtimes.pop()).name.startswith("libgomp.so.1")
 
 
 def _compile(target: Path, openmp: bool) -> None:
