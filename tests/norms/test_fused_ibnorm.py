@@ -246,3 +246,44 @@ def test_openmp_kernel_shares_torchs_runtime():
     # A second OpenMP runtime would bring a second pool of threads competing with torch's.
     runtimes = {line.split()[-1] for line in open("/proc/self/maps") if "libgomp" in line}
     assert len(runtimes) == 1, runtimes
+
+
+OPENMP_CHILD = """
+import torch
+from ibnorm_llm.norms import cpu_kernel, ibnorm_reference
+from ibnorm_llm.norms.fused_ibnorm import ibnorm_fused
+
+torch.set_num_threads(2)
+if not cpu_kernel._torch_runs_on_libgomp():
+    raise SystemExit("SKIP: torch does not run on libgomp here")
+assert cpu_kernel.available(), cpu_kernel.build_error()
+assert cpu_kernel._openmp, "torch runs on libgomp here, so the kernel should be the OpenMP build"
+runtimes = {line.split()[-1] for line in open("/proc/self/maps") if "libgomp" in line}
+assert len(runtimes) == 1, runtimes
+gen = torch.Generator().manual_seed(0)
+x = (torch.randn(301, 256, generator=gen) * 2).requires_grad_()
+assert len(cpu_kernel._row_blocks(301, 256)) == 2
+opts = dict(variant="L", lam=3.0, deviation="raw", standardize="meanvar", order="compress_first",
+            num_groups=2, eps=1e-5)
+w, b = torch.linspace(0.5, 1.5, 256), torch.linspace(-1, 1, 256)
+y = ibnorm_fused(x, w, b, **opts)
+(gx,) = torch.autograd.grad(y.square().sum(), x)
+y_ref = ibnorm_reference(x, w, b, **opts)
+(gx_ref,) = torch.autograd.grad(y_ref.square().sum(), x)
+torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+torch.testing.assert_close(gx, gx_ref, rtol=1e-4, atol=1e-4)
+print("openmp ok")
+"""
+
+
+def test_openmp_build_in_a_fresh_process():
+    # In the full suite another library (e.g. scikit-learn's vendored libgomp, pulled in by lm-eval)
+    # may already be loaded, and the kernel then rightly falls back to Python threads: check the
+    # OpenMP build where only torch's runtime is present, as in a training process.
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", OPENMP_CHILD], capture_output=True, text=True, timeout=300)
+    if "SKIP:" in result.stderr:
+        pytest.skip(result.stderr.strip())
+    assert result.returncode == 0 and "openmp ok" in result.stdout, result.stderr[-2000:]
