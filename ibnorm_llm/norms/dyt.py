@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .affine import apply_affine, make_affine, reset_affine
 from .precision import upcast
-from .validation import check_bool, check_dim, check_positive
+from .validation import check_dim, check_positive
 
 
 class DyT(nn.Module):
@@ -21,28 +22,18 @@ class DyT(nn.Module):
         super().__init__()
         self.dim = check_dim(dim)
         self.alpha_init = check_positive("alpha_init", alpha_init)
-        self.affine = check_bool("affine", affine)
-        self.use_bias = check_bool("bias", bias)
         self.alpha = nn.Parameter(torch.empty(()))
-        self.weight = nn.Parameter(torch.empty(dim)) if affine else None
-        self.bias = nn.Parameter(torch.empty(dim)) if affine and bias else None
+        self.weight, self.bias = make_affine(dim, affine, bias)  # validates both flags
+        self.affine, self.use_bias = affine, bias
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         nn.init.constant_(self.alpha, self.alpha_init)
-        if self.weight is not None:
-            nn.init.ones_(self.weight)
-        if self.bias is not None:
-            nn.init.zeros_(self.bias)
+        reset_affine(self.weight, self.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xf = upcast(x)
-        y = torch.tanh(self.alpha.to(xf.dtype) * xf)
-        if self.weight is not None:
-            y = y * self.weight.to(xf.dtype)
-        if self.bias is not None:
-            y = y + self.bias.to(xf.dtype)
-        return y.to(x.dtype)
+        return apply_affine(torch.tanh(self.alpha.to(xf.dtype) * xf), self.weight, self.bias).to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"{self.dim}, alpha_init={self.alpha_init}, affine={self.affine}, bias={self.use_bias}"

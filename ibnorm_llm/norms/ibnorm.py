@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .affine import apply_affine, make_affine, reset_affine
 from .precision import upcast
 from .standardize import standardize as standardize_groups
 from .validation import (
@@ -109,11 +110,7 @@ def ibnorm_reference(
         # Ablation: compress the standardized values, no second standardization.
         y = _compress_group(standardize_groups(g, standardize, eps), variant, lam, deviation, eps)
     y = y.reshape(x.shape)  # (..., width)
-    if weight is not None:
-        y = y * weight.to(xf.dtype)
-    if bias is not None:
-        y = y + bias.to(xf.dtype)
-    return y.to(x.dtype)
+    return apply_affine(y, weight, bias).to(x.dtype)
 
 
 def _triton_usable_on(x: torch.Tensor) -> str | None:
@@ -195,8 +192,7 @@ class IBNorm(nn.Module):
         self.impl = check_choice("impl", impl, IMPLS)
         if learnable_lam and variant == "S" and lam == 1.0:
             raise NormOptionError("lam", lam, "must be > 1 for variant S with learnable_lam (1 + softplus never reaches 1)")
-        self.weight = nn.Parameter(torch.empty(dim)) if affine else None
-        self.bias = nn.Parameter(torch.empty(dim)) if affine and bias else None
+        self.weight, self.bias = make_affine(dim, affine, bias)
         self.lam_raw = nn.Parameter(torch.empty(())) if learnable_lam else None
         self.reset_parameters()
 
@@ -212,10 +208,7 @@ class IBNorm(nn.Module):
         return self._lam_floor + F.softplus(self.lam_raw)
 
     def reset_parameters(self) -> None:
-        if self.weight is not None:
-            nn.init.ones_(self.weight)
-        if self.bias is not None:
-            nn.init.zeros_(self.bias)
+        reset_affine(self.weight, self.bias)
         if self.lam_raw is not None:
             nn.init.constant_(self.lam_raw, _inverse_softplus(self.lam - self._lam_floor))
 

@@ -6,8 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .affine import make_affine, reset_affine
 from .precision import upcast
-from .validation import check_bool, check_dim, check_positive
+from .validation import check_dim, check_positive
 
 
 class LayerNorm(nn.Module):
@@ -21,17 +22,12 @@ class LayerNorm(nn.Module):
         super().__init__()
         self.dim = check_dim(dim)
         self.eps = check_positive("eps", eps)
-        self.affine = check_bool("affine", affine)
-        self.use_bias = check_bool("bias", bias)
-        self.weight = nn.Parameter(torch.empty(dim)) if affine else None
-        self.bias = nn.Parameter(torch.empty(dim)) if affine and bias else None
+        self.weight, self.bias = make_affine(dim, affine, bias)  # validates both flags
+        self.affine, self.use_bias = affine, bias
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        if self.weight is not None:
-            nn.init.ones_(self.weight)
-        if self.bias is not None:
-            nn.init.zeros_(self.bias)
+        reset_affine(self.weight, self.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xf = upcast(x)

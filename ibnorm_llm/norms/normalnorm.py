@@ -10,9 +10,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .affine import apply_affine, make_affine, reset_affine
 from .precision import upcast
 from .standardize import standardize as standardize_groups
-from .validation import check_bool, check_dim, check_groups, check_non_negative, check_positive
+from .validation import check_dim, check_groups, check_non_negative, check_positive
 
 # The power stays inside (0, 2), away from the log branches of Yeo-Johnson at 0 and 2.
 POWER_MIN, POWER_MAX = 0.1, 1.9
@@ -77,17 +78,12 @@ class NormalNorm(nn.Module):
         self.num_groups = check_groups(dim, num_groups)
         self.eps = check_positive("eps", eps)
         self.noise_std = check_non_negative("noise_std", noise_std)
-        self.affine = check_bool("affine", affine)
-        self.use_bias = check_bool("bias", bias)
-        self.weight = nn.Parameter(torch.empty(dim)) if affine else None
-        self.bias = nn.Parameter(torch.empty(dim)) if affine and bias else None
+        self.weight, self.bias = make_affine(dim, affine, bias)  # validates both flags
+        self.affine, self.use_bias = affine, bias
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        if self.weight is not None:
-            nn.init.ones_(self.weight)
-        if self.bias is not None:
-            nn.init.zeros_(self.bias)
+        reset_affine(self.weight, self.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xf = upcast(x)
@@ -98,11 +94,7 @@ class NormalNorm(nn.Module):
             scale = self.noise_std * y.detach().std(-1, unbiased=False, keepdim=True)
             y = y + scale * torch.randn_like(y)
         y = y.reshape(x.shape)  # (..., dim)
-        if self.weight is not None:
-            y = y * self.weight.to(xf.dtype)
-        if self.bias is not None:
-            y = y + self.bias.to(xf.dtype)
-        return y.to(x.dtype)
+        return apply_affine(y, self.weight, self.bias).to(x.dtype)
 
     def extra_repr(self) -> str:
         return (
