@@ -15,7 +15,6 @@ from ibnorm_llm.data import builtin_corpus
 from ibnorm_llm.data.tokenizer import ensure_special_tokens, train_sentencepiece
 from ibnorm_llm.evaluation import run_leaderboard
 from ibnorm_llm.evaluation.compare import parse_summary
-from ibnorm_llm.evaluation.offline import OFFLINE_ENV
 from ibnorm_llm.evaluation.suites import suite_tasks
 from ibnorm_llm.models import build_model
 from ibnorm_llm.train.checkpoint import COMPLETE, STATE_DIR, TrainerState
@@ -54,19 +53,6 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     (ckpt / STATE_DIR / "trainer.json").write_text(json.dumps(asdict(state)))
     (ckpt / STATE_DIR / COMPLETE).write_text("step 7\n")
     return ckpt
-
-
-@pytest.fixture
-def restore_globals(monkeypatch):
-    import nltk
-
-    for key in OFFLINE_ENV:
-        monkeypatch.setenv(key, "1")
-    monkeypatch.setattr(nltk.data, "path", list(nltk.data.path))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: OpenMP spinning on a shared CPU costs far more than it gains
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.slow

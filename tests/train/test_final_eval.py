@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 from train_helpers import ROOT, tiny_config
 
 from ibnorm_llm.config import ConfigError, EvalConfig
-from ibnorm_llm.evaluation.offline import OFFLINE_ENV
 from ibnorm_llm.train.final_eval import check_final_eval, run_final_eval
 from ibnorm_llm.train.metrics import read_metrics
 from ibnorm_llm.train.trainer import train
@@ -28,19 +26,6 @@ def test_eval_settings_are_checked_before_training(tmp_path):
         check_final_eval(EvalConfig(suite="v1", limit=0), world_size=1)
     with pytest.raises(ConfigError, match="eval.batch_size=0"):
         check_final_eval(EvalConfig(suite="v1", batch_size=0), world_size=1)
-
-
-@pytest.fixture
-def restore_globals(monkeypatch):
-    """The leaderboard switches the process to offline mode and nltk's search path; undo both after the test."""
-    import nltk
-
-    for key in OFFLINE_ENV:
-        monkeypatch.setenv(key, "1")
-    monkeypatch.setattr(nltk.data, "path", list(nltk.data.path))
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.slow
