@@ -268,8 +268,8 @@ def train(cfg: RunConfig) -> TrainResult:
             if do_eval:
                 last_eval, ppl = evaluate(model, val_batches, accelerator)
                 record.update(eval_loss=last_eval, eval_ppl=ppl)
-            if do_analysis:
-                # Every rank runs the forward (sharded models need all ranks); the main one logs it.
+            if do_analysis and (main or sharded):
+                # Only the main rank logs it; a sharded model's forward needs every rank all the same.
                 unwrapped = accelerator.unwrap_model(model, keep_torch_compile=False)
                 record.update(layer_report(unwrapped, analysis_batch, cfg.analysis))
             metrics.write(record)
