@@ -31,6 +31,7 @@ import torch
 from .cpu_kernel import available as cpu_kernel_available
 from .cpu_kernel import backward as cpu_kernel_backward
 from .cpu_kernel import forward as cpu_kernel_forward
+from .cpu_kernel import saves_compressed
 from .precision import stats_dtype
 
 Lam = float | torch.Tensor
@@ -247,10 +248,19 @@ class FusedIBNorm(torch.autograd.Function):
         ctx.use_kernel = _kernel_applies(x, weight, bias)
         if ctx.use_kernel:
             x2 = x.reshape(-1, x.shape[-1]).contiguous()  # (rows, width)
-            y, stats = cpu_kernel_forward(
-                x2, _contiguous(weight), _contiguous(bias), lam=float(lam), eps=opts.eps, **_kernel_options(opts)
+            kernel_opts = _kernel_options(opts)
+            # The backward runs from the input or, cheaper, from the compressed deviations c: one
+            # activation either way.
+            ctx.from_c = saves_compressed(
+                opts.variant, std_deviation=kernel_opts["std_deviation"],
+                compress_first=kernel_opts["compress_first"],
+                learnable_lam=lam_tensor is not None and lam_tensor.requires_grad,
             )
-            ctx.save_for_backward(x2, weight, lam_tensor, stats)
+            y, stats, c = cpu_kernel_forward(
+                x2, _contiguous(weight), _contiguous(bias), lam=float(lam), eps=opts.eps, save_c=ctx.from_c,
+                **kernel_opts,
+            )
+            ctx.save_for_backward(c if ctx.from_c else x2, weight, lam_tensor, stats)
             return y.reshape(x.shape)
         y, compress, standardize = _torch_forward(x, weight, bias, lam, opts)
         ctx.has_stats = (compress.scale is not None, standardize.mean is not None)
@@ -262,11 +272,12 @@ class FusedIBNorm(torch.autograd.Function):
     def backward(ctx, gy):
         need_x, need_w, need_b, need_lam = ctx.needs_input_grad[:4]
         if ctx.use_kernel:
-            x2, weight, lam_tensor, stats = ctx.saved_tensors
+            x_or_c, weight, lam_tensor, stats = ctx.saved_tensors
             lam = float(lam_tensor) if lam_tensor is not None else ctx.lam
             gx, gw, gb, glam = cpu_kernel_backward(
-                x2, _contiguous(weight), gy.reshape(x2.shape).contiguous().float(), stats, lam=lam,
-                need_weight=need_w, need_bias=need_b, need_lam=need_lam, **_kernel_options(ctx.opts),
+                x_or_c, _contiguous(weight), gy.reshape(x_or_c.shape).contiguous().float(), stats, lam=lam,
+                need_weight=need_w, need_bias=need_b, need_lam=need_lam, from_c=ctx.from_c,
+                **_kernel_options(ctx.opts),
             )
             gx = gx.reshape(gy.shape).to(gy.dtype) if need_x else None
             glam = torch.tensor(glam, dtype=lam_tensor.dtype) if need_lam else None

@@ -31,7 +31,7 @@ class FusedRMSNorm(torch.autograd.Function):
     def forward(ctx, x, weight, eps: float):
         x2 = x.reshape(-1, x.shape[-1]).contiguous()  # (rows, width)
         w = None if weight is None else weight.detach().contiguous()
-        y, stats = cpu_kernel_forward(x2, w, None, lam=1.0, eps=eps, **_RMS)
+        y, stats, _ = cpu_kernel_forward(x2, w, None, lam=1.0, eps=eps, **_RMS)
         ctx.save_for_backward(x2, weight, stats)
         return y.reshape(x.shape)
 

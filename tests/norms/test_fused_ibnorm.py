@@ -287,3 +287,39 @@ def test_openmp_build_in_a_fresh_process():
     if "SKIP:" in result.stderr:
         pytest.skip(result.stderr.strip())
     assert result.returncode == 0 and "openmp ok" in result.stdout, result.stderr[-2000:]
+
+
+def test_kernel_builds_where_a_c_compiler_exists():
+    # The fused function falls back to PyTorch silently in the suite's other tests, so a C source
+    # that stops compiling would go unnoticed without this one.
+    import shutil
+    import sys
+
+    if sys.platform == "win32" or not (shutil.which("cc") or shutil.which("gcc")):
+        pytest.skip("no POSIX C compiler here")
+    assert cpu_kernel.available(), cpu_kernel.build_error()
+
+
+@pytest.mark.parametrize(
+    ("variant", "deviation", "learnable", "from_c"),
+    [("S", "raw", False, False), ("L", "raw", False, True), ("L", "std", True, True), ("T", "raw", False, True),
+     ("T", "std", False, False), ("T", "raw", True, False)],
+)
+def test_backward_runs_from_the_compressed_deviations_where_it_is_exact(variant, deviation, learnable, from_c, cpu_path):
+    # One activation is saved either way: the input, or c = sign(u) f(|u|) where the backward can
+    # recover everything from it (T cannot recover u where tanh saturates, so not when it needs u).
+    assert cpu_kernel.saves_compressed(variant, std_deviation=deviation == "std", compress_first=True,
+                                       learnable_lam=learnable) is from_c
+    if cpu_path != "kernel":
+        return
+    x = _heavy_tailed(32, 64, seed=11).requires_grad_()  # heavy tails: T saturates
+    lam = torch.tensor(4.0, requires_grad=True) if learnable else 4.0
+    seen = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: seen.append(t) or t, lambda t: t):
+        y = ibnorm_fused(x, None, None, variant=variant, lam=lam, deviation=deviation, standardize="meanvar",
+                         order="compress_first", num_groups=1, eps=1e-5)
+    activations = [t for t in seen if t.shape == x.shape]
+    assert len(activations) == 1
+    assert (activations[0].data_ptr() == x.data_ptr()) is not from_c
+    _assert_fused_matches_reference(x.detach(), None, None, lam, variant=variant, deviation=deviation,
+                                    standardize="meanvar", order="compress_first", num_groups=1, eps=1e-5)
