@@ -321,5 +321,7 @@ def test_backward_runs_from_the_compressed_deviations_where_it_is_exact(variant,
     activations = [t for t in seen if t.shape == x.shape]
     assert len(activations) == 1
     assert (activations[0].data_ptr() == x.data_ptr()) is not from_c
-    _assert_fused_matches_reference(x.detach(), None, None, lam, variant=variant, deviation=deviation,
-                                    standardize="meanvar", order="compress_first", num_groups=1, eps=1e-5)
+    # _run makes a tensor lambda learnable (a leaf of its own)
+    _assert_fused_matches_reference(x.detach(), None, None, torch.tensor(4.0) if learnable else 4.0,
+                                    variant=variant, deviation=deviation, standardize="meanvar",
+                                    order="compress_first", num_groups=1, eps=1e-5)
