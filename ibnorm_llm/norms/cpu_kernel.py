@@ -39,6 +39,9 @@ _SOURCE = r"""
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __AVX__
+#include <immintrin.h>
+#endif
 
 typedef struct {
     int variant;        /* 0 S, 1 L, 2 T, 3 identity (no compression) */
@@ -320,33 +323,66 @@ static inline void prefetch_group(const float *next, int n) {
     for (int i = 0; i < n; i += 16) __builtin_prefetch(next + i, 0, 3);
 }
 
-/* compress_first forward of one group: s = mu + c and its sum in one pass, then its
-   spread, then the standardized output with the affine. tmp holds s; c_out (NULL: not
-   wanted) receives c for a backward from c. */
+/* dst = src, bypassing the cache where the CPU can: c is read back only in the backward, long
+   after, so caching it would only evict data in use (and cost a read of each line first). The
+   caller fences (stream_fence) before other threads may read dst. */
+static inline void stream_out(float *dst, const float *src, int n) {
+#ifdef __AVX__
+    if (((uintptr_t)dst & 31) == 0) {
+        int i = 0;
+        for (; i + 8 <= n; i += 8) _mm256_stream_ps(dst + i, _mm256_loadu_ps(src + i));
+        for (; i < n; i++) dst[i] = src[i];
+        return;
+    }
+#endif
+    memcpy(dst, src, sizeof(float) * (size_t)n);
+}
+
+static inline void stream_fence(void) {
+#ifdef __AVX__
+    _mm_sfence();
+#endif
+}
+
+/* compress_first forward of one group: the compressed values and their sum in one pass, then
+   their spread, then the standardized output with the affine. tmp is 2n floats of scratch;
+   c_out (NULL: not wanted) receives c for a backward from c. stats: mu, a, the mean m that
+   was subtracted (of c, s or v: see below; 0 for rms) and rstd. */
 INLINE void forward_compress_first_group(const float *v, const float *next_v, float *out, const float *w,
                                          const float *b, float *tmp, float *c_out, int n, const params_t *p,
                                          float stats[4], const int variant, const int std_deviation) {
     float mu = mean_of(v, n);
     float a = std_deviation ? 1.0f / sqrtf(mean_sq_dev(v, mu, n) + p->eps) : 1.0f;
     prefetch_group(next_v, n);
-    float sum_s = 0.0f;
-    if (c_out) {  /* two loops: a test inside would keep the loop from vectorizing */
-        #pragma omp simd reduction(+:sum_s)
+    /* tmp holds what the standardization centres and scales: c for meanvar (s - mean(s) is
+       c - mean(c): mu cancels, and c is not rounded by adding mu); s = mu + c for rms; v itself
+       for the identity (RMSNorm/LayerNorm through this kernel), so those match stock exactly. */
+    const int centred = p->meanvar && variant != 3;
+    float sum_t = 0.0f;
+    if (c_out && !centred) {  /* separate loops: a test inside would keep them from vectorizing */
+        float *c_tmp = tmp + n;
+        #pragma omp simd reduction(+:sum_t)
         for (int i = 0; i < n; i++) {
-            float c = compress_one((v[i] - mu) * a, p, variant);
-            c_out[i] = c;
-            tmp[i] = mu + c;
-            sum_s += tmp[i];
+            c_tmp[i] = compress_one((v[i] - mu) * a, p, variant);
+            tmp[i] = mu + c_tmp[i];
+            sum_t += tmp[i];
         }
-    } else {
-        #pragma omp simd reduction(+:sum_s)
+        stream_out(c_out, c_tmp, n);
+    } else if (centred) {
+        #pragma omp simd reduction(+:sum_t)
         for (int i = 0; i < n; i++) {
-            /* identity (RMSNorm/LayerNorm through this kernel): s = v exactly, not mu + (v - mu) */
+            tmp[i] = compress_one((v[i] - mu) * a, p, variant);
+            sum_t += tmp[i];
+        }
+        if (c_out) stream_out(c_out, tmp, n);
+    } else {
+        #pragma omp simd reduction(+:sum_t)
+        for (int i = 0; i < n; i++) {
             tmp[i] = variant == 3 ? v[i] : mu + compress_one((v[i] - mu) * a, p, variant);
-            sum_s += tmp[i];
+            sum_t += tmp[i];
         }
     }
-    float m = p->meanvar ? sum_s / (float)n : 0.0f;
+    float m = p->meanvar ? sum_t / (float)n : 0.0f;
     float rstd = 1.0f / sqrtf(mean_sq_dev(tmp, m, n) + p->eps);  /* m = 0: mean square (rms) */
     if (w && b) {
         #pragma omp simd
@@ -377,8 +413,8 @@ INLINE void element_terms(const float *v, int i, float mu, float a, float m, flo
         *c = compress_one(*u, p, variant);
         *slope = slope_one(*u, *c, p, variant);
     }
-    /* identity: s = v exactly, as in the forward */
-    *shat = ((variant == 3 ? v[i] : mu + *c) - m) * rstd;
+    /* what the forward standardized: v (identity), c (meanvar) or s = mu + c (rms) */
+    *shat = ((variant == 3 ? v[i] : p->meanvar ? *c : mu + *c) - m) * rstd;
 }
 
 /* compress_first backward of one group in two passes, as LayerNorm's own backward: pass 1
@@ -443,7 +479,7 @@ INLINE void backward_compress_first_group(const float *v, const float *gy, const
         float u = 0.0f, c, slope, shat;
         if (keep_slope) {
             slope = slope_keep[i];
-            shat = keep_shat ? shat_keep[i] : (mu + v[i] - m) * rstd;  /* not kept: v is c */
+            shat = keep_shat ? shat_keep[i] : ((p->meanvar ? v[i] : mu + v[i]) - m) * rstd;  /* v is c */
             if (std_deviation) u = keep_u ? u_keep[i] : (v[i] - mu) * a;  /* not kept: v is the input */
         } else {
             element_terms(v, i, mu, a, m, rstd, p, &u, &c, &slope, &shat, variant, std_deviation, std_deviation,
@@ -461,7 +497,7 @@ static int forward_rows(const float *x, const float *w, const float *b, float *y
                         int64_t row_begin, int64_t row_end, int64_t rows, int G, int n,
                         int variant, int std_deviation, int meanvar, int compress_first, float lam, float eps) {
     params_t p = {variant, std_deviation, meanvar, lam, 1.0f / lam, eps};
-    float *tmp = (float *)malloc(sizeof(float) * (size_t)n);
+    float *tmp = (float *)malloc(sizeof(float) * 2 * (size_t)n);
     if (!tmp) return 1;
     int64_t width = (int64_t)G * n, plane = rows * G;
     for (int64_t r = row_begin; r < row_end; r++) {
@@ -498,6 +534,7 @@ static int forward_rows(const float *x, const float *w, const float *b, float *y
             stats[3 * plane + k] = rstd;
         }
     }
+    stream_fence();  /* c_saved is complete before this block is reported done */
     free(tmp);
     return 0;
 }
