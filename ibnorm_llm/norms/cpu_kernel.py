@@ -344,66 +344,90 @@ static inline void stream_fence(void) {
 #endif
 }
 
-/* compress_first forward of one group: the compressed values and their sum in one pass, then
-   their spread, then the standardized output with the affine. tmp is 2n floats of scratch;
-   c_out (NULL: not wanted) receives c for a backward from c. stats: mu, a, the mean m that
-   was subtracted (of c, s or v: see below; 0 for rms) and rstd. */
+/* What the standardization of a compress_first group centres and scales, per element: c under
+   meanvar (s - mean(s) = c - mean(c): mu cancels, and c is not rounded by adding mu); s = mu + c
+   under rms; v itself for the identity (RMSNorm through this kernel, exactly as stock). The
+   backward recomputes shat from the same value. As c + shift with shift = value_shift(...),
+   once per group: a test per element would keep the loops from vectorizing. */
+static inline float value_shift(float mu, int meanvar) {
+    return meanvar ? 0.0f : mu;
+}
+
+INLINE float standardized_value(float v, float c, float shift, const int variant) {
+    return variant == 3 ? v : c + shift;
+}
+
+/* compress_first forward of one group in three passes, as LayerNorm's: the mean; the
+   compressed values with the sum and sum of squares of what is standardized (a one-pass
+   variance is safe here: c is centred, and rms subtracts no mean); the
+   standardized output with the affine. The middle pass keeps its values in tmp (2n floats of
+   scratch) only where the last pass could not recompute them cheaply (L, T) or c is wanted;
+   c_out (NULL: not wanted) receives c for a backward from c. stats: mu, a, the mean m of the
+   standardized values (0 under rms) and rstd. */
 INLINE void forward_compress_first_group(const float *v, const float *next_v, float *out, const float *w,
                                          const float *b, float *tmp, float *c_out, int n, const params_t *p,
                                          float stats[4], const int variant, const int std_deviation) {
-    float mu = mean_of(v, n);
+    /* RMSNorm needs no mean: the identity leaves v as it is */
+    float mu = variant == 3 && !std_deviation ? 0.0f : mean_of(v, n);
     float a = std_deviation ? 1.0f / sqrtf(mean_sq_dev(v, mu, n) + p->eps) : 1.0f;
     prefetch_group(next_v, n);
-    /* tmp holds what the standardization centres and scales: c for meanvar (s - mean(s) is
-       c - mean(c): mu cancels, and c is not rounded by adding mu); s = mu + c for rms; v itself
-       for the identity (RMSNorm/LayerNorm through this kernel), so those match stock exactly. */
-    const int centred = p->meanvar && variant != 3;
-    float sum_t = 0.0f;
-    if (c_out && !centred) {  /* separate loops: a test inside would keep them from vectorizing */
-        float *c_tmp = tmp + n;
-        #pragma omp simd reduction(+:sum_t)
+    const int keep = variant == 1 || variant == 2 || c_out;
+    const float shift = value_shift(mu, p->meanvar);
+    float *c_tmp = tmp + n;  /* c, where it differs from the standardized value (rms) */
+    float sum_t = 0.0f, sum_tt = 0.0f;
+    if (keep && (p->meanvar || !c_out)) {  /* separate loops: a test inside would keep them from vectorizing */
+        #pragma omp simd reduction(+:sum_t, sum_tt)
+        for (int i = 0; i < n; i++) {
+            float t = standardized_value(v[i], compress_one((v[i] - mu) * a, p, variant), shift, variant);
+            tmp[i] = t;
+            sum_t += t; sum_tt += t * t;
+        }
+        if (c_out) stream_out(c_out, tmp, n);  /* meanvar: tmp is c */
+    } else if (keep) {
+        #pragma omp simd reduction(+:sum_t, sum_tt)
         for (int i = 0; i < n; i++) {
             c_tmp[i] = compress_one((v[i] - mu) * a, p, variant);
-            tmp[i] = mu + c_tmp[i];
-            sum_t += tmp[i];
+            float t = standardized_value(v[i], c_tmp[i], shift, variant);
+            tmp[i] = t;
+            sum_t += t; sum_tt += t * t;
         }
         stream_out(c_out, c_tmp, n);
-    } else if (centred) {
-        #pragma omp simd reduction(+:sum_t)
-        for (int i = 0; i < n; i++) {
-            tmp[i] = compress_one((v[i] - mu) * a, p, variant);
-            sum_t += tmp[i];
-        }
-        if (c_out) stream_out(c_out, tmp, n);
     } else {
-        #pragma omp simd reduction(+:sum_t)
+        #pragma omp simd reduction(+:sum_t, sum_tt)
         for (int i = 0; i < n; i++) {
-            tmp[i] = variant == 3 ? v[i] : mu + compress_one((v[i] - mu) * a, p, variant);
-            sum_t += tmp[i];
+            float t = standardized_value(v[i], compress_one((v[i] - mu) * a, p, variant), shift, variant);
+            sum_t += t; sum_tt += t * t;
         }
     }
-    float m = p->meanvar ? sum_t / (float)n : 0.0f;
-    float rstd = 1.0f / sqrtf(mean_sq_dev(tmp, m, n) + p->eps);  /* m = 0: mean square (rms) */
+    float inv_n = 1.0f / (float)n;
+    float m = p->meanvar ? sum_t * inv_n : 0.0f;
+    /* m = 0: the mean square (rms). The identity under meanvar (not a norm we offer, but the
+       kernel's own LayerNorm) standardizes uncentred v: two passes, as a one-pass variance of
+       values far from 0 would cancel. */
+    float var = variant == 3 && p->meanvar ? mean_sq_dev(v, m, n) : fmaxf(sum_tt * inv_n - m * m, 0.0f);
+    float rstd = 1.0f / sqrtf(var + p->eps);
+#define T_AT(i) (keep ? tmp[i] : standardized_value(v[i], compress_one((v[i] - mu) * a, p, variant), shift, variant))
     if (w && b) {
         #pragma omp simd
-        for (int i = 0; i < n; i++) out[i] = (tmp[i] - m) * rstd * w[i] + b[i];
+        for (int i = 0; i < n; i++) out[i] = (T_AT(i) - m) * rstd * w[i] + b[i];
     } else if (w) {
         #pragma omp simd
-        for (int i = 0; i < n; i++) out[i] = (tmp[i] - m) * rstd * w[i];
+        for (int i = 0; i < n; i++) out[i] = (T_AT(i) - m) * rstd * w[i];
     } else if (b) {
         #pragma omp simd
-        for (int i = 0; i < n; i++) out[i] = (tmp[i] - m) * rstd + b[i];
+        for (int i = 0; i < n; i++) out[i] = (T_AT(i) - m) * rstd + b[i];
     } else {
         #pragma omp simd
-        for (int i = 0; i < n; i++) out[i] = (tmp[i] - m) * rstd;
+        for (int i = 0; i < n; i++) out[i] = (T_AT(i) - m) * rstd;
     }
+#undef T_AT
     stats[0] = mu; stats[1] = a; stats[2] = m; stats[3] = rstd;
 }
 
 /* Per element of a compress_first group: u (when need_u), c, the slope f'(|u|) and shat, from
-   the input v or (from_c) from the saved c. */
+   the input v or (from_c) from the saved c; shift as in standardized_value. */
 INLINE void element_terms(const float *v, int i, float mu, float a, float m, float rstd, const params_t *p,
-                          float *u, float *c, float *slope, float *shat, const int variant,
+                          float shift, float *u, float *c, float *slope, float *shat, const int variant,
                           const int std_deviation, const int need_u, const int from_c) {
     if (from_c) {
         *c = v[i];
@@ -413,8 +437,7 @@ INLINE void element_terms(const float *v, int i, float mu, float a, float m, flo
         *c = compress_one(*u, p, variant);
         *slope = slope_one(*u, *c, p, variant);
     }
-    /* what the forward standardized: v (identity), c (meanvar) or s = mu + c (rms) */
-    *shat = ((variant == 3 ? v[i] : p->meanvar ? *c : mu + *c) - m) * rstd;
+    *shat = (standardized_value(v[i], *c, shift, variant) - m) * rstd;
 }
 
 /* compress_first backward of one group in two passes, as LayerNorm's own backward: pass 1
@@ -437,6 +460,7 @@ INLINE void backward_compress_first_group(const float *v, const float *gy, const
     const int keep_slope = variant == 1 || (variant == 2 && !from_c);
     const int keep_shat = keep_slope && !from_c;
     const int keep_u = std_deviation && keep_slope && from_c;
+    const float shift = value_shift(mu, p->meanvar);
     prefetch_group(next_v, n);
     prefetch_group(next_gy, n);
     float sum_g = 0.0f, sum_gsh = 0.0f, sum_sh = 0.0f;     /* t = 1 */
@@ -447,7 +471,7 @@ INLINE void backward_compress_first_group(const float *v, const float *gy, const
                                sum_gl, sum_l, sum_shl)
     for (int i = 0; i < n; i++) {
         float u, c, slope, shat;
-        element_terms(v, i, mu, a, m, rstd, p, &u, &c, &slope, &shat, variant, std_deviation,
+        element_terms(v, i, mu, a, m, rstd, p, shift, &u, &c, &slope, &shat, variant, std_deviation,
                       std_deviation || need_lam, from_c);
         float g = w ? gy[i] * w[i] : gy[i];
         sum_g += g; sum_gsh += g * shat; sum_sh += shat;
@@ -479,10 +503,11 @@ INLINE void backward_compress_first_group(const float *v, const float *gy, const
         float u = 0.0f, c, slope, shat;
         if (keep_slope) {
             slope = slope_keep[i];
-            shat = keep_shat ? shat_keep[i] : ((p->meanvar ? v[i] : mu + v[i]) - m) * rstd;  /* v is c */
+            /* not kept: v is c (from_c is never the identity) */
+            shat = keep_shat ? shat_keep[i] : (standardized_value(0.0f, v[i], shift, variant) - m) * rstd;
             if (std_deviation) u = keep_u ? u_keep[i] : (v[i] - mu) * a;  /* not kept: v is the input */
         } else {
-            element_terms(v, i, mu, a, m, rstd, p, &u, &c, &slope, &shat, variant, std_deviation, std_deviation,
+            element_terms(v, i, mu, a, m, rstd, p, shift, &u, &c, &slope, &shat, variant, std_deviation, std_deviation,
                           from_c);
         }
         float g = w ? gy[i] * w[i] : gy[i];
@@ -539,6 +564,8 @@ static int forward_rows(const float *x, const float *w, const float *b, float *y
     return 0;
 }
 
+#define SCRATCH_SKEW 40  /* floats: 160 bytes, a multiple of the 32-byte vector */
+
 /* Backward over rows [row_begin, row_end). gw_part/gb_part (width floats, may be NULL) and
    *glam are accumulated into. from_c: x holds the forward's c_saved instead of the input. */
 static int backward_rows(const float *x, const float *w, const float *gy, const float *stats, float *gx,
@@ -547,10 +574,14 @@ static int backward_rows(const float *x, const float *w, const float *gy, const 
                          int variant, int std_deviation, int meanvar, int compress_first, float lam, int need_lam,
                          int from_c) {
     params_t p = {variant, std_deviation, meanvar, lam, 1.0f / lam, 0.0f};
-    float *buf = (float *)calloc((size_t)n * 7, sizeof(float));
+    /* Seven scratch rows, each SCRATCH_SKEW floats more than a row apart: rows a power-of-two
+       size apart would share their low address bits with each other (and with x, gy, gx) and
+       the CPU would stall loads on stores to unrelated addresses (4K aliasing). */
+    int64_t stride = n + SCRATCH_SKEW;
+    float *buf = (float *)calloc((size_t)stride * 7, sizeof(float));
     if (!buf) return 1;
-    float *gshat = buf, *u = buf + n, *c = buf + 2 * n, *shat = buf + 3 * n, *z = buf + 4 * n;
-    float *gw_sink = buf + 5 * n, *gb_sink = buf + 6 * n;  /* stand-ins for unwanted gw/gb */
+    float *gshat = buf, *u = buf + stride, *c = buf + 2 * stride, *shat = buf + 3 * stride, *z = buf + 4 * stride;
+    float *gw_sink = buf + 5 * stride, *gb_sink = buf + 6 * stride;  /* stand-ins for unwanted gw/gb */
     int64_t width = (int64_t)G * n, plane = rows * G;
     for (int64_t r = row_begin; r < row_end; r++) {
         for (int g = 0; g < G; g++) {
