@@ -10,7 +10,9 @@ alike. "saved" is the bytes autograd keeps for the backward (summed over the ten
 by ``torch.autograd.graph.saved_tensors_hooks`` in one forward). Ratios are against
 ``F.layer_norm`` for time and ``nn.LayerNorm`` for saved bytes. On CUDA the achieved memory
 bandwidth of each candidate is the minimum traffic of a norm's forward+backward (read x,
-write y; read x and dy, write dx) over its time.
+write y; read x and dy, write dx) over its time. On CPU, freed memory is kept for reuse as in
+training (``ibnorm_llm/train/cpu_memory.py``); ``IBNORM_LLM_MALLOC_DEFAULTS=1`` times with glibc's
+defaults instead, where page faults of fresh allocations add noise (and dominate 4096 x 2048).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ibnorm_llm.norms import NORMS, build_norm
+from ibnorm_llm.train.cpu_memory import reuse_freed_memory
 
 FULL_SHAPES = ((8192, 512), (8192, 768), (4096, 2048))
 QUICK_SHAPES = ((256, 128), (512, 256))
@@ -176,11 +179,15 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
+    # As in training (see ibnorm_llm/train/cpu_memory.py): freed blocks are reused, so the timings
+    # are the kernels', not the page faults' of fresh allocations (which otherwise dominate 4096x2048).
+    malloc = reuse_freed_memory() if device.type == "cpu" else "default"
     shapes = QUICK_SHAPES if args.quick else FULL_SHAPES
     reps = args.reps or (5 if args.quick else 30)
     warmup = 1 if args.quick else 3
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
-    print(f"# bench_norms: {where}, {args.dtype}, torch {torch.__version__}, median of {reps} interleaved reps\n")
+    print(f"# bench_norms: {where}, {args.dtype}, torch {torch.__version__}, median of {reps} interleaved reps, "
+          f"malloc: {malloc}\n")
     rows: list[Row] = []
     for n_rows, width in shapes:
         rows += bench_shape(n_rows, width, device, dtype, args.norms.split(","), reps, warmup, args.budget, args.reference)

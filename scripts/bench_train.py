@@ -29,6 +29,7 @@ from ibnorm_llm.data import build_train_loader, load_tokenizer
 from ibnorm_llm.models import FAMILY_BASELINE_NORM, PRESETS, build_model
 from ibnorm_llm.models.export import to_stock_model
 from ibnorm_llm.train.batching import plan_batches
+from ibnorm_llm.train.cpu_memory import reuse_freed_memory
 from ibnorm_llm.train.metrics import read_metrics
 from ibnorm_llm.train.trainer import train
 
@@ -109,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.steps % args.warmup:
         parser.error("--steps must be a multiple of --warmup (metrics windows are --warmup steps long)")
 
+    # The trainer keeps freed memory for reuse on CPU; the plain loop gets the same allocator.
+    malloc = reuse_freed_memory()
     base = load_config(args.config, [*(QUICK if args.quick else []), *args.overrides])
     family = PRESETS[base.model.preset].family
     baseline = FAMILY_BASELINE_NORM[family]
@@ -126,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model {base.model.preset} ({'quick: d_model 64, 2 layers' if args.quick else 'preset size'}), "
           f"{plan.tokens_per_step} tokens/step (micro {plan.micro_batch_size} x accum {plan.grad_accum} x "
           f"seq {base.data.seq_len}), {args.steps} timed steps, best of {args.rounds}, "
-          f"{torch.get_num_threads()} threads")
+          f"{torch.get_num_threads()} threads, malloc: {malloc}")
     print(f"{'run':<26}{'tokens/s':>12}{'ms/step':>10}{'vs stock loop':>15}{'vs ' + baseline:>16}")
     for name, value in best.items():
         label = "plain loop, stock HF" if name == "stock" else f"our trainer, {name}"

@@ -1,10 +1,14 @@
-"""A compiled CPU kernel for IBNorm (and RMSNorm) on fp32: one pass per group, in cache.
+"""A compiled CPU kernel for IBNorm (and RMSNorm) on fp32: one group at a time, in cache.
 
 Why C: on CPU, ATen's vectorized ``log1p``/``tanh`` alone cost about as much as LayerNorm's
 whole forward+backward, and eager PyTorch walks the data a dozen times. This kernel
 handles one group at a time in L1-sized scratch buffers, with branch-free polynomial
-``log1p``/``tanh`` (a few ulp) that the compiler vectorizes. The math is exactly the
-fused function's (``fused_ibnorm.py`` derives the backward).
+``log1p``/``tanh``/``expm1`` (a few ulp) that the compiler vectorizes. The math is the fused
+function's (``fused_ibnorm.py`` derives the backward); the loops are arranged as LayerNorm's:
+three passes forward (mean; compressed values with their sum and sum of squares; output),
+two backward (every sum the gradient needs; the gradient). For L and T the forward also
+writes the compressed deviations ``c`` and the backward starts from them instead of the
+input (same memory, one transcendental fewer: see ``saves_compressed``).
 
 The C source below is compiled on first use with the system C compiler (``cc``/``gcc``,
 ``-O3 -march=native``) into a per-user cache and loaded with ctypes; nothing is linked
@@ -875,8 +879,9 @@ def forward(x2: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | 
     code = VARIANT_CODES[variant]
 
     def call(first: int, count: int) -> int:
-        return lib.ibn_forward(_ptr(x2), _ptr(weight), _ptr(bias), _ptr(y), _ptr(stats), _ptr(c), _ptr(bounds[first:]), count,
-                               rows, num_groups, n, code, int(std_deviation), int(meanvar), int(compress_first), lam, eps)
+        return lib.ibn_forward(_ptr(x2), _ptr(weight), _ptr(bias), _ptr(y), _ptr(stats), _ptr(c), _ptr(bounds[first:]),
+                               count, rows, num_groups, n, code, int(std_deviation), int(meanvar), int(compress_first),
+                               lam, eps)
 
     _run_blocks(call, len(bounds) - 1)
     return y, stats, c

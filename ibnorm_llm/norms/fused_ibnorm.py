@@ -2,9 +2,11 @@
 
 Same definition and signature as ``ibnorm_reference`` (see ``ibnorm.py``); the difference
 is what autograd keeps. The reference records every intermediate of the formula; this
-Function saves only the input and per-group statistics (means and reciprocal standard
-deviations) and recomputes the elementwise terms in the backward. fp32 CPU tensors run the
-compiled loops of ``cpu_kernel.py`` (one group at a time, in cache); everything else (bf16,
+Function saves one activation-sized tensor (the input, or for L and T in the CPU kernel the
+compressed deviations ``c``, from which the backward is cheaper) and per-group statistics
+(means and reciprocal standard deviations), and recomputes the elementwise terms in the
+backward. fp32 CPU tensors run the compiled loops of ``cpu_kernel.py`` (one group at a time,
+in cache); everything else (bf16,
 fp64 for gradcheck, CUDA without Triton, a CPU without a C compiler) runs the functions
 below as PyTorch ops, a chunk of rows at a time. Both compute the same formulas.
 
@@ -232,7 +234,7 @@ def _kernel_options(opts: IBNormOptions) -> dict:
 
 
 class FusedIBNorm(torch.autograd.Function):
-    """IBNorm with a hand-derived backward; saves ``x`` and per-group statistics only.
+    """IBNorm with a hand-derived backward; saves one activation (``x`` or ``c``) and per-group statistics.
 
     fp32 on CPU runs the compiled kernel of ``cpu_kernel.py`` when it builds here; other
     dtypes and devices (and CPUs without a C compiler) run the same math as PyTorch ops,
@@ -380,8 +382,8 @@ def ibnorm_fused(
 ) -> torch.Tensor:
     """IBNorm with the signature and numerics of ``ibnorm_reference``, via ``FusedIBNorm``.
 
-    Saves only ``x`` and per-group statistics for the backward. ``lam`` is a float, or a
-    0-d tensor that receives a gradient (learnable lambda).
+    Saves one activation (``x``, or the compressed deviations) and per-group statistics for the
+    backward. ``lam`` is a float, or a 0-d tensor that receives a gradient (learnable lambda).
     """
     opts = IBNormOptions(variant, deviation, standardize, order, num_groups, float(eps))
     return _apply(x, weight, bias, lam, opts)

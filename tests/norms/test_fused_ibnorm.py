@@ -316,8 +316,8 @@ def test_backward_runs_from_the_compressed_deviations_where_it_is_exact(variant,
     lam = torch.tensor(4.0, requires_grad=True) if learnable else 4.0
     seen = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: seen.append(t) or t, lambda t: t):
-        y = ibnorm_fused(x, None, None, variant=variant, lam=lam, deviation=deviation, standardize="meanvar",
-                         order="compress_first", num_groups=1, eps=1e-5)
+        ibnorm_fused(x, None, None, variant=variant, lam=lam, deviation=deviation, standardize="meanvar",
+                     order="compress_first", num_groups=1, eps=1e-5)
     activations = [t for t in seen if t.shape == x.shape]
     assert len(activations) == 1
     assert (activations[0].data_ptr() == x.data_ptr()) is not from_c

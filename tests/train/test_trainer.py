@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import platform
 import math
 from types import SimpleNamespace
 
@@ -32,6 +33,8 @@ def test_loss_falls_and_run_is_recorded(tiny_overrides):
     assert "eval_ppl" in records[19] and math.isclose(records[19]["eval_ppl"], math.exp(records[19]["eval_loss"]))
     run = json.loads((result.run_dir / "run.json").read_text())
     assert (run["world_size"], run["ranks"], run["distributed_type"]) == (1, [0], "NO")
+    # a CPU run keeps freed memory for reuse where the C library is glibc (cpu_memory.py)
+    assert run["processes"][0]["cpu_malloc"] in ({"reuse"} if platform.libc_ver()[0] == "glibc" else {"unavailable"})
     assert (result.run_dir / "config.yaml").is_file()
     final = result.final_checkpoint
     assert ckpt.is_complete(final) and (final / "config.yaml").is_file() and (final / "tokenizer_config.json").is_file()
