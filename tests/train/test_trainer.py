@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import platform
 import math
+import platform
 from types import SimpleNamespace
 
 import pytest
