@@ -325,3 +325,25 @@ def test_backward_runs_from_the_compressed_deviations_where_it_is_exact(variant,
     _assert_fused_matches_reference(x.detach(), None, None, torch.tensor(4.0) if learnable else 4.0,
                                     variant=variant, deviation=deviation, standardize="meanvar",
                                     order="compress_first", num_groups=1, eps=1e-5)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("standardize", ["meanvar", "rms"])
+def test_kernel_backward_from_c_equals_backward_from_the_input(variant, standardize):
+    # The kernel can run every variant's backward from c (the policy above picks where it pays).
+    if not cpu_kernel.available():
+        pytest.skip(f"the CPU kernel is unavailable here: {cpu_kernel.build_error()}")
+    x = _heavy_tailed(16, 96, seed=12)
+    gy = torch.randn(16, 96, generator=torch.Generator().manual_seed(13))
+    weight, bias = torch.linspace(0.5, 1.5, 96), torch.linspace(-1, 1, 96)
+    opts = dict(num_groups=2, variant=variant, std_deviation=False, meanvar=standardize == "meanvar",
+                compress_first=True, lam=3.0)
+    y, stats, c = cpu_kernel.forward(x, weight, bias, eps=1e-5, save_c=True, **opts)
+    y_again, _, no_c = cpu_kernel.forward(x, weight, bias, eps=1e-5, **opts)
+    assert no_c is None
+    torch.testing.assert_close(y, y_again, rtol=1e-6, atol=1e-6)  # the sums may be taken in another order
+    grads = dict(need_weight=True, need_bias=True, need_lam=False)
+    from_x = cpu_kernel.backward(x, weight, gy, stats, **grads, **opts)
+    from_c = cpu_kernel.backward(c, weight, gy, stats, from_c=True, **grads, **opts)
+    for got, want in zip(from_c[:3], from_x[:3], strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
