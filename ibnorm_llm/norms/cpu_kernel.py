@@ -122,8 +122,8 @@ static inline float fast_exp_neg(float x) {
 }
 
 /* tanh(z) for z >= 0 as z P(z^2) / Q(z^2), degrees 6 and 3 in z^2, on [0, 9] (tanh is 1 in
-   fp32 beyond): relative error below 1e-8 in exact arithmetic and below 3.1e-7 (about 5 ulp)
-   as evaluated here, measured on 40,000 points. A third fewer operations than tanh through
+   fp32 beyond): relative error below 1e-8 in exact arithmetic and at most 2.7e-7 (2.2 fp32
+   epsilons) as evaluated here (tested against float64). A third fewer operations than tanh through
    expm1 (measured 1.2 against 1.8 cycles per element). The coefficients are ours: a rational
    least-squares fit of the relative error, reweighted toward equal ripple (Loeb's method). */
 static inline float fast_tanh(float z) {
