@@ -43,9 +43,6 @@ _SOURCE = r"""
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef __AVX__
-#include <immintrin.h>
-#endif
 
 typedef struct {
     int variant;        /* 0 S, 1 L, 2 T, 3 identity (no compression) */
@@ -361,27 +358,6 @@ static inline void prefetch_group(const float *next, int n) {
     for (int i = 0; i < n; i += 16) __builtin_prefetch(next + i, 0, 3);
 }
 
-/* dst = src, bypassing the cache where the CPU can: c is read back only in the backward, long
-   after, so caching it would only evict data in use (and cost a read of each line first). The
-   caller fences (stream_fence) before other threads may read dst. */
-static inline void stream_out(float *dst, const float *src, int n) {
-#ifdef __AVX__
-    if (((uintptr_t)dst & 31) == 0) {
-        int i = 0;
-        for (; i + 8 <= n; i += 8) _mm256_stream_ps(dst + i, _mm256_loadu_ps(src + i));
-        for (; i < n; i++) dst[i] = src[i];
-        return;
-    }
-#endif
-    memcpy(dst, src, sizeof(float) * (size_t)n);
-}
-
-static inline void stream_fence(void) {
-#ifdef __AVX__
-    _mm_sfence();
-#endif
-}
-
 /* What the standardization of a compress_first group centres and scales, per element: c under
    meanvar (s - mean(s) = c - mean(c): mu cancels, and c is not rounded by adding mu); s = mu + c
    under rms; v itself for the identity (RMSNorm through this kernel, exactly as stock). The
@@ -398,10 +374,10 @@ INLINE float standardized_value(float v, float c, float shift, const int variant
 /* compress_first forward of one group in three passes, as LayerNorm's: the mean; the
    compressed values with the sum and sum of squares of what is standardized (a one-pass
    variance is safe here: c is centred, and rms subtracts no mean); the
-   standardized output with the affine. The middle pass keeps its values in tmp (2n floats of
-   scratch) only where the last pass could not recompute them cheaply (L, T) or c is wanted;
-   c_out (NULL: not wanted) receives c for a backward from c. stats: mu, a, the mean m of the
-   standardized values (0 under rms) and rstd. */
+   standardized output with the affine. The middle pass keeps its values (in tmp, n floats of
+   scratch, or in c_out) only where the last pass could not recompute them cheaply (L, T) or c
+   is wanted; c_out (NULL: not wanted) receives c for a backward from c. stats: mu, a, the mean
+   m of the standardized values (0 under rms) and rstd. */
 INLINE void forward_compress_first_group(const float *v, const float *next_v, float *out, const float *w,
                                          const float *b, float *tmp, float *c_out, int n, const params_t *p,
                                          float stats[4], const int variant, const int std_deviation) {
@@ -411,26 +387,26 @@ INLINE void forward_compress_first_group(const float *v, const float *next_v, fl
     prefetch_group(next_v, n);
     const int keep = variant == 1 || variant == 2 || c_out;
     const float shift = value_shift(mu, p->meanvar);
-    float *c_tmp = tmp + n;  /* c, where it differs from the standardized value (rms) */
     float sum_t = 0.0f, sum_tt = 0.0f;
     if (keep && (p->meanvar || !c_out)) {  /* separate loops: a test inside would keep them from vectorizing */
-        /* The sums in a loop of their own: next to a log or tanh they run out of registers
-           (measured: IBNorm-L's forward 12 % faster so). */
+        /* Under meanvar the values are c itself: written straight into c_out when it is wanted
+           (it is in cache for the passes below, and no copy is needed). The sums in a loop of
+           their own: next to a log or tanh they run out of registers (measured: IBNorm-L's
+           forward 12 % faster so). */
+        if (c_out) tmp = c_out;
         #pragma omp simd
         for (int i = 0; i < n; i++)
             tmp[i] = standardized_value(v[i], compress_one((v[i] - mu) * a, p, variant), shift, variant);
         #pragma omp simd reduction(+:sum_t, sum_tt)
         for (int i = 0; i < n; i++) { sum_t += tmp[i]; sum_tt += tmp[i] * tmp[i]; }
-        if (c_out) stream_out(c_out, tmp, n);  /* meanvar: tmp is c */
     } else if (keep) {
         #pragma omp simd reduction(+:sum_t, sum_tt)
         for (int i = 0; i < n; i++) {
-            c_tmp[i] = compress_one((v[i] - mu) * a, p, variant);
-            float t = standardized_value(v[i], c_tmp[i], shift, variant);
+            c_out[i] = compress_one((v[i] - mu) * a, p, variant);
+            float t = standardized_value(v[i], c_out[i], shift, variant);
             tmp[i] = t;
             sum_t += t; sum_tt += t * t;
         }
-        stream_out(c_out, c_tmp, n);
     } else {
         #pragma omp simd reduction(+:sum_t, sum_tt)
         for (int i = 0; i < n; i++) {
@@ -561,7 +537,7 @@ static int forward_rows(const float *x, const float *w, const float *b, float *y
                         int64_t row_begin, int64_t row_end, int64_t rows, int G, int n,
                         int variant, int std_deviation, int meanvar, int compress_first, float lam, float eps) {
     params_t p = {variant, std_deviation, meanvar, lam, 1.0f / lam, eps};
-    float *tmp = (float *)malloc(sizeof(float) * 2 * (size_t)n);
+    float *tmp = (float *)malloc(sizeof(float) * (size_t)n);
     if (!tmp) return 1;
     int64_t width = (int64_t)G * n, plane = rows * G;
     for (int64_t r = row_begin; r < row_end; r++) {
@@ -598,7 +574,6 @@ static int forward_rows(const float *x, const float *w, const float *b, float *y
             stats[3 * plane + k] = rstd;
         }
     }
-    stream_fence();  /* c_saved is complete before this block is reported done */
     free(tmp);
     return 0;
 }
