@@ -12,7 +12,8 @@ input (same memory, one transcendental fewer: see ``saves_compressed``).
 
 The C source below is compiled on first use with the system C compiler (``cc``/``gcc``,
 ``-O3 -march=native``) into a per-user cache and loaded with ctypes; nothing is linked
-against torch, so the build takes about a second. Rows are split into one block per torch
+against torch. The build takes about 7 s here (the loops are compiled once per variant and
+option) and is reused from the cache afterwards. Rows are split into one block per torch
 thread. Where torch runs on GNU OpenMP (its Linux wheels) the kernel is built with
 ``-fopenmp`` and runs the blocks on torch's own OpenMP threads; elsewhere the blocks run on
 Python threads (ctypes releases the GIL). ``available()`` says whether the kernel could be
