@@ -11,11 +11,15 @@ forward, backward, clip, AdamW step, zero_grad; it trains transformers' own
 LlamaForCausalLM / GPT2LMHeadModel built from our baseline model's weights. The first
 ``--warmup`` steps of every run are not timed; each contender's best of ``--rounds`` runs
 is reported, because other processes on a shared machine only ever make a run slower.
+
+With more than the baseline norm, a second table times the norms' models stepping in turn on
+the same batches (no trainer, no drift between separate runs): what each norm costs in a step.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -62,6 +66,44 @@ def run_trainer(cfg) -> float:
     tokens = sum(after["tokens"] - before["tokens"] for before, after in windows)
     seconds = sum((after["tokens"] - before["tokens"]) / after["tokens_per_s"] for before, after in windows)
     return tokens / seconds
+
+
+def time_interleaved_steps(cfgs: dict, warmup: int, steps: int) -> dict[str, float]:
+    """Median seconds of one optimizer step of each config's model, the models stepping in turn.
+
+    Every model trains on the same micro batches (the first ones of the training loader, reused)
+    with AdamW; step i of every model runs before step i + 1 of any, so a machine that slows
+    down for a while slows every contender alike. This isolates what the norm costs in a step
+    from the run-to-run drift that separate training runs see.
+    """
+    first = next(iter(cfgs.values()))
+    tokenizer = load_tokenizer(first)
+    plan = plan_batches(first.train, first.data.seq_len, world_size=1)
+    loader = build_train_loader(first, tokenizer, rank=0, world_size=1)
+    batches = [next(loader) for _ in range(plan.grad_accum)]
+    contenders = {}
+    for name, cfg in cfgs.items():
+        set_seed(cfg.train.seed)
+        model = build_model(cfg.model, len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+        model.train()
+        opt = cfg.optim
+        optimizer = torch.optim.AdamW(model.parameters(), lr=opt.lr, betas=opt.betas, eps=opt.eps,
+                                      weight_decay=opt.weight_decay, foreach=True)
+        contenders[name] = (model, optimizer, opt.grad_clip)
+    seconds: dict[str, list[float]] = {name: [] for name in cfgs}
+    for step in range(warmup + steps):
+        for name, (model, optimizer, grad_clip) in contenders.items():
+            start = time.perf_counter()
+            for batch in batches:
+                (model(**batch).loss / plan.grad_accum).backward()
+            if grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if step >= warmup:
+                seconds[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in seconds.items()}
 
 
 def run_plain_loop(cfg, warmup: int) -> float:
@@ -137,6 +179,17 @@ def main(argv: list[str] | None = None) -> int:
         vs_base = f"{best[baseline] / value:.3f}x" if name != "stock" and baseline in best else ""
         print(f"{label:<26}{value:>12.0f}{ms:>10.1f}{best['stock'] / value:>14.3f}x{vs_base:>16}")
     print("(ratios are step-time ratios: above 1 means slower than the reference)")
+
+    if len(norms) > 1 or norms[0] != baseline:
+        # The norms' own cost, free of the drift between separate runs: their models step in turn.
+        contenders = [baseline, *(n for n in norms if n != baseline)]
+        with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
+            cfgs = {norm: bench_config(args, Path(tmp), norm, f"interleaved_{norm}") for norm in contenders}
+            step_s = time_interleaved_steps(cfgs, args.warmup, args.steps)
+        print(f"\ninterleaved model steps (our models in turn on the same batches, median of {args.steps}):")
+        print(f"{'norm':<26}{'ms/step':>12}{'vs ' + baseline:>16}")
+        for norm, value in step_s.items():
+            print(f"{norm:<26}{value * 1000:>12.1f}{value / step_s[baseline]:>15.3f}x")
     return 0
 
 

@@ -66,3 +66,8 @@ def test_bench_train_quick_prints_ratio(data_files):
     assert [" ".join(r[:3]) for r in rows] == ["plain loop, stock", "our trainer, rmsnorm", "our trainer, ibnorm_l"]
     assert rows[1][-2].endswith("x") and rows[2][-1].endswith("x")  # vs stock loop, vs rmsnorm
     assert float(rows[0][4]) > 0 and float(rows[1][3]) > 0 and float(rows[2][3]) > 0  # tokens/s columns
+    # the interleaved table: each norm's step time, and its ratio to the baseline (1.000x for itself)
+    interleaved = result.stdout.split("interleaved model steps")[1].splitlines()[2:]
+    steps = {line.split()[0]: line.split()[1:] for line in interleaved if line.strip()}
+    assert steps.keys() == {"rmsnorm", "ibnorm_l"}
+    assert steps["rmsnorm"][1] == "1.000x" and float(steps["ibnorm_l"][0]) > 0
