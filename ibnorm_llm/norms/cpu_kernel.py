@@ -372,6 +372,13 @@ INLINE float standardized_value(float v, float c, float shift, const int variant
     return variant == 3 ? v : c + shift;
 }
 
+/* (t - m) rstd. As t rstd - m rstd (one multiply-add: m rstd is taken once per group) where t is
+   centred (c, and 0 = m under rms); the identity's uncentred v would cancel, so it subtracts
+   first. */
+INLINE float standardize_one(float t, float m, float rstd, const int variant) {
+    return variant == 3 ? (t - m) * rstd : t * rstd - m * rstd;
+}
+
 /* compress_first forward of one group in three passes, as LayerNorm's: the mean; the
    compressed values with the sum and sum of squares of what is standardized (a one-pass
    variance is safe here: c is centred, and rms subtracts no mean); the
@@ -425,16 +432,16 @@ INLINE void forward_compress_first_group(const float *v, const float *next_v, fl
 #define T_AT(i) (keep ? tmp[i] : standardized_value(v[i], compress_one((v[i] - mu) * a, p, variant), shift, variant))
     if (w && b) {
         #pragma omp simd
-        for (int i = 0; i < n; i++) out[i] = (T_AT(i) - m) * rstd * w[i] + b[i];
+        for (int i = 0; i < n; i++) out[i] = standardize_one(T_AT(i), m, rstd, variant) * w[i] + b[i];
     } else if (w) {
         #pragma omp simd
-        for (int i = 0; i < n; i++) out[i] = (T_AT(i) - m) * rstd * w[i];
+        for (int i = 0; i < n; i++) out[i] = standardize_one(T_AT(i), m, rstd, variant) * w[i];
     } else if (b) {
         #pragma omp simd
-        for (int i = 0; i < n; i++) out[i] = (T_AT(i) - m) * rstd + b[i];
+        for (int i = 0; i < n; i++) out[i] = standardize_one(T_AT(i), m, rstd, variant) + b[i];
     } else {
         #pragma omp simd
-        for (int i = 0; i < n; i++) out[i] = (T_AT(i) - m) * rstd;
+        for (int i = 0; i < n; i++) out[i] = standardize_one(T_AT(i), m, rstd, variant);
     }
 #undef T_AT
     stats[0] = mu; stats[1] = a; stats[2] = m; stats[3] = rstd;
@@ -453,7 +460,7 @@ INLINE void element_terms(const float *v, int i, float mu, float a, float m, flo
         *c = compress_one(*u, p, variant);
         *slope = slope_one(*u, *c, p, variant);
     }
-    *shat = (standardized_value(v[i], *c, shift, variant) - m) * rstd;
+    *shat = standardize_one(standardized_value(v[i], *c, shift, variant), m, rstd, variant);
 }
 
 /* compress_first backward of one group in two passes, as LayerNorm's own backward: pass 1
@@ -520,15 +527,16 @@ INLINE void backward_compress_first_group(const float *v, const float *gy, const
         if (keep_slope) {
             slope = slope_keep[i];
             /* not kept: v is c (from_c is never the identity) */
-            shat = keep_shat ? shat_keep[i] : (standardized_value(0.0f, v[i], shift, variant) - m) * rstd;
+            shat = keep_shat ? shat_keep[i] : standardize_one(standardized_value(0.0f, v[i], shift, variant), m, rstd, variant);
             if (std_deviation) u = keep_u ? u_keep[i] : (v[i] - mu) * a;  /* not kept: v is the input */
         } else {
             element_terms(v, i, mu, a, m, rstd, p, shift, &u, &c, &slope, &shat, variant, std_deviation, std_deviation,
                           from_c);
         }
         float g = w ? gy[i] * w[i] : gy[i];
-        float gu = rstd * (g - mean_g - shat * mean_gsh) * slope;
-        gx[i] = std_deviation ? (gu - mean_gu - u * mean_guu) * a + mean_gs : gu - mean_gu + mean_gs;
+        /* the products of loop invariants are taken once, outside the loop */
+        float gu = (g * rstd - mean_g * rstd - shat * (mean_gsh * rstd)) * slope;
+        gx[i] = std_deviation ? (gu - mean_gu - u * mean_guu) * a + mean_gs : gu + (mean_gs - mean_gu);
     }
 }
 
