@@ -43,7 +43,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) scripts/bench_norms.py
 	$(PY) scripts/bench_data.py
-	$(PY) scripts/bench_train.py
+	$(PY) scripts/bench_train.py --norms rmsnorm ibnorm_s ibnorm_l ibnorm_t
 
 clean-runs:
 	rm -rf runs/demo
