@@ -384,8 +384,9 @@ INLINE float standardize_one(float t, float m, float rstd, const int variant) {
    variance is safe here: c is centred, and rms subtracts no mean); the
    standardized output with the affine. The middle pass keeps its values (in tmp, n floats of
    scratch, or in c_out) only where the last pass could not recompute them cheaply (L, T) or c
-   is wanted; c_out (NULL: not wanted) receives c for a backward from c. stats: mu, a, the mean
-   of the standardized values (subtracted under meanvar only) and rstd. */
+   is wanted; c_out (NULL: not wanted) receives c for a backward from c. w and b are never NULL
+   (ones and zeros stand in). stats: mu, a, the mean of the standardized values (subtracted
+   under meanvar only) and rstd. */
 INLINE void forward_compress_first_group(const float *v, const float *next_v, float *out, const float *w,
                                          const float *b, float *tmp, float *c_out, int n, const params_t *p,
                                          float stats[4], const int variant, const int std_deviation) {
@@ -429,21 +430,16 @@ INLINE void forward_compress_first_group(const float *v, const float *next_v, fl
        values far from 0 would cancel. */
     float var = variant == 3 && p->meanvar ? mean_sq_dev(v, m, n) : fmaxf(sum_tt * inv_n - m * m, 0.0f);
     float rstd = 1.0f / sqrtf(var + p->eps);
-#define T_AT(i) (keep ? tmp[i] : standardized_value(v[i], compress_one((v[i] - mu) * a, p, variant), shift, variant))
-    if (w && b) {
+    if (keep) {
         #pragma omp simd
-        for (int i = 0; i < n; i++) out[i] = standardize_one(T_AT(i), m, rstd, variant) * w[i] + b[i];
-    } else if (w) {
-        #pragma omp simd
-        for (int i = 0; i < n; i++) out[i] = standardize_one(T_AT(i), m, rstd, variant) * w[i];
-    } else if (b) {
-        #pragma omp simd
-        for (int i = 0; i < n; i++) out[i] = standardize_one(T_AT(i), m, rstd, variant) + b[i];
+        for (int i = 0; i < n; i++) out[i] = standardize_one(tmp[i], m, rstd, variant) * w[i] + b[i];
     } else {
         #pragma omp simd
-        for (int i = 0; i < n; i++) out[i] = standardize_one(T_AT(i), m, rstd, variant);
+        for (int i = 0; i < n; i++) {
+            float t = standardized_value(v[i], compress_one((v[i] - mu) * a, p, variant), shift, variant);
+            out[i] = standardize_one(t, m, rstd, variant) * w[i] + b[i];
+        }
     }
-#undef T_AT
     stats[0] = mu; stats[1] = a; stats[2] = mean_t; stats[3] = rstd;
 }
 
@@ -551,8 +547,12 @@ static int forward_rows(const float *x, const float *w, const float *b, float *y
                         int64_t row_begin, int64_t row_end, int64_t rows, int G, int n,
                         int variant, int std_deviation, int meanvar, int compress_first, float lam, float eps) {
     params_t p = {variant, std_deviation, meanvar, lam, 1.0f / lam, eps};
-    float *tmp = (float *)malloc(sizeof(float) * (size_t)n);
+    /* scratch, then ones and zeros standing in for a missing weight or bias: tests of the
+       pointers inside the loops would keep them from vectorizing */
+    float *tmp = (float *)malloc(sizeof(float) * 3 * (size_t)n);
     if (!tmp) return 1;
+    float *ones = tmp + n, *zeros = tmp + 2 * n;
+    for (int i = 0; i < n; i++) { ones[i] = 1.0f; zeros[i] = 0.0f; }
     int64_t width = (int64_t)G * n, plane = rows * G;
     for (int64_t r = row_begin; r < row_end; r++) {
         for (int g = 0; g < G; g++) {
@@ -564,7 +564,8 @@ static int forward_rows(const float *x, const float *w, const float *b, float *y
                 float st[4];
                 const float *next_v = r + 1 < row_end || g + 1 < G ? v + n : NULL;
                 float *c_out = c_saved ? c_saved + r * width + (int64_t)g * n : NULL;
-#define CALL(V, STD) forward_compress_first_group(v, next_v, out, wg, bg, tmp, c_out, n, &p, st, V, STD)
+#define CALL(V, STD) forward_compress_first_group(v, next_v, out, wg ? wg : ones, bg ? bg : zeros, tmp, c_out, n, \
+                                                     &p, st, V, STD)
                 FOR_VARIANT_FLAG(p.variant, std_deviation, CALL)
 #undef CALL
                 mu = st[0]; a = st[1]; m = st[2]; rstd = st[3];
@@ -602,7 +603,7 @@ static int backward_rows(const float *x, const float *w, const float *gy, const 
                          int variant, int std_deviation, int meanvar, int compress_first, float lam, int need_lam,
                          int from_c) {
     params_t p = {variant, std_deviation, meanvar, lam, 1.0f / lam, 0.0f};
-    /* Seven scratch rows, each SCRATCH_SKEW floats more than a row apart: rows a power-of-two
+    /* Eight scratch rows, each SCRATCH_SKEW floats more than a row apart: rows a power-of-two
        size apart would share their low address bits with each other (and with x, gy, gx) and
        the CPU would stall loads on stores to unrelated addresses (4K aliasing). */
     int64_t stride = n + SCRATCH_SKEW;
