@@ -68,6 +68,35 @@ def run_trainer(cfg) -> float:
     return tokens / seconds
 
 
+def _model_and_optimizer(cfg, tokenizer, *, stock: bool):
+    """Our model for ``cfg`` (or, ``stock``, transformers' own class with its weights) and AdamW."""
+    set_seed(cfg.train.seed)
+    model = build_model(cfg.model, len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    if stock:
+        model = to_stock_model(model)
+    model.train()
+    opt = cfg.optim
+    optimizer = torch.optim.AdamW(model.parameters(), lr=opt.lr, betas=opt.betas, eps=opt.eps,
+                                  weight_decay=opt.weight_decay, foreach=True)
+    return model, optimizer
+
+
+def _optimizer_step(model, optimizer, micro_batches, grad_accum: int, grad_clip: float) -> torch.Tensor:
+    """The textbook step: forward and backward per micro batch, clip, AdamW step, zero_grad.
+
+    Returns the last micro batch's loss; its ``.item()`` waits for the step to finish on a GPU.
+    """
+    for batch in micro_batches:
+        loss = model(**batch).loss / grad_accum
+        loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss
+
+
 def time_interleaved_steps(cfgs: dict, warmup: int, steps: int) -> dict[str, float]:
     """Median seconds of one optimizer step of each config's model, the models stepping in turn.
 
@@ -81,26 +110,13 @@ def time_interleaved_steps(cfgs: dict, warmup: int, steps: int) -> dict[str, flo
     plan = plan_batches(first.train, first.data.seq_len, world_size=1)
     loader = build_train_loader(first, tokenizer, rank=0, world_size=1)
     batches = [next(loader) for _ in range(plan.grad_accum)]
-    contenders = {}
-    for name, cfg in cfgs.items():
-        set_seed(cfg.train.seed)
-        model = build_model(cfg.model, len(tokenizer), bos_token_id=tokenizer.bos_token_id,
-                            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-        model.train()
-        opt = cfg.optim
-        optimizer = torch.optim.AdamW(model.parameters(), lr=opt.lr, betas=opt.betas, eps=opt.eps,
-                                      weight_decay=opt.weight_decay, foreach=True)
-        contenders[name] = (model, optimizer, opt.grad_clip)
+    contenders = {name: (*_model_and_optimizer(cfg, tokenizer, stock=False), cfg.optim.grad_clip)
+                  for name, cfg in cfgs.items()}
     seconds: dict[str, list[float]] = {name: [] for name in cfgs}
     for step in range(warmup + steps):
         for name, (model, optimizer, grad_clip) in contenders.items():
             start = time.perf_counter()
-            for batch in batches:
-                (model(**batch).loss / plan.grad_accum).backward()
-            if grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            _optimizer_step(model, optimizer, batches, plan.grad_accum, grad_clip).item()
             if step >= warmup:
                 seconds[name].append(time.perf_counter() - start)
     return {name: statistics.median(values) for name, values in seconds.items()}
@@ -111,26 +127,13 @@ def run_plain_loop(cfg, warmup: int) -> float:
     tokenizer = load_tokenizer(cfg)
     plan = plan_batches(cfg.train, cfg.data.seq_len, world_size=1)
     loader = build_train_loader(cfg, tokenizer, rank=0, world_size=1)
-    set_seed(cfg.train.seed)
-    ours = build_model(cfg.model, len(tokenizer), bos_token_id=tokenizer.bos_token_id,
-                       eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    model = to_stock_model(ours)
-    del ours
-    model.train()
-    opt = cfg.optim
-    optimizer = torch.optim.AdamW(model.parameters(), lr=opt.lr, betas=opt.betas, eps=opt.eps,
-                                  weight_decay=opt.weight_decay, foreach=True)
+    model, optimizer = _model_and_optimizer(cfg, tokenizer, stock=True)
     start = None
     for step in range(cfg.train.max_steps):
         if step == warmup:
             start = time.perf_counter()
-        for _ in range(plan.grad_accum):
-            loss = model(**next(loader)).loss / plan.grad_accum
-            loss.backward()
-        if opt.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), opt.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        micro_batches = (next(loader) for _ in range(plan.grad_accum))
+        loss = _optimizer_step(model, optimizer, micro_batches, plan.grad_accum, cfg.optim.grad_clip)
     loss.item()  # wait for the last step (a no-op on CPU)
     elapsed = time.perf_counter() - start
     return (cfg.train.max_steps - warmup) * plan.tokens_per_step / elapsed
@@ -152,8 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.steps % args.warmup:
         parser.error("--steps must be a multiple of --warmup (metrics windows are --warmup steps long)")
 
-    # The trainer keeps freed memory for reuse on CPU; the plain loop gets the same allocator.
-    malloc = reuse_freed_memory()
+    # The trainer keeps freed memory for reuse when it trains on CPU (its default device without
+    # CUDA); the plain loop and the interleaved steps get the same allocator.
+    malloc = "default" if torch.cuda.is_available() else reuse_freed_memory()
     base = load_config(args.config, [*(QUICK if args.quick else []), *args.overrides])
     family = PRESETS[base.model.preset].family
     baseline = FAMILY_BASELINE_NORM[family]
