@@ -5,8 +5,9 @@
     python scripts/bench_train.py --quick                          # seconds, for smoke tests
 
 Both contenders run in this one process on the same machine, with the same model size,
-initial weights, micro batch, accumulation, optimizer settings and the same data tensors
-(the same training loader, read in the same order). The plain loop is the textbook one:
+initial weights, micro batch, accumulation, optimizer settings, device and precision
+(train.precision: bf16 autocast or a bf16 model, as the trainer does) and the same data
+tensors (the same training loader, read in the same order). The plain loop is the textbook one:
 forward, backward, clip, AdamW step, zero_grad; it trains transformers' own
 LlamaForCausalLM / GPT2LMHeadModel built from our baseline model's weights. The first
 ``--warmup`` steps of every run are not timed; each contender's best of ``--rounds`` runs
@@ -28,12 +29,13 @@ from pathlib import Path
 import torch
 from accelerate.utils import set_seed
 
-from ibnorm_llm.config import load_config
+from ibnorm_llm.config import ConfigError, load_config
 from ibnorm_llm.data import build_train_loader, load_tokenizer
 from ibnorm_llm.models import FAMILY_BASELINE_NORM, PRESETS, build_model
 from ibnorm_llm.models.export import to_stock_model
 from ibnorm_llm.train.batching import plan_batches
 from ibnorm_llm.train.cpu_memory import reuse_freed_memory
+from ibnorm_llm.train.distributed import check_precision
 from ibnorm_llm.train.metrics import read_metrics
 from ibnorm_llm.train.trainer import train
 
@@ -58,40 +60,59 @@ def bench_config(args, out_dir: Path, norm: str, name: str):
     return load_config(args.config, overrides)
 
 
-def run_trainer(cfg) -> float:
-    """Tokens/s of our trainer over the steps after warmup (from its own metrics.jsonl)."""
+def run_trainer(cfg) -> tuple[float, float | None]:
+    """Tokens/s of our trainer over the steps after warmup (from its own metrics.jsonl), and its
+    MFU over the same steps (None where the trainer logs none: CPUs, GPUs missing from its table)."""
     train(cfg)
     records = read_metrics(cfg.run_dir / "metrics.jsonl")
     windows = list(zip(records, records[1:], strict=False))  # the first record closes the warmup window
     tokens = sum(after["tokens"] - before["tokens"] for before, after in windows)
     seconds = sum((after["tokens"] - before["tokens"]) / after["tokens_per_s"] for before, after in windows)
-    return tokens / seconds
+    mfus = [after["mfu"] for _, after in windows]
+    # each window's MFU is proportional to its tokens/s, so the timed steps' MFU is their mean
+    # weighted by time
+    mfu = None if None in mfus else sum(
+        m * (after["tokens"] - before["tokens"]) / after["tokens_per_s"] for m, (before, after) in zip(mfus, windows, strict=True)
+    ) / seconds
+    return tokens / seconds, mfu
+
+
+def _device() -> torch.device:
+    """Where the trainer would train in one process: the GPU when there is one."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _model_and_optimizer(cfg, tokenizer, *, stock: bool):
-    """Our model for ``cfg`` (or, ``stock``, transformers' own class with its weights) and AdamW."""
+    """Our model for ``cfg`` (or, ``stock``, transformers' own class with its weights) and AdamW,
+    on the trainer's device and in its precision (bf16-pure: the whole model in bf16)."""
     set_seed(cfg.train.seed)
     model = build_model(cfg.model, len(tokenizer), bos_token_id=tokenizer.bos_token_id,
                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     if stock:
         model = to_stock_model(model)
-    model.train()
+    if cfg.train.precision == "bf16-pure":
+        model.to(torch.bfloat16)
+    model.to(_device()).train()
     opt = cfg.optim
     optimizer = torch.optim.AdamW(model.parameters(), lr=opt.lr, betas=opt.betas, eps=opt.eps,
                                   weight_decay=opt.weight_decay, foreach=True)
     return model, optimizer
 
 
-def _optimizer_step(model, optimizer, micro_batches, grad_accum: int, grad_clip: float) -> torch.Tensor:
-    """The textbook step: forward and backward per micro batch, clip, AdamW step, zero_grad.
+def _optimizer_step(model, optimizer, micro_batches, cfg, grad_accum: int) -> torch.Tensor:
+    """The textbook step: forward (under bf16 autocast for bf16-mixed) and backward per micro
+    batch, clip, AdamW step, zero_grad.
 
     Returns the last micro batch's loss; its ``.item()`` waits for the step to finish on a GPU.
     """
+    device = _device()
     for batch in micro_batches:
-        loss = model(**batch).loss / grad_accum
+        batch = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.precision == "bf16-mixed"):
+            loss = model(**batch).loss / grad_accum
         loss.backward()
-    if grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    if cfg.optim.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return loss
@@ -109,14 +130,13 @@ def time_interleaved_steps(cfgs: dict, warmup: int, steps: int) -> dict[str, flo
     tokenizer = load_tokenizer(first)
     plan = plan_batches(first.train, first.data.seq_len, world_size=1)
     loader = build_train_loader(first, tokenizer, rank=0, world_size=1)
-    batches = [next(loader) for _ in range(plan.grad_accum)]
-    contenders = {name: (*_model_and_optimizer(cfg, tokenizer, stock=False), cfg.optim.grad_clip)
-                  for name, cfg in cfgs.items()}
+    batches = [{key: value.to(_device()) for key, value in next(loader).items()} for _ in range(plan.grad_accum)]
+    contenders = {name: (*_model_and_optimizer(cfg, tokenizer, stock=False), cfg) for name, cfg in cfgs.items()}
     seconds: dict[str, list[float]] = {name: [] for name in cfgs}
     for step in range(warmup + steps):
-        for name, (model, optimizer, grad_clip) in contenders.items():
+        for name, (model, optimizer, cfg) in contenders.items():
             start = time.perf_counter()
-            _optimizer_step(model, optimizer, batches, plan.grad_accum, grad_clip).item()
+            _optimizer_step(model, optimizer, batches, cfg, plan.grad_accum).item()
             if step >= warmup:
                 seconds[name].append(time.perf_counter() - start)
     return {name: statistics.median(values) for name, values in seconds.items()}
@@ -133,7 +153,7 @@ def run_plain_loop(cfg, warmup: int) -> float:
         if step == warmup:
             start = time.perf_counter()
         micro_batches = (next(loader) for _ in range(plan.grad_accum))
-        loss = _optimizer_step(model, optimizer, micro_batches, plan.grad_accum, cfg.optim.grad_clip)
+        loss = _optimizer_step(model, optimizer, micro_batches, cfg, plan.grad_accum)
     loss.item()  # wait for the last step (a no-op on CPU)
     elapsed = time.perf_counter() - start
     return (cfg.train.max_steps - warmup) * plan.tokens_per_step / elapsed
@@ -159,29 +179,41 @@ def main(argv: list[str] | None = None) -> int:
     # CUDA); the plain loop and the interleaved steps get the same allocator.
     malloc = "default" if torch.cuda.is_available() else reuse_freed_memory()
     base = load_config(args.config, [*(QUICK if args.quick else []), *args.overrides])
+    try:
+        check_precision(base, torch.cuda.is_available())  # the trainer's own refusal, before any run
+    except ConfigError as error:
+        parser.error(str(error))
     family = PRESETS[base.model.preset].family
     baseline = FAMILY_BASELINE_NORM[family]
     norms = args.norms or [baseline]
     results: dict[str, list[float]] = {"stock": [], **{n: [] for n in norms}}
+    mfus: dict[str, list[float | None]] = {n: [] for n in norms}
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         for round_index in range(args.rounds):
             stock_cfg = bench_config(args, Path(tmp), baseline, f"stock_{round_index}")
             results["stock"].append(run_plain_loop(stock_cfg, args.warmup))
             for norm in norms:
-                results[norm].append(run_trainer(bench_config(args, Path(tmp), norm, f"{norm}_{round_index}")))
+                tokens_per_s, mfu = run_trainer(bench_config(args, Path(tmp), norm, f"{norm}_{round_index}"))
+                results[norm].append(tokens_per_s)
+                mfus[norm].append(mfu)
 
     plan = plan_batches(base.train, base.data.seq_len, world_size=1)
     best = {name: max(values) for name, values in results.items()}
+    best_mfu = {name: values[results[name].index(best[name])] for name, values in mfus.items()}
+    show_mfu = any(m is not None for m in best_mfu.values())
     print(f"model {base.model.preset} ({'quick: d_model 64, 2 layers' if args.quick else 'preset size'}), "
           f"{plan.tokens_per_step} tokens/step (micro {plan.micro_batch_size} x accum {plan.grad_accum} x "
           f"seq {base.data.seq_len}), {args.steps} timed steps, best of {args.rounds}, "
           f"{torch.get_num_threads()} threads, malloc: {malloc}")
-    print(f"{'run':<26}{'tokens/s':>12}{'ms/step':>10}{'vs stock loop':>15}{'vs ' + baseline:>16}")
+    print(f"{'run':<26}{'tokens/s':>12}{'ms/step':>10}{'vs stock loop':>15}{'vs ' + baseline:>16}"
+          + (f"{'MFU':>8}" if show_mfu else ""))
     for name, value in best.items():
         label = "plain loop, stock HF" if name == "stock" else f"our trainer, {name}"
         ms = plan.tokens_per_step / value * 1000
         vs_base = f"{best[baseline] / value:.3f}x" if name != "stock" and baseline in best else ""
-        print(f"{label:<26}{value:>12.0f}{ms:>10.1f}{best['stock'] / value:>14.3f}x{vs_base:>16}")
+        mfu = best_mfu.get(name)
+        mfu_cell = (f"{mfu:>8.1%}" if mfu is not None else f"{'':>8}") if show_mfu else ""
+        print(f"{label:<26}{value:>12.0f}{ms:>10.1f}{best['stock'] / value:>14.3f}x{vs_base:>16}{mfu_cell}")
     print("(ratios are step-time ratios: above 1 means slower than the reference)")
 
     if len(norms) > 1 or norms[0] != baseline:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from train_helpers import ROOT, losses
 
 from ibnorm_llm.config import load_config
@@ -57,17 +58,28 @@ def test_demo_writes_comparison_and_plot(tmp_path, data_files):
 @pytest.mark.slow
 def test_bench_train_quick_prints_ratio(data_files):
     result = subprocess.run(
-        [sys.executable, "scripts/bench_train.py", *_data_overrides(data_files), "--quick", "--norms", "rmsnorm",
-         "ibnorm_l"],
+        [sys.executable, "scripts/bench_train.py", *_data_overrides(data_files), "train.peak_flops=1.0e+12", "--quick",
+         "--norms", "rmsnorm", "ibnorm_l"],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [line.split() for line in result.stdout.splitlines() if line.startswith(("plain loop", "our trainer"))]
     assert [" ".join(r[:3]) for r in rows] == ["plain loop, stock", "our trainer, rmsnorm", "our trainer, ibnorm_l"]
-    assert rows[1][-2].endswith("x") and rows[2][-1].endswith("x")  # vs stock loop, vs rmsnorm
+    assert rows[1][-3].endswith("x") and rows[2][-2].endswith("x")  # vs stock loop, vs rmsnorm
+    # MFU of our trainer's runs, given a peak (the plain loop has none)
+    assert all(r[-1].endswith("%") and float(r[-1][:-1]) > 0 for r in rows[1:]) and rows[0][-1].endswith("x")
     assert float(rows[0][4]) > 0 and float(rows[1][3]) > 0 and float(rows[2][3]) > 0  # tokens/s columns
     # the interleaved table: each norm's step time, and its ratio to the baseline (1.000x for itself)
     interleaved = result.stdout.split("interleaved model steps")[1].splitlines()[2:]
     steps = {line.split()[0]: line.split()[1:] for line in interleaved if line.strip()}
     assert steps.keys() == {"rmsnorm", "ibnorm_l"}
     assert steps["rmsnorm"][1] == "1.000x" and float(steps["ibnorm_l"][0]) > 0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="bf16 is refused only without CUDA")
+def test_bench_train_refuses_bf16_without_cuda():
+    result = subprocess.run([sys.executable, "scripts/bench_train.py", "--quick", "train.precision=bf16-mixed"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "train.precision=bf16-mixed on a machine without a CUDA GPU" in result.stderr
+    assert "Use train.precision=fp32 on CPU" in result.stderr
