@@ -12,7 +12,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint bench clean-runs
+.PHONY: install demo test test-fast lint bench gpu-check clean-runs
 
 # torch is (re)installed only when none is there or TORCH is given on the command line, so a
 # later `make test` after a pyproject change keeps a GPU build chosen with `make install TORCH=...`.
@@ -44,6 +44,11 @@ bench: $(STAMP)
 	$(PY) scripts/bench_norms.py
 	$(PY) scripts/bench_data.py
 	$(PY) scripts/bench_train.py --norms rmsnorm ibnorm_s ibnorm_l ibnorm_t
+
+# On a GPU machine: the gpu-marked tests, bench_norms in bf16/fp32, bench_train at llama-60m, FSDP
+# (scripts/gpu_check.sh; writes runs/gpu_check/).
+gpu-check: $(STAMP)
+	PYTHON=$(PY) bash scripts/gpu_check.sh
 
 clean-runs:
 	rm -rf runs/demo

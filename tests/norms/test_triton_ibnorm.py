@@ -1,8 +1,9 @@
-"""The Triton IBNorm kernels equal the reference formula, run on CPU by Triton's interpreter.
+"""The Triton IBNorm kernels equal the reference formula: on CPU through Triton's interpreter,
+and compiled on CUDA (tests marked ``gpu``; scripts/gpu_check.sh runs them on a GPU machine).
 
 ``TRITON_INTERPRET=1`` must be set before triton is imported and would change every later
-Triton use in the test process, so the checks run in a child process (this file run as a
-script) with the variable set there only.
+Triton use in the test process, so the interpreter checks run in a child process (this file
+run as a script) with the variable set there only.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ CASES = [
 ROWS, WIDTH = 7, 24  # 7 rows over 4 backward programs leaves the last one short
 
 
-def _check_case(case) -> None:
+def _check_case(case, device: str = "cpu", rows: int = ROWS, width: int = WIDTH) -> None:
     import torch
 
     from ibnorm_llm.norms import IBNorm, ibnorm_reference
@@ -37,14 +38,14 @@ def _check_case(case) -> None:
     variant, deviation, standardize, order, num_groups, affine, learnable, dtype_name = case
     dtype = getattr(torch, dtype_name)
     gen = torch.Generator().manual_seed(0)
-    normal = torch.randn(ROWS, WIDTH, generator=gen)
-    x = (normal / torch.randn(3, ROWS, WIDTH, generator=gen).pow(2).mean(0).sqrt() + 0.3).to(dtype)
-    weight = None if affine == "none" else 1 + 0.3 * torch.randn(WIDTH, generator=gen)
-    bias = 0.2 * torch.randn(WIDTH, generator=gen) if affine == "weight-and-bias" else None
+    normal = torch.randn(rows, width, generator=gen)
+    x = (normal / torch.randn(3, rows, width, generator=gen).pow(2).mean(0).sqrt() + 0.3).to(device, dtype)
+    weight = None if affine == "none" else (1 + 0.3 * torch.randn(width, generator=gen)).to(device)
+    bias = (0.2 * torch.randn(width, generator=gen)).to(device) if affine == "weight-and-bias" else None
     lam0 = {"S": 2.5, "L": 4.0, "T": 3.0}[variant]
     opts = dict(variant=variant, deviation=deviation, standardize=standardize, order=order,
                 num_groups=num_groups, eps=1e-5)
-    grad_out = torch.randn(ROWS, WIDTH, generator=gen).to(dtype)
+    grad_out = torch.randn(rows, width, generator=gen).to(device, dtype)
 
     results = []
     for fn in (ibnorm_reference, ibnorm_triton):
@@ -53,7 +54,7 @@ def _check_case(case) -> None:
             leaves["weight"] = weight.clone().requires_grad_()
         if bias is not None:
             leaves["bias"] = bias.clone().requires_grad_()
-        lam = torch.tensor(lam0, requires_grad=True) if learnable else lam0
+        lam = torch.tensor(lam0, device=device, requires_grad=True) if learnable else lam0
         if learnable:
             leaves["lam"] = lam
         y = fn(leaves["x"], leaves.get("weight"), leaves.get("bias"), lam=lam, **opts)
@@ -67,7 +68,7 @@ def _check_case(case) -> None:
         torch.testing.assert_close(got[name], ref[name], **tol, msg=lambda m, name=name: f"{case} {name}: {m}")
 
     # The module dispatches to the kernels when asked.
-    norm = IBNorm(WIDTH, impl="triton", num_groups=num_groups)
+    norm = IBNorm(width, impl="triton", num_groups=num_groups).to(device)
     assert norm(x.float()).shape == x.shape
 
 
@@ -77,6 +78,33 @@ def test_triton_kernels_match_reference_in_interpreter():
     done = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count("ok ") == len(CASES), done.stdout
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("case", CASES, ids=lambda case: "-".join(map(str, case)))
+def test_triton_kernels_match_reference_on_cuda(case):
+    _check_case(case, device="cuda")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype_name", ["float32", "bfloat16"])
+def test_triton_kernels_match_reference_on_cuda_at_model_width(dtype_name):
+    # Real widths take the kernels' multi-block paths (several row blocks per program, the
+    # backward's per-program weight-gradient partials) that the tiny cases above do not.
+    _check_case(("L", "raw", "meanvar", "compress_first", 1, "weight-and-bias", True, dtype_name),
+                device="cuda", rows=4096, width=2048)
+
+
+@pytest.mark.gpu
+def test_auto_impl_picks_triton_on_cuda():
+    import torch
+
+    from ibnorm_llm.norms import IBNorm
+    from ibnorm_llm.norms.ibnorm import _select_impl
+
+    x = torch.randn(4, 64, device="cuda")
+    assert _select_impl("auto", x).__name__ == "ibnorm_triton"
+    assert torch.isfinite(IBNorm(64).to("cuda")(x)).all()
 
 
 if __name__ == "__main__":
