@@ -3,7 +3,7 @@
 Why C: on CPU, ATen's vectorized ``log1p``/``tanh`` alone cost about as much as LayerNorm's
 whole forward+backward, and eager PyTorch walks the data a dozen times. This kernel
 handles one group at a time in L1-sized scratch buffers, with branch-free polynomial
-``log1p``/``tanh``/``expm1`` (a few ulp) that the compiler vectorizes. The math is the fused
+``log1p``/``tanh``/``expm1``/``exp2`` (a few ulp) that the compiler vectorizes. The math is the fused
 function's (``fused_ibnorm.py`` derives the backward); the loops are arranged as LayerNorm's:
 three passes forward (mean; compressed values with their sum and sum of squares; output),
 two backward (every sum the gradient needs; the gradient). For L and T the forward also
@@ -916,7 +916,7 @@ def saves_compressed(variant: str, *, std_deviation: bool, compress_first: bool,
     Both cost one activation of memory. From ``c`` the backward of T needs no tanh (its slope is
     ``1 - (lam c)^2``) and L's needs one exp instead of a log and a division; that outweighs
     the forward's extra store of ``c`` (measured forward+backward per element: T 28-30 % and L
-    15-19 % less time). S gains nothing (measured equal) and keeps the input. T's deviations
+    18-21 % less time). S gains nothing (measured equal) and keeps the input. T's deviations
     cannot be recovered where tanh saturates, so T keeps the input when it needs them (std
     units, learnable lambda).
     """
