@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The checks only a GPU can do, as one prepared run of a few minutes (issue 6's GPU figures):
+# The checks only a GPU can do, as one prepared run (issue 6's GPU figures): a few minutes expected,
+# at most 9 (the steps' time limits add up to 540 s, inside a 10-minute remote command):
 #   1. the `gpu` tests: the Triton IBNorm kernels against the reference on CUDA (fp32, bf16, a
 #      model-sized width), `auto` picking them, bf16-mixed and bf16-pure training with MFU logged;
 #   2. bench_norms on CUDA in bf16 and fp32: time against F.layer_norm and achieved bandwidth;
@@ -11,7 +12,9 @@
 # Uses $PYTHON (default python3) as it is, with this checkout on PYTHONPATH: nothing is
 # installed. Every step runs under its own time limit and a failing step does not stop the
 # others; the exit status is the number of failed steps. Everything printed goes to
-# OUT_DIR/gpu_check.log, the benchmark rows also to bench_norms_{bf16,fp32}.json.
+# OUT_DIR/gpu_check.log, the benchmark rows also to bench_norms_{bf16,fp32}.json. bench_train
+# trains the built-in tokenizer (tokenizers/builtin-sp-4k) first where it is missing: bring it
+# along to save that time.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-runs/gpu_check}}
@@ -33,19 +36,19 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, log it, count a
     [ "$status" -eq 0 ] || failed=$((failed + 1))
 }
 
-step environment 60 bash -c "nvidia-smi -L; $py -c 'import torch, triton, transformers, accelerate; \
+step environment 30 bash -c "nvidia-smi -L; $py -c 'import torch, triton, transformers, accelerate; \
 print(\"torch\", torch.__version__, \"cuda\", torch.version.cuda, torch.cuda.get_device_name(0)); \
 print(\"triton\", triton.__version__, \"transformers\", transformers.__version__, \"accelerate\", accelerate.__version__)'"
-step gpu-tests 300 "$py" -m pytest -q -p no:cacheprovider -m gpu -rs \
+step gpu-tests 150 "$py" -m pytest -q -p no:cacheprovider -m gpu -rs \
     tests/norms/test_triton_ibnorm.py tests/train/test_gpu_training.py
-step bench-norms-bf16 180 "$py" scripts/bench_norms.py --device cuda --dtype bfloat16 --json "$out/bench_norms_bf16.json"
-step bench-norms-fp32 120 "$py" scripts/bench_norms.py --device cuda --dtype float32 --norms layernorm,rmsnorm,ibnorm \
+step bench-norms-bf16 90 "$py" scripts/bench_norms.py --device cuda --dtype bfloat16 --json "$out/bench_norms_bf16.json"
+step bench-norms-fp32 60 "$py" scripts/bench_norms.py --device cuda --dtype float32 --norms layernorm,rmsnorm,ibnorm \
     --json "$out/bench_norms_fp32.json"
 runs=$(mktemp -d)
-step bench-train-60m 240 "$py" scripts/bench_train.py --norms rmsnorm ibnorm_l --steps 20 --warmup 5 --rounds 1 \
+step bench-train-60m 120 "$py" scripts/bench_train.py --norms rmsnorm ibnorm_l --steps 20 --warmup 5 --rounds 1 \
     --config llama_tiny_rmsnorm.yaml model.preset=llama-60m data.seq_len=256 train.micro_batch_size=64 \
     train.precision=bf16-mixed
-step fsdp-bf16 180 "$py" -m accelerate.commands.launch --config_file launch/fsdp.yaml --num_processes 1 \
+step fsdp-bf16 90 "$py" -m accelerate.commands.launch --config_file launch/fsdp.yaml --num_processes 1 \
     scripts/pretrain.py --config llama_tiny_ibnorm_l.yaml "out_dir=$runs" run_name=fsdp train.max_steps=20 \
     train.precision=bf16-mixed train.checkpoint_every=10 train.eval_every=0 "logging.wandb='off'" logging.progress=false
 rm -rf "$runs"
