@@ -9,12 +9,15 @@
 #
 #   bash scripts/gpu_check.sh [OUT_DIR]      # default: $OUT, else runs/gpu_check
 #
-# Uses $PYTHON (default python3) as it is, with this checkout on PYTHONPATH: nothing is
-# installed. Every step runs under its own time limit and a failing step does not stop the
-# others; the exit status is the number of failed steps. Everything printed goes to
-# OUT_DIR/gpu_check.log, the benchmark rows also to bench_norms_{bf16,fp32}.json. bench_train
-# trains the built-in tokenizer (tokenizers/builtin-sp-4k) first where it is missing: bring it
-# along to save that time.
+# Uses $PYTHON (default python3) as it is, with this checkout on PYTHONPATH. Wheels in .whl/
+# (gitignored) are installed first into a private folder, for a GPU machine without network
+# that lacks some of our dependencies; fetched here with
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux_2_28_x86_64 \
+#       -d .whl datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 transformers==5.24.0
+# Every step runs under its own time limit and a failing step does not stop the others; the
+# exit status is the number of failed steps. Everything printed goes to OUT_DIR/gpu_check.log,
+# the benchmark rows also to bench_norms_{bf16,fp32}.json. bench_train trains the built-in
+# tokenizer (tokenizers/builtin-sp-4k) first where it is missing: bring it along to save time.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-runs/gpu_check}}
@@ -24,6 +27,12 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 log="$out/gpu_check.log"
 : >"$log"
 failed=0
+if compgen -G ".whl/*.whl" >/dev/null; then
+    site=$(mktemp -d)
+    "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" .whl/*.whl 2>&1 | tee -a "$log"
+    export PYTHONPATH="$PYTHONPATH:$site"
+    echo "installed into $site: $(cd .whl && ls *.whl | tr '\n' ' ')" | tee -a "$log"
+fi
 
 step() {  # step NAME SECONDS COMMAND...: run with a time limit, log it, count a failure
     local name=$1 limit=$2
