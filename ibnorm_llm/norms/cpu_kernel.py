@@ -55,28 +55,31 @@ typedef struct {
 static inline float as_float(int32_t i) { float f; memcpy(&f, &i, 4); return f; }
 static inline int32_t as_int(float f) { int32_t i; memcpy(&i, &f, 4); return i; }
 
-/* log1p(z) / lam for z >= 0, given inv_lam = 1 / lam (1: log1p itself). 1 + z = 2^k m with
-   m in [sqrt(1/2), sqrt(2)) (subtracting the bits of sqrt(1/2) before taking the exponent does
-   the reduction in one step); f = m - 1 is taken from z, not from the rounded 1 + z:
-   f = z 2^-k + (2^-k - 1), exact for k = 0 (f = z) and rounded once otherwise, so small z keep
-   their relative accuracy with no correction term. Then log(m) = 2 atanh(s) with
-   s = f / (f + 2), |s| < 0.1716, as 2 s + s^3 q(s^2), q of degree 2 (our least-squares fit,
+/* log1p(lam r) / lam for r >= 0, given lam and inv_lam = 1 / lam (1 and 1: log1p itself).
+   1 + z = 2^k m (z = lam r) with m in [sqrt(1/2), sqrt(2)) (subtracting the bits of sqrt(1/2)
+   before taking the exponent does the reduction in one step); f = m - 1 is taken from z, not from
+   the rounded 1 + z: f = z 2^-k + (2^-k - 1), exact for k = 0 (f = z) and rounded once otherwise,
+   so small z keep their relative accuracy with no correction term. Then log(m) = 2 atanh(s) with
+   s = f / (m + 1), |s| < 0.1716, as 2 s + s^3 q(s^2), q of degree 2 (our least-squares fit,
    reweighted toward equal ripple: relative error 1.3e-9, one multiply-add fewer than the Taylor
    series). The scale 1 / lam is folded into the coefficients (taken once per loop, not per
-   element), and the leading term 2 s / lam is added last, in one rounding. This function
-   dominates variant L's forward, which is bound by the number of vector operations: each one
-   saved here is measurable. */
-static inline float fast_log1p_scaled(float z, float inv_lam) {
-    float w = 1.0f + z;
+   element). This function dominates variant L's forward, whose loop is bound by the latency of
+   one element's chain of operations (the out-of-order window holds only a few elements' worth),
+   so the arrangement shortens that chain: 1 + lam r as one multiply-add, m + 1 from 1 + z beside
+   f rather than after it, and 2 s / lam + k ln 2 / lam formed while q is evaluated (measured: the
+   loop 15 % faster than in the plain order). */
+static inline float fast_log1p_scaled(float r, float lam, float inv_lam) {
+    float z = r * lam;
+    float w = fmaf(r, lam, 1.0f);
     int32_t k_bits = (as_int(w) - 0x3f3504f3) & (int32_t)0xff800000;  /* k << 23, k >= 0 */
     float k_ln2 = (float)(k_bits >> 23) * (0.6931471805599453f * inv_lam);
     float scale = as_float(0x3f800000 - k_bits);                       /* 2^-k */
     float f = z * scale + (scale - 1.0f);
-    float s = f / (f + 2.0f), s2 = s * s;
+    float s = f / fmaf(w, scale, 1.0f), s2 = s * s;                   /* w 2^-k + 1 = m + 1 */
     float q = 0.29961180831850465f * inv_lam;
     q = q * s2 + 0.3997360662830866f * inv_lam;
     q = q * s2 + 0.6666681667629399f * inv_lam;
-    return s * (2.0f * inv_lam) + ((s * s2) * q + k_ln2);
+    return fmaf(s * s2, q, fmaf(s, 2.0f * inv_lam, k_ln2));
 }
 
 /* expm1(x) for x in [-87, 0] (clamped below: exp(-87) is near the smallest normal float):
@@ -145,7 +148,7 @@ INLINE float compress_one(float u, const params_t *p, const int variant) {
     float r = fabsf(u), f;
     switch (variant) {
     case 0: f = r <= p->inv_lam ? r : p->inv_lam + (r - p->inv_lam) * p->inv_lam; break;
-    case 1: f = fast_log1p_scaled(p->lam * r, p->inv_lam); break;
+    case 1: f = fast_log1p_scaled(r, p->lam, p->inv_lam); break;
     case 2: f = fast_tanh(p->lam * r) * p->inv_lam; break;
     default: f = r;
     }
@@ -689,7 +692,7 @@ static int backward_rows(const float *x, const float *w, const float *gy, const 
 void ibn_elementwise(int fn, const float *x, float *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         switch (fn) {
-        case 0: y[i] = fast_log1p_scaled(x[i], 1.0f); break;
+        case 0: y[i] = fast_log1p_scaled(x[i], 1.0f, 1.0f); break;
         case 1: y[i] = fast_tanh(x[i]); break;
         case 2: y[i] = fast_expm1_neg(x[i]); break;
         default: y[i] = fast_exp2_neg(x[i]);
@@ -792,7 +795,7 @@ def _compile(target: Path, openmp: bool) -> None:
         # -fopenmp-simd: the simd pragmas (vectorized reductions) without an OpenMP runtime.
         # -fno-trapping-math lets the compiler evaluate both sides of a select (vectorizing the
         # compression loops). No -ffast-math: it would reassociate the exact reductions (fast_log1p_scaled's
-        # f, the exp's r) and the one-pass variance of centred values.
+        # f, the exp's r) and the order of the sums.
         cmd = [compiler, "-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math", "-fPIC", "-shared",
                *(["-fopenmp"] if openmp else []), str(src), "-o", str(out), "-lm"]
         done = subprocess.run(cmd, capture_output=True, text=True)
