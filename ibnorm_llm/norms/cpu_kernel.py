@@ -354,7 +354,8 @@ static void compress_backward(const float *gs, const float *u, const float *c, f
 
 /* Rows are contiguous, so the next group starts where this one ends. Asking for it before a
    compute-bound pass lets its load from memory overlap that pass instead of stalling the next
-   group's first pass (prefetches never fault, so the last group may ask past the end). */
+   group's first pass. The last group of a block passes NULL: past it lies another block's rows
+   (or the end of the tensor). */
 static inline void prefetch_group(const float *next, int n) {
     if (!next) return;
     for (int i = 0; i < n; i += 16) __builtin_prefetch(next + i, 0, 3);
@@ -681,12 +682,6 @@ static int backward_rows(const float *x, const float *w, const float *gy, const 
     return 0;
 }
 
-/* The entry points run row blocks [bounds[i], bounds[i + 1]), i < nblocks, in parallel. Built
-   with -fopenmp against the OpenMP runtime torch has loaded, they run on torch's own worker
-   threads, which spin for a while after each torch op: threads of our own would compete with
-   them for the cores. Built without OpenMP they run the blocks in turn (Python then passes one
-   block per call, on its own threads). Block i accumulates into gw_parts/gb_parts row i and
-   glams[i]. Nonzero: a scratch buffer could not be allocated. */
 /* The elementwise approximations on their own, for their accuracy tests: y = f(x) with f
    0 log1p (x >= 0), 1 tanh (x >= 0), 2 expm1 (x <= 0), 3 exp2 (x <= 0). */
 void ibn_elementwise(int fn, const float *x, float *y, int64_t n) {
@@ -700,6 +695,12 @@ void ibn_elementwise(int fn, const float *x, float *y, int64_t n) {
     }
 }
 
+/* The entry points run row blocks [bounds[i], bounds[i + 1]), i < nblocks, in parallel. Built
+   with -fopenmp against the OpenMP runtime torch has loaded, they run on torch's own worker
+   threads, which spin for a while after each torch op: threads of our own would compete with
+   them for the cores. Built without OpenMP they run the blocks in turn (Python then passes one
+   block per call, on its own threads). Block i accumulates into gw_parts/gb_parts row i and
+   glams[i]. Nonzero: a scratch buffer could not be allocated. */
 int ibn_openmp(void) {
 #ifdef _OPENMP
     return 1;
@@ -767,6 +768,15 @@ def _cpu_signature() -> str:
     return platform.machine() + flags
 
 
+def _libgomp_runtimes() -> set[str]:
+    """The paths of the GNU OpenMP runtimes loaded in this process (empty where unreadable)."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return set()
+    return {line.split()[-1] for line in maps.splitlines() if "libgomp" in line}
+
+
 def _torch_runs_on_libgomp() -> bool:
     """Whether torch's OpenMP runtime is GNU's, loaded as ``libgomp.so.1`` (or its versioned file).
 
@@ -775,11 +785,7 @@ def _torch_runs_on_libgomp() -> bool:
     Any other runtime (or none, or a renamed copy such as ``libgomp-<hash>.so.1``) would make a
     second pool of threads competing for the cores.
     """
-    try:
-        maps = Path("/proc/self/maps").read_text()
-    except OSError:
-        return False
-    runtimes = {line.split()[-1] for line in maps.splitlines() if "libgomp" in line}
+    runtimes = _libgomp_runtimes()
     return len(runtimes) == 1 and Path(runtimes.pop()).name.startswith("libgomp.so.1")
 
 
@@ -867,18 +873,12 @@ def build_error() -> str | None:
 MIN_ELEMENTS_PER_THREAD = 1 << 15
 
 
-def _row_blocks(rows: int, width: int) -> list[tuple[int, int]]:
-    if rows == 0:
-        return []
-    parts = max(1, min(torch.get_num_threads(), rows, rows * width // MIN_ELEMENTS_PER_THREAD))
-    step = -(-rows // parts)
-    return [(start, min(start + step, rows)) for start in range(0, rows, step)]
-
-
 def _row_bounds(rows: int, width: int) -> torch.Tensor:
-    """Starts of the row blocks, then ``rows``: (blocks + 1,) int64 (just ``[0]`` for no rows)."""
-    blocks = _row_blocks(rows, width)
-    return torch.tensor([start for start, _ in blocks] + [rows], dtype=torch.int64)
+    """Starts of the row blocks (one per torch thread, each at least MIN_ELEMENTS_PER_THREAD
+    elements), then ``rows``: (blocks + 1,) int64 (just ``[0]`` for no rows)."""
+    parts = max(1, min(torch.get_num_threads(), rows, rows * width // MIN_ELEMENTS_PER_THREAD))
+    step = max(1, -(-rows // parts))
+    return torch.tensor([*range(0, rows, step), rows], dtype=torch.int64)
 
 
 def _run_blocks(call, blocks: int) -> None:

@@ -242,7 +242,7 @@ class FusedIBNorm(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, lam, opts: IBNormOptions):
+    def forward(ctx, x, weight, bias, lam, opts: IBNormOptions, backward_follows: bool):
         ctx.opts = opts
         ctx.bias_dtype = bias.dtype if bias is not None else None
         ctx.lam = None if torch.is_tensor(lam) else lam
@@ -252,8 +252,9 @@ class FusedIBNorm(torch.autograd.Function):
             x2 = x.reshape(-1, x.shape[-1]).contiguous()  # (rows, width)
             kernel_opts = _kernel_options(opts)
             # The backward runs from the input or, cheaper, from the compressed deviations c: one
-            # activation either way.
-            ctx.from_c = saves_compressed(
+            # activation either way. Without a backward (no_grad: evaluation, generation) c would
+            # be a whole extra tensor written for nothing, and the input costs only a reference.
+            ctx.from_c = backward_follows and saves_compressed(
                 opts.variant, std_deviation=kernel_opts["std_deviation"],
                 compress_first=kernel_opts["compress_first"],
                 learnable_lam=lam_tensor is not None and lam_tensor.requires_grad,
@@ -291,6 +292,7 @@ class FusedIBNorm(torch.autograd.Function):
             gw.to(weight.dtype) if need_w else None,
             gb.to(ctx.bias_dtype) if need_b else None,
             glam.to(lam_tensor.dtype) if need_lam else None,
+            None,
             None,
         )
 
@@ -393,4 +395,9 @@ def ibnorm_fused(
 # trace through the ctypes calls (it would break the graph inside the Function, with warnings).
 @torch.compiler.disable
 def _apply(x, weight, bias, lam, opts: IBNormOptions) -> torch.Tensor:
-    return FusedIBNorm.apply(x, weight, bias, lam, opts)
+    # Inside forward, autograd's own flags cannot tell whether a backward will follow (grad
+    # mode is off there and needs_input_grad ignores no_grad), so it is decided here.
+    backward_follows = torch.is_grad_enabled() and any(
+        torch.is_tensor(t) and t.requires_grad for t in (x, weight, bias, lam)
+    )
+    return FusedIBNorm.apply(x, weight, bias, lam, opts, backward_follows)

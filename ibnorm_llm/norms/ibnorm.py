@@ -185,14 +185,13 @@ class IBNorm(nn.Module):
         self.standardize = check_choice("standardize", standardize, STANDARDIZATIONS)
         self.order = check_choice("order", order, ORDERS)
         self.num_groups = check_groups(dim, num_groups)
-        self.affine = check_bool("affine", affine)
-        self.use_bias = check_bool("bias", bias)
+        self.weight, self.bias = make_affine(dim, affine, bias)  # validates both flags
+        self.affine, self.use_bias = affine, bias
         self.eps = check_positive("eps", eps)
         self.learnable_lam = check_bool("learnable_lam", learnable_lam)
         self.impl = check_choice("impl", impl, IMPLS)
         if learnable_lam and variant == "S" and lam == 1.0:
             raise NormOptionError("lam", lam, "must be > 1 for variant S with learnable_lam (1 + softplus never reaches 1)")
-        self.weight, self.bias = make_affine(dim, affine, bias)
         self.lam_raw = nn.Parameter(torch.empty(())) if learnable_lam else None
         self.reset_parameters()
 

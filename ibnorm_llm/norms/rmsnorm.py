@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .affine import make_affine, reset_affine
 from .fused_rmsnorm import rmsnorm_fused, rmsnorm_kernel_applies
 from .precision import upcast
-from .validation import check_bool, check_dim, check_positive
+from .validation import check_dim, check_positive
 
 
 class RMSNorm(nn.Module):
@@ -24,13 +25,12 @@ class RMSNorm(nn.Module):
         super().__init__()
         self.dim = check_dim(dim)
         self.eps = check_positive("eps", eps)
-        self.affine = check_bool("affine", affine)
-        self.weight = nn.Parameter(torch.empty(dim)) if affine else None
+        self.weight, _ = make_affine(dim, affine, False)  # validates the flag; no bias, as LlamaRMSNorm
+        self.affine = affine
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        if self.weight is not None:
-            nn.init.ones_(self.weight)
+        reset_affine(self.weight, None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if rmsnorm_kernel_applies(x, self.weight):

@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from ibnorm_llm.norms import IBNorm, cpu_kernel, ibnorm_reference
+from ibnorm_llm.norms import IBNorm, cpu_kernel, fused_ibnorm, ibnorm_reference
 from ibnorm_llm.norms.fused_ibnorm import _kernel_applies, ibnorm_fused
 from ibnorm_llm.norms.ibnorm import _select_impl
 
@@ -231,7 +231,7 @@ def test_kernel_splits_rows_across_threads(openmp, monkeypatch):
     torch.set_num_threads(2)
     try:
         x = _heavy_tailed(301, 256, seed=9)  # 77k elements: two row blocks of unequal size
-        assert len(cpu_kernel._row_blocks(301, 256)) == 2
+        assert len(cpu_kernel._row_bounds(301, 256)) == 3  # two blocks
         _assert_fused_matches_reference(
             x, torch.linspace(0.5, 1.5, 256), torch.linspace(-1, 1, 256), torch.tensor(3.0), variant="T",
             deviation="std", standardize="meanvar", order="compress_first", num_groups=2, eps=1e-5,
@@ -244,7 +244,7 @@ def test_openmp_kernel_shares_torchs_runtime():
     if not cpu_kernel.available() or not cpu_kernel._openmp:
         pytest.skip("the kernel was built without OpenMP here")
     # A second OpenMP runtime would bring a second pool of threads competing with torch's.
-    runtimes = {line.split()[-1] for line in open("/proc/self/maps") if "libgomp" in line}
+    runtimes = cpu_kernel._libgomp_runtimes()
     assert len(runtimes) == 1, runtimes
 
 
@@ -258,11 +258,11 @@ if not cpu_kernel._torch_runs_on_libgomp():
     raise SystemExit("SKIP: torch does not run on libgomp here")
 assert cpu_kernel.available(), cpu_kernel.build_error()
 assert cpu_kernel._openmp, "torch runs on libgomp here, so the kernel should be the OpenMP build"
-runtimes = {line.split()[-1] for line in open("/proc/self/maps") if "libgomp" in line}
+runtimes = cpu_kernel._libgomp_runtimes()
 assert len(runtimes) == 1, runtimes
 gen = torch.Generator().manual_seed(0)
 x = (torch.randn(301, 256, generator=gen) * 2).requires_grad_()
-assert len(cpu_kernel._row_blocks(301, 256)) == 2
+assert len(cpu_kernel._row_bounds(301, 256)) == 3  # two blocks
 opts = dict(variant="L", lam=3.0, deviation="raw", standardize="meanvar", order="compress_first",
             num_groups=2, eps=1e-5)
 w, b = torch.linspace(0.5, 1.5, 256), torch.linspace(-1, 1, 256)
@@ -305,13 +305,13 @@ def test_kernel_builds_where_a_c_compiler_exists():
     [("S", "raw", False, False), ("L", "raw", False, True), ("L", "std", True, True), ("T", "raw", False, True),
      ("T", "std", False, False), ("T", "raw", True, False)],
 )
-def test_backward_runs_from_the_compressed_deviations_where_it_is_exact(variant, deviation, learnable, from_c, cpu_path):
+def test_backward_runs_from_the_compressed_deviations_where_it_is_exact(variant, deviation, learnable, from_c):
     # One activation is saved either way: the input, or c = sign(u) f(|u|) where the backward can
     # recover everything from it (T cannot recover u where tanh saturates, so not when it needs u).
     assert cpu_kernel.saves_compressed(variant, std_deviation=deviation == "std", compress_first=True,
                                        learnable_lam=learnable) is from_c
-    if cpu_path != "kernel":
-        return
+    if not cpu_kernel.available():
+        pytest.skip(f"the CPU kernel is unavailable here: {cpu_kernel.build_error()}")
     x = _heavy_tailed(32, 64, seed=11).requires_grad_()  # heavy tails: T saturates
     lam = torch.tensor(4.0, requires_grad=True) if learnable else 4.0
     seen = []
@@ -325,6 +325,25 @@ def test_backward_runs_from_the_compressed_deviations_where_it_is_exact(variant,
     _assert_fused_matches_reference(x.detach(), None, None, torch.tensor(4.0) if learnable else 4.0,
                                     variant=variant, deviation=deviation, standardize="meanvar",
                                     order="compress_first", num_groups=1, eps=1e-5)
+
+
+def test_no_compressed_copy_is_written_without_a_backward(monkeypatch):
+    # c only serves the backward: under no_grad (evaluation, generation) the kernel is not asked
+    # for it, and the output is the same.
+    if not cpu_kernel.available():
+        pytest.skip(f"the CPU kernel is unavailable here: {cpu_kernel.build_error()}")
+    asked = []
+    real_forward = fused_ibnorm.cpu_kernel_forward
+    monkeypatch.setattr(fused_ibnorm, "cpu_kernel_forward",
+                        lambda *args, save_c, **kwargs: asked.append(save_c) or real_forward(*args, save_c=save_c, **kwargs))
+    x = _heavy_tailed(8, 64, seed=14)
+    opts = dict(variant="L", lam=4.0, deviation="raw", standardize="meanvar", order="compress_first", num_groups=1,
+                eps=1e-5)
+    with torch.no_grad():
+        y_eval = ibnorm_fused(x, None, None, **opts)
+    y_train = ibnorm_fused(x.clone().requires_grad_(), None, None, **opts)
+    assert asked == [False, True]
+    torch.testing.assert_close(y_eval, y_train.detach(), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
