@@ -366,7 +366,7 @@ class RunConfig:
 _POSITIVE_INT = (
     "data.seq_len", "data.val_tokens", "data.shuffle_buffer", "data.num_workers",
     "tokenizer.vocab_size", "tokenizer.train_max_documents", "train.max_steps", "train.micro_batch_size", "train.keep_last",
-    "train.eval_batches", "train.log_every", "analysis.n_tokens",
+    "train.eval_batches", "train.log_every", "analysis.n_tokens", "eval.batch_size",
 )
 _NON_NEGATIVE = (
     "optim.weight_decay", "optim.warmup_steps", "optim.grad_clip", "train.checkpoint_every",
@@ -391,7 +391,7 @@ def _check_values(cfg: RunConfig) -> None:
         raise ConfigError(f"optim.betas={list(cfg.optim.betas)}: each must be in [0, 1)")
     if not 0 < cfg.data.val_fraction < 1:
         raise ConfigError(f"data.val_fraction={cfg.data.val_fraction}: must be in (0, 1)")
-    for key in ("train.global_batch_size", "train.global_batch_tokens"):
+    for key in ("train.global_batch_size", "train.global_batch_tokens", "eval.limit"):
         value = _get(cfg, key)
         if value is not None and value <= 0:
             raise ConfigError(f"{key}={value}: must be a positive integer (or null)")

@@ -38,15 +38,13 @@ from pathlib import Path
 import numpy as np
 
 from ibnorm_llm.evaluation.comparison import Cell, Column, Comparison, Delta, Row
-from ibnorm_llm.evaluation.significance import MIN_SEEDS_FOR_TEST, seed_test
+from ibnorm_llm.evaluation.significance import seed_test
 from ibnorm_llm.evaluation.suites import SUITES, suite_parts, task_names
 from ibnorm_llm.evaluation.summaries import (
     MUST_MATCH,
     SHOULD_MATCH,
-    HeldOut,
     ResultError,
     RunSummary,
-    TaskScore,
     load_summaries,
     load_summary,
     parse_summary,
@@ -55,9 +53,9 @@ from ibnorm_llm.evaluation.tables import MISSING, to_csv, to_markdown
 from ibnorm_llm.models.presets import FAMILY_BASELINE_NORM, PRESETS
 
 __all__ = [
-    "MISSING", "MIN_SEEDS_FOR_TEST", "Cell", "Column", "Comparison", "Delta", "HeldOut", "ResultError", "Row",
-    "RunSummary", "TaskScore", "build_comparison", "default_baseline_norm", "load_summaries", "load_summary",
-    "parse_summary", "seed_test", "to_csv", "to_markdown", "write_comparison",
+    "MISSING", "Cell", "Column", "Comparison", "Delta", "ResultError", "Row", "RunSummary", "build_comparison",
+    "default_baseline_norm", "load_summaries", "load_summary", "parse_summary", "to_csv", "to_markdown",
+    "write_comparison",
 ]
 
 _RUN_KEYS = ("preset", "norm", "variant", "lam", "seed", "run_name")
@@ -161,7 +159,7 @@ def _metric_by_task(summaries: Sequence[RunSummary]) -> dict[str, str]:
 
 
 def _columns(suite: str, metric_by_task: Mapping[str, str], has_held_out: bool) -> tuple[Column, ...]:
-    known = [t for s in suite_parts(suite) for t in task_names(s)]
+    known = task_names(suite)
     ordered = [t for t in known if t in metric_by_task] + sorted(set(metric_by_task) - set(known))
     columns = [Column(t, f"{t} ({metric_by_task[t]})", True, True) for t in ordered]
     columns += [Column(f"{s}_avg", f"{s} avg", True, True) for s in suite_parts(suite)]

@@ -23,9 +23,9 @@ def test_eval_settings_are_checked_before_training(tmp_path):
     with pytest.raises(ConfigError, match="eval.offline_data=.*no such directory"):
         check_final_eval(EvalConfig(suite="v1", offline_data=str(tmp_path / "missing")), world_size=1)
     with pytest.raises(ConfigError, match="eval.limit=0"):
-        check_final_eval(EvalConfig(suite="v1", limit=0), world_size=1)
+        tiny_config(["eval.suite=v1", "eval.limit=0"])
     with pytest.raises(ConfigError, match="eval.batch_size=0"):
-        check_final_eval(EvalConfig(suite="v1", batch_size=0), world_size=1)
+        tiny_config(["eval.suite=v1", "eval.batch_size=0"])
 
 
 @pytest.mark.slow
