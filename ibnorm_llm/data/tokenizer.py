@@ -32,7 +32,7 @@ PROVENANCE_FILE = "ibnorm_tokenizer.json"
 SPECIAL_TOKENS = {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>"}
 _MAX_SENTENCE_CHARS = 4000  # SentencePiece skips "sentences" over 4192 bytes; cut paragraphs below that
 _MAX_SENTENCES = 2_000_000
-_TRAINING_ONLY_KEYS = ("vocab_size", "model_type")
+_TRAINING_ONLY_KEYS = ("vocab_size", "model_type", "train_max_documents")
 """tokenizer.* keys that only shape a tokenizer ibnorm_llm trains."""
 
 
@@ -53,8 +53,9 @@ def load_tokenizer(cfg: RunConfig) -> PreTrainedTokenizerBase:
     is a clear error). A missing local directory is trained there first when
     ``tokenizer.train_if_missing`` (the same code as ``scripts/train_tokenizer.py``); two
     processes doing so at once build it once. An existing directory we trained must match the
-    config's vocabulary size, algorithm and corpus (:func:`check_provenance`); for any other
-    tokenizer ``tokenizer.vocab_size`` and ``tokenizer.model_type`` must keep their defaults.
+    config's vocabulary size, algorithm, corpus and document cap (:func:`check_provenance`); for
+    any other tokenizer ``tokenizer.vocab_size``, ``tokenizer.model_type`` and
+    ``tokenizer.train_max_documents`` must keep their defaults.
     Tokenizers without a pad token (gpt2) get pad = EOS and those without BOS (t5-base) get
     BOS = EOS; labels mask padding by position, so pad == EOS is safe.
     """
@@ -149,7 +150,8 @@ def _reject_training_keys(cfg: RunConfig, what: str) -> None:
 
 def check_provenance(directory: Path, cfg: RunConfig) -> None:
     """Raise DataError unless the tokenizer we trained in ``directory`` fits ``cfg``: same
-    tokenizer.vocab_size, tokenizer.model_type and corpus (:func:`training_corpus`)."""
+    tokenizer.vocab_size, tokenizer.model_type, corpus (:func:`training_corpus`) and, where the
+    folder records it, tokenizer.train_max_documents."""
     name = cfg.tokenizer.name_or_path
     path = Path(directory) / PROVENANCE_FILE
     try:
@@ -170,6 +172,13 @@ def check_provenance(directory: Path, cfg: RunConfig) -> None:
             f"(it is trained there) or match the config to it"
         )
     _check_trained_corpus(trained, Path(directory), cfg)
+    trained_documents = trained.get("max_documents")  # not recorded by train_sentencepiece on chosen documents
+    if trained_documents is not None and trained_documents != cfg.tokenizer.train_max_documents:
+        raise DataError(
+            f"tokenizer.name_or_path={name!r} was trained on at most {trained_documents} documents but the config "
+            f"asks for tokenizer.train_max_documents={cfg.tokenizer.train_max_documents}: point "
+            f"tokenizer.name_or_path at a new folder (it is trained there) or match the config to it"
+        )
 
 
 def _check_trained_corpus(trained: dict, directory: Path, cfg: RunConfig) -> None:

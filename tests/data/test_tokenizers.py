@@ -60,6 +60,10 @@ def test_load_tokenizer_trains_a_missing_local_dir_once(tmp_path, corpus_file):
     again = load_tokenizer(cfg)  # reused, not retrained
     assert (out / "tokenizer.model").stat().st_mtime_ns == stamp
     assert tokenizer_fingerprint(again) == tokenizer_fingerprint(tok)
+    # Asking for another document cap than the folder was trained with is refused too.
+    with pytest.raises(DataError, match="at most 120 documents but the config asks for tokenizer.train_max_documents=121"):
+        load_tokenizer(load_config(None, ["data.source=files", f"data.files=[{corpus}]", *trained_with,
+                                          "tokenizer.train_max_documents=121"]))
     # Asking for another size than the folder was trained with is an error, not a silent reuse.
     with pytest.raises(DataError, match="tokenizer.vocab_size=480"):
         load_tokenizer(load_config(None, [f"tokenizer.name_or_path={out}", "tokenizer.vocab_size=480",
@@ -119,7 +123,8 @@ def test_unreadable_provenance_is_a_clear_error(tmp_path, tokenizer_dir):
         load_tokenizer(load_config(None, [f"tokenizer.name_or_path={broken}", "tokenizer.vocab_size=512"]))
 
 
-@pytest.mark.parametrize("setting", ["tokenizer.vocab_size=512", "tokenizer.model_type=unigram"])
+@pytest.mark.parametrize("setting", ["tokenizer.vocab_size=512", "tokenizer.model_type=unigram",
+                                     "tokenizer.train_max_documents=100"])
 def test_training_keys_are_refused_for_tokenizers_we_did_not_train(tmp_path, tokenizer_dir, setting):
     foreign = _copy_with_provenance(tokenizer_dir, tmp_path / "foreign", None)
     assert len(load_tokenizer(load_config(None, [f"tokenizer.name_or_path={foreign}"]))) == 512  # defaults: fine
