@@ -30,7 +30,7 @@ import torch
 from accelerate.utils import set_seed
 
 from ibnorm_llm.config import ConfigError, load_config
-from ibnorm_llm.data import build_train_loader, load_tokenizer
+from ibnorm_llm.data import DataError, build_train_loader, load_tokenizer
 from ibnorm_llm.models import FAMILY_BASELINE_NORM, PRESETS, build_model
 from ibnorm_llm.models.export import to_stock_model
 from ibnorm_llm.train.batching import plan_batches
@@ -61,20 +61,22 @@ def bench_config(args, out_dir: Path, norm: str, name: str):
 
 
 def run_trainer(cfg) -> tuple[float, float | None]:
-    """Tokens/s of our trainer over the steps after warmup (from its own metrics.jsonl), and its
-    MFU over the same steps (None where the trainer logs none: CPUs, GPUs missing from its table)."""
+    """Token positions per second of our trainer over the steps after warmup, and its MFU over
+    the same steps (None where the trainer logs none: CPUs, GPUs missing from its table), from
+    its own metrics.jsonl. Positions, as the plain loop counts them: the trainer's tokens_per_s
+    counts only the targets that are not padding (fewer under data.packing=pad)."""
     train(cfg)
+    plan = plan_batches(cfg.train, cfg.data.seq_len, world_size=1)
     records = read_metrics(cfg.run_dir / "metrics.jsonl")
     windows = list(zip(records, records[1:], strict=False))  # the first record closes the warmup window
-    tokens = sum(after["tokens"] - before["tokens"] for before, after in windows)
-    seconds = sum((after["tokens"] - before["tokens"]) / after["tokens_per_s"] for before, after in windows)
+    window_seconds = [(after["tokens"] - before["tokens"]) / after["tokens_per_s"] for before, after in windows]
+    seconds = sum(window_seconds)
+    positions = (records[-1]["step"] - records[0]["step"]) * plan.tokens_per_step
+    # each window's MFU is proportional to its positions/s, so the timed steps' MFU is their
+    # mean weighted by time
     mfus = [after["mfu"] for _, after in windows]
-    # each window's MFU is proportional to its tokens/s, so the timed steps' MFU is their mean
-    # weighted by time
-    mfu = None if None in mfus else sum(
-        m * (after["tokens"] - before["tokens"]) / after["tokens_per_s"] for m, (before, after) in zip(mfus, windows, strict=True)
-    ) / seconds
-    return tokens / seconds, mfu
+    mfu = None if None in mfus else sum(m * t for m, t in zip(mfus, window_seconds, strict=True)) / seconds
+    return positions / seconds, mfu
 
 
 def _device() -> torch.device:
@@ -174,15 +176,19 @@ def main(argv: list[str] | None = None) -> int:
         args.steps, args.warmup, args.rounds = 4, 2, 1
     if args.steps % args.warmup:
         parser.error("--steps must be a multiple of --warmup (metrics windows are --warmup steps long)")
+    try:
+        return _run(args)
+    except (ConfigError, DataError) as err:  # as scripts/pretrain.py reports them
+        print(f"config error: {err}", file=sys.stderr)
+        return 2
 
+
+def _run(args: argparse.Namespace) -> int:
     # The trainer keeps freed memory for reuse when it trains on CPU (its default device without
     # CUDA); the plain loop and the interleaved steps get the same allocator.
     malloc = "default" if torch.cuda.is_available() else reuse_freed_memory()
     base = load_config(args.config, [*(QUICK if args.quick else []), *args.overrides])
-    try:
-        check_precision(base, torch.cuda.is_available())  # the trainer's own refusal, before any run
-    except ConfigError as error:
-        parser.error(str(error))
+    check_precision(base, torch.cuda.is_available())  # the trainer's own refusal, before any run
     family = PRESETS[base.model.preset].family
     baseline = FAMILY_BASELINE_NORM[family]
     norms = args.norms or [baseline]
