@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     dtype = getattr(torch, args.dtype)
     # As in training (see ibnorm_llm/train/cpu_memory.py): freed blocks are reused, so the timings
     # are the kernels', not the page faults' of fresh allocations (which otherwise dominate 4096x2048).
-    malloc = reuse_freed_memory() if device.type == "cpu" else "default"
+    malloc = reuse_freed_memory(device.type)
     shapes = QUICK_SHAPES if args.quick else FULL_SHAPES
     reps = args.reps or (5 if args.quick else 30)
     warmup = 1 if args.quick else 3

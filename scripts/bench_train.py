@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     # The trainer keeps freed memory for reuse when it trains on CPU (its default device without
     # CUDA); the plain loop and the interleaved steps get the same allocator.
-    malloc = "default" if torch.cuda.is_available() else reuse_freed_memory()
+    malloc = reuse_freed_memory(_device().type)
     base = load_config(args.config, [*(QUICK if args.quick else []), *args.overrides])
     check_precision(base, torch.cuda.is_available())  # the trainer's own refusal, before any run
     family = PRESETS[base.model.preset].family

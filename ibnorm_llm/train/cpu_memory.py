@@ -25,11 +25,15 @@ _M_MMAP_MAX = -4
 _INT_MAX = 2**31 - 1
 
 
-def reuse_freed_memory() -> str:
-    """Set glibc's malloc to keep freed memory for reuse; returns what was done, for the run log.
+def reuse_freed_memory(device_type: str = "cpu") -> str:
+    """On a CPU run (``device_type``), set glibc's malloc to keep freed memory for reuse; returns
+    what was done, for the run log.
 
-    ``"reuse"`` when set, ``"default"`` when the opt-out is set, ``"unavailable"`` elsewhere.
+    ``"reuse"`` when set, ``"not-cpu"`` for another device (its activations are not in this
+    process's heap), ``"default"`` when the opt-out is set, ``"unavailable"`` elsewhere.
     """
+    if device_type != "cpu":
+        return "not-cpu"
     if os.environ.get("IBNORM_LLM_MALLOC_DEFAULTS") == "1":
         return "default"
     try:

@@ -113,6 +113,10 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def _json_line(record: dict[str, Any]) -> str:
+    return json.dumps({k: _json_safe(v) for k, v in record.items()}) + "\n"
+
+
 class MetricsWriter:
     """Appends one JSON object per logged step to ``metrics.jsonl`` (main process only)."""
 
@@ -140,7 +144,7 @@ class MetricsWriter:
         else:
             records.append({"step": step, **values})
         tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(json.dumps({k: _json_safe(v) for k, v in r.items()}) + "\n" for r in records))
+        tmp.write_text("".join(_json_line(r) for r in records))
         tmp.replace(self.path)
 
     def write(self, record: dict[str, Any]) -> None:
@@ -149,7 +153,7 @@ class MetricsWriter:
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(self.path, "a")
-        self._file.write(json.dumps({k: _json_safe(v) for k, v in record.items()}) + "\n")
+        self._file.write(_json_line(record))
         self._file.flush()
 
     def close(self) -> None:

@@ -176,7 +176,7 @@ def train(cfg: RunConfig) -> TrainResult:
     sharded = is_sharded(accelerator)
     # CPU steps allocate and free the same large blocks every step: keep them instead of faulting
     # their pages in again (about 10 % of a small model's step; see cpu_memory.py).
-    cpu_malloc = reuse_freed_memory() if accelerator.device.type == "cpu" else "default"
+    cpu_malloc = reuse_freed_memory(accelerator.device.type)
 
     tokenizer, model, optimizer, loader, val_batches, n_params, flops_tok = _build_and_restore(
         cfg, accelerator, plan, resume, sharded
