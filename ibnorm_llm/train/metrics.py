@@ -2,10 +2,12 @@
 
 Token counts in a metrics record:
 
-- ``tokens``: target tokens trained on so far, over all ranks: label positions that count in the
-  loss (labels != -100). With ``data.packing=concat`` every position is a target, so this is
-  steps x global batch x seq_len; with ``data.packing=pad`` the padding is not counted.
-- ``tokens_per_s``: those target tokens per second of training (evaluation and checkpoint time
+- ``tokens``: tokens trained on so far, over all ranks: label positions that are not padding
+  (labels != -100). The model predicts each from the ones before it, so the first position of
+  a row is never a loss target; it is counted all the same, so that with ``data.packing=concat``
+  this is exactly steps x global batch x seq_len; with ``data.packing=pad`` the padding is not
+  counted.
+- ``tokens_per_s``: those tokens per second of training (evaluation and checkpoint time
   excluded).
 - ``mfu``: computed from token POSITIONS per second, padding included, because the model spends
   its FLOPs on pad positions too; None when the device's peak is unknown (see
