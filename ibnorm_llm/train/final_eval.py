@@ -36,9 +36,7 @@ def run_final_eval(cfg: EvalConfig, final: Path, out_dir: Path, device: str) -> 
     Input problems the leaderboard finds (e.g. offline data lacking a task) become a ConfigError
     naming eval.* and the saved checkpoint, so the launcher reports them like any bad setting.
     """
-    from ibnorm_llm.evaluation import run_leaderboard
-    from ibnorm_llm.evaluation.offline import OfflineDataError
-    from ibnorm_llm.evaluation.suites import SuiteError
+    from ibnorm_llm.evaluation.harness import OfflineDataError, SuiteError, run_leaderboard
 
     try:
         summary = run_leaderboard(

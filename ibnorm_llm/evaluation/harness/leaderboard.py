@@ -8,7 +8,7 @@ Writes into ``out_dir``:
 - ``results.json``: the harness's results object as ``simple_evaluate`` returns it (minus the
   per-sample logs), serialized with the harness's own JSON encoder;
 - ``samples/<task>.jsonl``: the per-sample logs (``log_samples``) of every leaf task;
-- ``tasks/``: the task YAMLs that were evaluated (see :mod:`ibnorm_llm.evaluation.task_dir`);
+- ``tasks/``: the task YAMLs that were evaluated (see :mod:`ibnorm_llm.evaluation.harness.task_dir`);
 - ``summary.json``: task -> headline metric, stderr, n; the run's identity (preset, norm,
   variant, λ, seed), step and tokens; held-out perplexity; the harness version and every
   setting that changes scores (suite, limit, batch size, seed, offline data, smoke length).
@@ -30,12 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ibnorm_llm.evaluation.checkpoint_info import CheckpointError, CheckpointInfo, inspect_checkpoint
-from ibnorm_llm.evaluation.harness_tasks import TaskTree, resolve_task
-from ibnorm_llm.evaluation.offline import Coverage, check_offline_data, enable_offline_mode
-from ibnorm_llm.evaluation.punkt import PunktSource, ensure_punkt_tab
-from ibnorm_llm.evaluation.suites import SuiteError, TaskSpec, select_tasks
-from ibnorm_llm.evaluation.task_dir import write_task_dir
+from ibnorm_llm.evaluation.harness.checkpoint_info import CheckpointError, CheckpointInfo, inspect_checkpoint
+from ibnorm_llm.evaluation.harness.offline import Coverage, check_offline_data, enable_offline_mode
+from ibnorm_llm.evaluation.harness.punkt import PunktSource, ensure_punkt_tab
+from ibnorm_llm.evaluation.harness.suites import SuiteError, TaskSpec, select_tasks
+from ibnorm_llm.evaluation.harness.task_dir import write_task_dir
+from ibnorm_llm.evaluation.harness.tasks import TaskTree, resolve_task
 
 SMOKE_MAX_GEN_TOKS = 32
 """Generation length of generative tasks under ``smoke`` (the harness's are 256 to 1280)."""
@@ -149,7 +149,7 @@ def _perplexity(info: CheckpointInfo, model, tokenizer, device: str, notes: list
             "trainer), so its training corpus is unknown"
         )
         return None
-    from ibnorm_llm.evaluation.perplexity import held_out_perplexity
+    from ibnorm_llm.evaluation.harness.perplexity import held_out_perplexity
 
     return held_out_perplexity(model, tokenizer, info.config, device)
 

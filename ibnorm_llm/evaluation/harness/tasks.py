@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ibnorm_llm.evaluation.suites import TaskSpec
+from ibnorm_llm.evaluation.harness.suites import TaskSpec
 
 SPLIT_KEYS = ("training_split", "validation_split", "test_split", "fewshot_split")
 """The task-config keys naming a dataset split the harness may read."""
