@@ -14,8 +14,8 @@ import argparse
 import json
 import sys
 
+from ibnorm_llm.checkpoint import CheckpointError
 from ibnorm_llm.data import DataError
-from ibnorm_llm.evaluation.harness.checkpoint_info import CheckpointError
 from ibnorm_llm.evaluation.harness.leaderboard import SMOKE_MAX_GEN_TOKS, run_leaderboard
 from ibnorm_llm.evaluation.harness.offline import OfflineDataError
 from ibnorm_llm.evaluation.harness.suites import SUITE_CHOICES, SuiteError

@@ -21,7 +21,15 @@ from typing import TYPE_CHECKING
 
 from ibnorm_llm.config import TokenizerConfig
 from ibnorm_llm.data.atomic import build_dir_once
-from ibnorm_llm.data.corpus import DataError, local_corpus, open_hf_stream, resolve_files, stream_texts
+from ibnorm_llm.data.corpus import (
+    DataError,
+    document_hash,
+    is_held_out,
+    local_corpus,
+    open_hf_stream,
+    resolve_files,
+    stream_texts,
+)
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -239,8 +247,6 @@ def _files_description(data: DataConfig, shown: int = 3) -> str:
 
 def training_documents(cfg: RunConfig) -> Iterator[str]:
     """The documents a tokenizer is trained on: the configured corpus, train split, capped in count."""
-    from ibnorm_llm.data.corpus import document_hash, is_held_out
-
     data = cfg.data
     if data.source == "hf":
         texts: Iterable[str] = stream_texts(open_hf_stream(data, data.train_split), data.text_field, data.hf_name)

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from ibnorm_llm.checkpoint import CheckpointError, inspect_checkpoint
 from ibnorm_llm.evaluation.harness import leaderboard
-from ibnorm_llm.evaluation.harness.checkpoint_info import CheckpointError, inspect_checkpoint
 from ibnorm_llm.evaluation.harness.leaderboard import run_leaderboard
 from ibnorm_llm.evaluation.harness.offline import OfflineDataError
+from ibnorm_llm.evaluation.harness.run_identity import run_fields
 from ibnorm_llm.evaluation.harness.suites import SuiteError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -70,7 +71,7 @@ def test_missing_checkpoint_directory(tmp_path):
 def test_checkpoint_without_run_config_has_no_identity_but_loads(fake_checkpoint):
     info = inspect_checkpoint(fake_checkpoint)
     assert info.config is None and info.step is None
-    assert info.run_fields()["run_name"] == "ckpt" and info.run_fields()["norm"] is None
+    assert run_fields(info)["run_name"] == "ckpt" and run_fields(info)["norm"] is None
 
 
 @pytest.mark.parametrize(

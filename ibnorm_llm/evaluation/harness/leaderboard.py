@@ -30,9 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ibnorm_llm.evaluation.harness.checkpoint_info import CheckpointError, CheckpointInfo, inspect_checkpoint
+from ibnorm_llm.checkpoint import CheckpointError, CheckpointInfo, inspect_checkpoint, load_checkpoint
+from ibnorm_llm.config import to_dict
 from ibnorm_llm.evaluation.harness.offline import Coverage, check_offline_data, enable_offline_mode
+from ibnorm_llm.evaluation.harness.perplexity import held_out_perplexity
 from ibnorm_llm.evaluation.harness.punkt import PunktSource, ensure_punkt_tab
+from ibnorm_llm.evaluation.harness.run_identity import run_fields
 from ibnorm_llm.evaluation.harness.suites import SuiteError, TaskSpec, select_tasks
 from ibnorm_llm.evaluation.harness.task_dir import write_task_dir
 from ibnorm_llm.evaluation.harness.tasks import TaskTree, resolve_task
@@ -76,20 +79,10 @@ def check_math_extras() -> None:
 def _load_model_and_tokenizer(path: Path, device: str, dtype: str):
     import torch
 
-    from ibnorm_llm.data.tokenizer import ensure_special_tokens
-    from ibnorm_llm.models import load_model
-
-    try:
-        model = load_model(path, dtype=getattr(torch, dtype)).to(device)
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
-    except Exception as err:  # any failure here means a broken or foreign checkpoint: say which and why
-        raise CheckpointError(f"--checkpoint {path}: could not be loaded ({type(err).__name__}: {err})") from err
-    if tokenizer.eos_token is None:
+    ckpt = load_checkpoint(path, device=device, dtype=getattr(torch, dtype))
+    if ckpt.tokenizer.eos_token is None:
         raise CheckpointError(f"--checkpoint {path}: its tokenizer has no EOS token; lm-eval needs one")
-    model.eval()
-    return model, ensure_special_tokens(tokenizer)
+    return ckpt.model, ckpt.tokenizer
 
 
 def _number(value: Any) -> float | None:
@@ -149,8 +142,6 @@ def _perplexity(info: CheckpointInfo, model, tokenizer, device: str, notes: list
             "trainer), so its training corpus is unknown"
         )
         return None
-    from ibnorm_llm.evaluation.harness.perplexity import held_out_perplexity
-
     return held_out_perplexity(model, tokenizer, info.config, device)
 
 
@@ -297,7 +288,7 @@ def run_leaderboard(
         "nltk_punkt_tab": plan.punkt.as_dict() if plan.punkt is not None else None,
         "step": plan.info.step,
         "tokens": plan.info.tokens,
-        "run": plan.info.run_fields(),
+        "run": run_fields(plan.info),
         "run_config": _config_dict(plan.info),
         "tasks": scores,
         "subtasks": subtask_scores,
@@ -313,6 +304,4 @@ def run_leaderboard(
 def _config_dict(info: CheckpointInfo) -> dict[str, Any] | None:
     if info.config is None:
         return None
-    from ibnorm_llm.config import to_dict
-
     return to_dict(info.config)

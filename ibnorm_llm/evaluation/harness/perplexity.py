@@ -13,6 +13,7 @@ import math
 import torch
 
 from ibnorm_llm.config import RunConfig
+from ibnorm_llm.data import DataError, build_val_batches
 from ibnorm_llm.train.metrics import held_out_totals
 
 
@@ -26,8 +27,6 @@ def mean_loss(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]], de
 
 def held_out_perplexity(model: torch.nn.Module, tokenizer, config: RunConfig, device: str) -> dict[str, float | int]:
     """``{"loss", "ppl", "tokens"}`` on the run's validation rows (single process)."""
-    from ibnorm_llm.data import DataError, build_val_batches
-
     try:
         batches = build_val_batches(config, tokenizer, rank=0, world_size=1)
     except DataError as err:
