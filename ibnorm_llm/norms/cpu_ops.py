@@ -23,11 +23,12 @@ import importlib.util
 import platform
 import threading
 from pathlib import Path
+from typing import Any
 
 import torch
 
 CSRC = Path(__file__).with_name("csrc")
-PACKAGE = "ibnorm_llm.norms"
+PACKAGE = "ibnorm_llm"
 SOURCES = ("ibnorm_cpu.cpp",)
 # -march=native: the loops vectorize for this CPU. No -ffast-math: it would reassociate the exact
 # reductions and the argument reductions of the approximations. -fno-trapping-math lets the
@@ -59,11 +60,8 @@ def _sources() -> Path:
     """``csrc/`` beside this file, else (a checkpoint's copy) the installed package's."""
     if all((CSRC / name).is_file() for name in SOURCES):
         return CSRC
-    try:
-        spec = importlib.util.find_spec(PACKAGE)
-    except ImportError:
-        spec = None
-    installed = Path(spec.origin).with_name("csrc") if spec is not None and spec.origin else None
+    spec = importlib.util.find_spec(PACKAGE)  # a top-level name: found without importing anything
+    installed = Path(spec.origin).parent / "norms" / "csrc" if spec is not None and spec.origin else None
     if installed is None or not all((installed / name).is_file() for name in SOURCES):
         raise RuntimeError(f"the kernel sources ({', '.join(SOURCES)}) are neither in {CSRC} nor in an installed {PACKAGE}")
     return installed
@@ -117,20 +115,9 @@ def saves_compressed(variant: str, *, deviation: str, order: str, learnable_lam:
     return variant == "L" or not (deviation == "std" or learnable_lam)
 
 
-def ibnorm_cpu(
-    x: torch.Tensor,
-    weight: torch.Tensor | None,
-    bias: torch.Tensor | None,
-    *,
-    variant: str,
-    lam: float | torch.Tensor,
-    deviation: str,
-    standardize: str,
-    order: str,
-    num_groups: int,
-    eps: float,
-) -> torch.Tensor:
-    """IBNorm with the signature of ``ibnorm_reference``, on the CPU kernel (fp32 compute, ``x``'s dtype out).
+def ibnorm_cpu(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, *,
+               lam: float | torch.Tensor, **options: Any) -> torch.Tensor:
+    """IBNorm on the CPU kernel (fp32 compute, ``x``'s dtype out); ``options`` as ``ibnorm_reference`` takes them.
 
     Saves one activation (``x``, or the compressed deviations) and per-group statistics. Call
     :func:`load` first.
@@ -141,11 +128,9 @@ def ibnorm_cpu(
         t is not None and t.requires_grad for t in (x, weight, bias, lam_t)
     )
     save_c = backward_follows and saves_compressed(
-        variant, deviation=deviation, order=order, learnable_lam=lam_t.requires_grad
+        options["variant"], deviation=options["deviation"], order=options["order"], learnable_lam=lam_t.requires_grad
     )
-    y, _, _ = torch.ops.ibnorm_llm.ibnorm_forward(
-        x.float(), _fp32(weight), _fp32(bias), lam_t, variant, deviation, standardize, order, num_groups, float(eps), save_c
-    )
+    y, _, _ = torch.ops.ibnorm_llm.ibnorm_forward(x.float(), _fp32(weight), _fp32(bias), lam_t, **options, save_c=save_c)
     return y.to(x.dtype)
 
 

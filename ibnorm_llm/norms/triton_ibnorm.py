@@ -17,6 +17,8 @@ Triton's interpreter (slow; for tests). Written for triton >= 3.0 (checked with 
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 try:
@@ -321,26 +323,13 @@ if not hasattr(torch.ops.ibnorm_llm, "ibnorm_triton_forward"):
     )
 
 
-def ibnorm_triton(
-    x: torch.Tensor,
-    weight: torch.Tensor | None,
-    bias: torch.Tensor | None,
-    *,
-    variant: str,
-    lam: float | torch.Tensor,
-    deviation: str,
-    standardize: str,
-    order: str,
-    num_groups: int,
-    eps: float,
-) -> torch.Tensor:
-    """IBNorm with the signature and numerics of ``ibnorm_reference``, as Triton kernels.
+def ibnorm_triton(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, *,
+                  lam: float | torch.Tensor, **options: Any) -> torch.Tensor:
+    """IBNorm as Triton kernels; ``options`` as ``ibnorm_reference`` takes them.
 
     Runs on CUDA tensors, or on CPU tensors under ``TRITON_INTERPRET=1``. Statistics in
     fp32; output in ``x.dtype``.
     """
     lam_t = lam.float().reshape(()) if torch.is_tensor(lam) else torch.tensor(float(lam), device=x.device)
-    y, _ = torch.ops.ibnorm_llm.ibnorm_triton_forward(
-        x, weight, bias, lam_t, variant, deviation, standardize, order, num_groups, float(eps)
-    )
+    y, _ = torch.ops.ibnorm_llm.ibnorm_triton_forward(x, weight, bias, lam_t, **options)
     return y
