@@ -170,6 +170,10 @@ def _setup_context(ctx, inputs, output) -> None:
     x, weight, _bias, lam, variant, deviation, standardize, order, num_groups, _eps, save_c = inputs
     _y, stats, c = output
     ctx.save_for_backward(c if save_c else x, weight, lam, stats)
+    # stats and c only serve the backward: without this, autograd would fill an activation-sized
+    # zero gradient for c in every backward
+    ctx.mark_non_differentiable(stats, c)
+    ctx.set_materialize_grads(False)
     ctx.options = (variant, deviation, standardize, order, num_groups, save_c)
 
 

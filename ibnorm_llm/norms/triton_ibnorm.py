@@ -303,6 +303,8 @@ def _backward(grad_y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | None
 def _setup_context(ctx, inputs, output) -> None:
     x, weight, bias, lam, variant, deviation, standardize, order, num_groups, _eps = inputs
     ctx.save_for_backward(x, weight, lam, output[1])
+    ctx.mark_non_differentiable(output[1])  # the statistics only serve the backward
+    ctx.set_materialize_grads(False)
     ctx.options = (variant, deviation, standardize, order, num_groups)
     ctx.dtypes = tuple(None if t is None else t.dtype for t in (weight, bias, lam))
 

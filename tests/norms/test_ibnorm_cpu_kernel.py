@@ -398,3 +398,16 @@ def test_kernel_elementwise_approximations_are_accurate(fn, low, high, reference
     got = cpu_ops.elementwise(fn, x).double()
     rel = ((got - want).abs() / want.abs().clamp_min(torch.finfo(torch.float32).tiny))
     assert rel.max() < max_rel_error, f"{fn}: max relative error {rel.max():.2e} at x = {x[rel.argmax()]:.6g}"
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_backward_is_the_kernel_alone(variant, kernel):
+    # The operator's other outputs (statistics, c) only serve the backward: autograd must not
+    # fill activation-sized zero gradients for them (that cost L and T a memset per call).
+    norm = IBNorm(64, variant=variant)
+    x = torch.randn(32, 64, requires_grad=True)
+    y = norm(x)
+    grad = torch.randn(32, 64)
+    with _OpCalls() as calls:
+        y.backward(grad)
+    assert [op for op, _ in calls.calls if not op.endswith("detach")] == ["ibnorm_llm.ibnorm_backward"]
