@@ -180,6 +180,8 @@ def _setup_context(ctx, inputs, output) -> None:
 def _backward(ctx, grad_y, _grad_stats, _grad_c):
     saved, weight, lam, stats = ctx.saved_tensors
     need_x, need_weight, need_bias, need_lam = ctx.needs_input_grad[:4]
+    if grad_y is None:  # not materialized: y itself did not reach the loss
+        return (None,) * 11
     gx, gw, gb, glam = torch.ops.ibnorm_llm.ibnorm_backward(
         grad_y, saved, weight, stats, lam, *ctx.options, need_weight, need_bias, need_lam
     )

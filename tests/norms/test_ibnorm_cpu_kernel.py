@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import itertools
 import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -284,6 +287,7 @@ def test_kernel_splits_rows_across_torch_threads(kernel):
 
 THREADS_CHILD = """
 import sys
+from pathlib import Path
 try:  # scikit-learn carries its own OpenMP runtime (libgomp-<hash>.so): loaded first on purpose
     import sklearn.cluster  # noqa: F401
 except ImportError:
@@ -411,3 +415,30 @@ def test_backward_is_the_kernel_alone(variant, kernel):
     with _OpCalls() as calls:
         y.backward(grad)
     assert [op for op, _ in calls.calls if not op.endswith("detach")] == ["ibnorm_llm.ibnorm_backward"]
+
+
+def test_a_copy_of_the_norm_code_reuses_the_operators_already_registered(tmp_path, monkeypatch, kernel):
+    # A checkpoint carries a flat copy of these modules (see models/modeling_ibnorm.py). Loaded with
+    # remote code in a process that has ibnorm_llm, the copy must use the operators already there,
+    # without csrc/ beside it and without defining or registering them a second time.
+    copy = tmp_path / "norm_code_copy"
+    copy.mkdir()
+    for source in Path(cpu_ops.__file__).parent.glob("*.py"):
+        shutil.copy(source, copy / source.name)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        registry = importlib.import_module("norm_code_copy")
+        if importlib.util.find_spec("triton") is not None:
+            importlib.import_module("ibnorm_llm.norms.triton_ibnorm")
+            importlib.import_module("norm_code_copy.triton_ibnorm")  # the Triton operators exist already
+        norm = registry.build_norm("ibnorm", 32, variant="L")
+        x = _heavy_tailed(4, 32, seed=15).requires_grad_()
+        with _OpCalls() as calls:
+            y = norm(x)
+        assert calls.of("ibnorm_forward")
+        y.square().sum().backward()
+        want = IBNorm(32, variant="L", impl="reference")(x.detach())
+        torch.testing.assert_close(y.detach(), want, rtol=1e-5, atol=1e-5)
+    finally:
+        for name in [name for name in sys.modules if name.startswith("norm_code_copy")]:
+            del sys.modules[name]
