@@ -55,7 +55,7 @@ step environment 30 bash -c 'nvidia-smi -L && "$0" -c "import torch, triton, tra
 print(\"torch\", torch.__version__, \"cuda\", torch.version.cuda, torch.cuda.get_device_name(0))
 print(\"triton\", triton.__version__, \"transformers\", transformers.__version__, \"accelerate\", accelerate.__version__)"' "$py"
 step gpu-tests 150 "$py" -m pytest -q -p no:cacheprovider -m gpu -rs \
-    tests/norms/test_triton_ibnorm.py tests/train/test_gpu_training.py
+    tests/norms/test_triton_ibnorm.py tests/norms/test_norm_compile.py tests/train/test_gpu_training.py
 step bench-norms-bf16 90 "$py" scripts/bench_norms.py --device cuda --dtype bfloat16 --json "$out/bench_norms_bf16.json"
 step bench-norms-fp32 60 "$py" scripts/bench_norms.py --device cuda --dtype float32 --norms layernorm,rmsnorm,ibnorm \
     --json "$out/bench_norms_fp32.json"

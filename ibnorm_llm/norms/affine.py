@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .validation import check_bool
+from .validation import check_bool, check_dim
 
 
 def make_affine(dim: int, affine: bool, bias: bool) -> tuple[nn.Parameter | None, nn.Parameter | None]:
@@ -35,3 +35,16 @@ def apply_affine(y: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tenso
     if bias is not None:
         y = y + bias.to(y.dtype)
     return y
+
+
+class AffineNorm(nn.Module):
+    """Base of the norms over a last dimension of width ``dim`` that end in the affine recovery."""
+
+    def __init__(self, dim: int, affine: bool, bias: bool) -> None:
+        super().__init__()
+        self.dim = check_dim(dim)
+        self.weight, self.bias = make_affine(dim, affine, bias)  # validates both flags
+        self.affine, self.use_bias = affine, bias
+
+    def reset_parameters(self) -> None:
+        reset_affine(self.weight, self.bias)

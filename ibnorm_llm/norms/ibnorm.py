@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -23,6 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .affine import apply_affine, make_affine, reset_affine
+from .cpu_ops import ibnorm_cpu
+from .cpu_ops import load as load_cpu_kernel
 from .precision import upcast
 from .standardize import standardize as standardize_groups
 from .validation import (
@@ -113,35 +116,72 @@ def ibnorm_reference(
     return apply_affine(y, weight, bias).to(x.dtype)
 
 
-def _triton_usable_on(x: torch.Tensor) -> str | None:
-    """None if the Triton kernels can run on ``x``, else the reason they cannot."""
-    if importlib.util.find_spec("triton") is None:
-        return "triton is not installed (pip install triton)"
+def _triton_missing() -> str | None:
+    """None if triton is installed, else the fix."""
+    return None if importlib.util.find_spec("triton") is not None else "triton is not installed (pip install triton)"
+
+
+def ibnorm_fused(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, **options) -> torch.Tensor:
+    """``impl="fused"``: the CPU kernel operator (``cpu_ops.py``), for CPU tensors of up to fp32 precision."""
+    if x.device.type != "cpu" or x.dtype == torch.float64:
+        raise RuntimeError(
+            f"IBNorm impl='fused' is the CPU kernel (float32 compute); the input is {x.dtype} on {x.device.type}: "
+            "use impl='triton' on CUDA, impl='reference' for float64, or impl='auto'"
+        )
+    return ibnorm_cpu(x, weight, bias, **options)
+
+
+def ibnorm_triton(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, **options) -> torch.Tensor:
+    """``impl="triton"``: the Triton operators (``triton_ibnorm.py``), for CUDA tensors."""
     if not x.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
-        return f"the input is on {x.device.type}, not CUDA (set TRITON_INTERPRET=1 before start-up to run Triton on CPU)"
-    return None
+        raise RuntimeError(
+            f"IBNorm impl='triton' cannot run: the input is on {x.device.type}, not CUDA "
+            "(set TRITON_INTERPRET=1 before start-up to run Triton on CPU); use impl='fused' or impl='auto'"
+        )
+    from .triton_ibnorm import ibnorm_triton as triton_kernels
+
+    return triton_kernels(x, weight, bias, **options)
 
 
-def _select_impl(impl: str, x: torch.Tensor) -> Callable[..., torch.Tensor]:
-    """The IBNorm kernel for ``impl`` on ``x``'s device.
+IMPLEMENTATIONS: dict[str, Callable[..., torch.Tensor]] = {
+    "reference": ibnorm_reference,
+    "fused": ibnorm_fused,
+    "triton": ibnorm_triton,
+}
 
-    ``auto``: the Triton kernels on CUDA when triton is installed, else the fused autograd
-    Function. ``fused``/``triton``/``reference`` force one. The fast paths are imported
-    lazily so that CPU users never need triton.
+
+def prepare_impl(impl: str) -> tuple[bool, bool]:
+    """Make ``impl`` ready when the module is built: ``(cpu kernel usable, triton usable)``.
+
+    ``fused`` and ``triton`` fail here when they cannot run at all. ``auto`` uses what is
+    there and warns when the CPU kernel is not (the reference formula, slower, takes its place).
     """
-    if impl == "reference":
-        return ibnorm_reference
-    use_triton = impl == "triton" or (impl == "auto" and x.is_cuda and _triton_usable_on(x) is None)
-    if use_triton:
-        reason = _triton_usable_on(x)
-        if reason is not None:
-            raise RuntimeError(f"IBNorm impl='triton' cannot run: {reason}; use impl='fused' or impl='auto'")
-        from .triton_ibnorm import ibnorm_triton
+    cpu_error = load_cpu_kernel() if impl in ("auto", "fused") else "not asked for"
+    if impl == "fused" and cpu_error is not None:
+        raise NormOptionError("impl", impl, f"the CPU kernel is unavailable here ({cpu_error}); use impl='reference'")
+    triton_error = _triton_missing() if impl == "triton" or (impl == "auto" and torch.cuda.is_available()) else "not asked for"
+    if impl == "triton" and triton_error is not None:
+        raise NormOptionError("impl", impl, f"{triton_error}; use impl='fused' or impl='auto'")
+    if triton_error is None:
+        # Defines the Triton operators now, not inside a forward that torch.compile is tracing.
+        from .triton_ibnorm import ibnorm_triton as _defines_the_operators  # noqa: F401
+    if impl == "auto" and cpu_error is not None:
+        warnings.warn(
+            f"IBNorm impl='auto': the CPU kernel is unavailable ({cpu_error}); CPU inputs take the reference formula "
+            "(same results, slower). Fix: install a C++ compiler (g++) and ninja; impl: reference chooses the "
+            "formula without this warning.",
+            RuntimeWarning, stacklevel=3,
+        )
+    return cpu_error is None, triton_error is None
 
-        return ibnorm_triton
-    from .fused_ibnorm import ibnorm_fused
 
-    return ibnorm_fused
+def auto_impl(x: torch.Tensor, cpu_kernel: bool, triton: bool) -> str:
+    """What ``impl="auto"`` runs on ``x``: Triton on CUDA, the CPU kernel on CPU (up to fp32), else the formula."""
+    if x.is_cuda and triton:
+        return "triton"
+    if x.device.type == "cpu" and x.dtype != torch.float64 and cpu_kernel:
+        return "fused"
+    return "reference"
 
 
 def _inverse_softplus(value: float) -> float:
@@ -159,6 +199,11 @@ class IBNorm(nn.Module):
     dim into equal groups. With ``learnable_lam`` lambda is ``softplus(lam_raw)`` for L/T and
     ``1 + softplus(lam_raw)`` for S, so it stays in the variant's valid range.
     ``affine=False`` removes both gain and bias (the paper's ablation).
+
+    ``impl`` picks the implementation once, here: ``reference`` (the formula above, autograd),
+    ``fused`` (the CPU kernel operator), ``triton`` (the Triton operators, CUDA) or ``auto``
+    (per input: Triton on CUDA, the CPU kernel on CPU up to fp32, the formula otherwise). All
+    are torch operators or plain torch code, so ``torch.compile(fullgraph=True)`` traces them.
     """
 
     def __init__(
@@ -193,6 +238,7 @@ class IBNorm(nn.Module):
         if learnable_lam and variant == "S" and lam == 1.0:
             raise NormOptionError("lam", lam, "must be > 1 for variant S with learnable_lam (1 + softplus never reaches 1)")
         self.lam_raw = nn.Parameter(torch.empty(())) if learnable_lam else None
+        self._cpu_kernel, self._triton = prepare_impl(self.impl)
         self.reset_parameters()
 
     @property
@@ -212,8 +258,8 @@ class IBNorm(nn.Module):
             nn.init.constant_(self.lam_raw, _inverse_softplus(self.lam - self._lam_floor))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        kernel = _select_impl(self.impl, x)
-        return kernel(
+        impl = auto_impl(x, self._cpu_kernel, self._triton) if self.impl == "auto" else self.impl
+        return IMPLEMENTATIONS[impl](
             x,
             self.weight,
             self.bias,

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from .affine import make_affine, reset_affine
+from .affine import AffineNorm
 from .precision import upcast
-from .validation import check_dim, check_positive
+from .validation import check_positive
 
 
-class LayerNorm(nn.Module):
+class LayerNorm(AffineNorm):
     """Layer normalization (Ba et al., 2016), numerically ``F.layer_norm``.
 
     ``y = (x - mean(x)) / sqrt(var(x) + eps) * weight + bias`` over the last dimension,
@@ -19,15 +18,9 @@ class LayerNorm(nn.Module):
     """
 
     def __init__(self, dim: int, *, eps: float = 1e-5, affine: bool = True, bias: bool = True) -> None:
-        super().__init__()
-        self.dim = check_dim(dim)
+        super().__init__(dim, affine, bias)
         self.eps = check_positive("eps", eps)
-        self.weight, self.bias = make_affine(dim, affine, bias)  # validates both flags
-        self.affine, self.use_bias = affine, bias
         self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        reset_affine(self.weight, self.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xf = upcast(x)

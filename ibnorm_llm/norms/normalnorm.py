@@ -8,12 +8,11 @@ log-likelihood, standardize again, add Gaussian noise while training, then the a
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from .affine import apply_affine, make_affine, reset_affine
+from .affine import AffineNorm, apply_affine
 from .precision import upcast
 from .standardize import standardize as standardize_groups
-from .validation import check_dim, check_groups, check_non_negative, check_positive
+from .validation import check_groups, check_non_negative, check_positive
 
 # The power stays inside (0, 2), away from the log branches of Yeo-Johnson at 0 and 2.
 POWER_MIN, POWER_MAX = 0.1, 1.9
@@ -53,7 +52,7 @@ def estimate_power(z: torch.Tensor) -> torch.Tensor:
     return power
 
 
-class NormalNorm(nn.Module):
+class NormalNorm(AffineNorm):
     """NormalNorm: ``y = gamma * (psi(YJ_p(psi(x))) + noise) + beta`` per group.
 
     ``psi`` standardizes (mean 0, variance 1, with ``eps``); ``YJ_p`` is the Yeo-Johnson
@@ -73,17 +72,11 @@ class NormalNorm(nn.Module):
         affine: bool = True,
         bias: bool = True,
     ) -> None:
-        super().__init__()
-        self.dim = check_dim(dim)
+        super().__init__(dim, affine, bias)
         self.num_groups = check_groups(dim, num_groups)
         self.eps = check_positive("eps", eps)
         self.noise_std = check_non_negative("noise_std", noise_std)
-        self.weight, self.bias = make_affine(dim, affine, bias)  # validates both flags
-        self.affine, self.use_bias = affine, bias
         self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        reset_affine(self.weight, self.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xf = upcast(x)

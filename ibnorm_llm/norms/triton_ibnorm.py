@@ -1,11 +1,14 @@
-"""IBNorm forward and backward as Triton kernels (the CUDA fast path).
+"""IBNorm forward and backward as Triton kernels (the CUDA fast path), registered as torch operators.
 
-Same definition, signature and saved state as ``fused_ibnorm`` (whose docstring derives
-the backward): the forward saves ``x`` and four per-group statistics, the backward
-recomputes the elementwise terms in registers. One program normalizes a whole row, seen as
+Same definition and signature as ``ibnorm_reference`` (docs/norms.md derives the backward):
+the forward saves ``x`` and four per-group statistics, the backward recomputes the elementwise
+terms in registers. One program normalizes a whole row, seen as
 a ``(G, n)`` tile (``G`` groups of ``n`` features), so every group reduction is a row sum of
 the tile. The backward gives each program a block of rows and writes per-program partial
-sums of the weight, bias and lambda gradients, which torch then adds up.
+sums of the weight, bias and lambda gradients, which torch then adds up. Both are
+``torch.library.triton_op`` operators (``torch.ops.ibnorm_llm.ibnorm_triton_forward`` and
+``..._backward``) with the backward registered as the forward's autograd, so torch.compile
+sees the kernels themselves instead of breaking the graph.
 
 Import this module only where Triton is wanted: it imports ``triton`` at load time. On a
 CPU machine, set ``TRITON_INTERPRET=1`` before importing triton to run the kernels in
@@ -13,6 +16,8 @@ Triton's interpreter (slow; for tests). Written for triton >= 3.0 (checked with 
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 
@@ -22,7 +27,7 @@ try:
 except ImportError as err:  # also keeps transformers' remote-code import check from demanding triton
     raise ImportError("ibnorm_llm.norms.triton_ibnorm needs triton (pip install triton); use impl='fused' without it") from err
 
-from .fused_ibnorm import IBNormOptions, Lam
+from torch.library import triton_op, wrap_triton
 
 _VARIANT_CODES = {"S": 0, "L": 1, "T": 2}
 # A row's tile lives in registers; beyond this width it would spill.
@@ -233,17 +238,16 @@ def _ibnorm_bwd_kernel(
     tl.store(glam_part_ptr + pid, tl.sum(tl.sum(glam_acc, axis=1), axis=0))
 
 
-def _launch_config(x: torch.Tensor, opts: IBNormOptions) -> dict:
-    width = x.shape[-1]
+def _launch_config(width: int, num_groups: int, variant: str, deviation: str, standardize: str, order: str) -> dict:
     if width > MAX_WIDTH:
         raise ValueError(f"Triton IBNorm supports widths up to {MAX_WIDTH}, got {width}; use impl='fused'")
-    n = width // opts.num_groups
-    block_g = triton.next_power_of_2(opts.num_groups)
+    n = width // num_groups
+    block_g = triton.next_power_of_2(num_groups)
     block_n = triton.next_power_of_2(n)
     return dict(
-        G=opts.num_groups, BLOCK_G=block_g, BLOCK_N=block_n,
-        VARIANT=_VARIANT_CODES[opts.variant], STD_DEVIATION=opts.deviation == "std",
-        MEANVAR=opts.standardize == "meanvar", COMPRESS_FIRST=opts.order == "compress_first",
+        G=num_groups, BLOCK_G=block_g, BLOCK_N=block_n,
+        VARIANT=_VARIANT_CODES[variant], STD_DEVIATION=deviation == "std",
+        MEANVAR=standardize == "meanvar", COMPRESS_FIRST=order == "compress_first",
         num_warps=min(16, max(1, block_g * block_n // 256)),
     )
 
@@ -254,81 +258,80 @@ def _backward_programs(x: torch.Tensor, n_rows: int) -> int:
     return max(1, min(n_rows, 4))  # interpreter: the program count does not matter for speed
 
 
-class TritonIBNorm(torch.autograd.Function):
-    """IBNorm with Triton forward and backward kernels; saves ``x`` and per-group statistics."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, lam, opts: IBNormOptions):
-        config = _launch_config(x, opts)
-        width = x.shape[-1]
-        x2 = x.reshape(-1, width).contiguous()  # (rows, width)
-        n_rows = x2.shape[0]
-        lam_t = (lam.detach() if torch.is_tensor(lam) else torch.tensor(float(lam))).to(x.device, torch.float32).reshape(1)
-        y = torch.empty_like(x2)
-        stats = torch.empty((4, n_rows, opts.num_groups), device=x.device, dtype=torch.float32)
-        dummy = stats  # never read when HAS_W/HAS_B are False
-        if n_rows > 0:
-            _ibnorm_fwd_kernel[(n_rows,)](
-                x2, weight if weight is not None else dummy, bias if bias is not None else dummy, lam_t, y, stats,
-                n_rows, width // opts.num_groups, opts.eps,
-                HAS_W=weight is not None, HAS_B=bias is not None, **config,
-            )
-        ctx.opts = opts
-        ctx.lam_dtype = lam.dtype if torch.is_tensor(lam) else None
-        ctx.bias_dtype = bias.dtype if bias is not None else None
-        ctx.save_for_backward(x2, weight, lam_t, stats)
-        return y.reshape(x.shape)
-
-    @staticmethod
-    def backward(ctx, gy):
-        x2, weight, lam_t, stats = ctx.saved_tensors
-        opts: IBNormOptions = ctx.opts
-        config = _launch_config(x2, opts)
-        n_rows, width = x2.shape
-        gy2 = gy.reshape(-1, width).contiguous()
-        gx = torch.empty_like(x2)
-        programs = _backward_programs(x2, n_rows)
-        rows_per_program = triton.cdiv(n_rows, programs) if n_rows else 0
-        gw_part = torch.zeros((programs, width), device=x2.device, dtype=torch.float32)
-        gb_part = torch.zeros((programs, width), device=x2.device, dtype=torch.float32)
-        glam_part = torch.zeros((programs,), device=x2.device, dtype=torch.float32)
-        if n_rows > 0:
-            _ibnorm_bwd_kernel[(programs,)](
-                x2, weight if weight is not None else stats, lam_t, gy2, stats, gx, gw_part, gb_part, glam_part,
-                n_rows, width // opts.num_groups, rows_per_program,
-                HAS_W=weight is not None, **config,
-            )
-        need_x, need_w, need_b, need_lam = ctx.needs_input_grad[:4]
-        gw = gw_part.sum(0).to(weight.dtype) if need_w else None
-        gb = gb_part.sum(0).to(ctx.bias_dtype) if need_b else None
-        glam = glam_part.sum().reshape(()).to(ctx.lam_dtype) if need_lam else None
-        return gx.reshape(gy.shape) if need_x else None, gw, gb, glam, None
+def _forward(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, lam: torch.Tensor,
+             variant: str, deviation: str, standardize: str, order: str, num_groups: int, eps: float
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    width = x.shape[-1]
+    config = _launch_config(width, num_groups, variant, deviation, standardize, order)
+    x2 = x.reshape(-1, width).contiguous()  # (rows, width)
+    n_rows = x2.shape[0]
+    y = torch.empty_like(x2)
+    stats = torch.empty((4, n_rows, num_groups), device=x.device, dtype=torch.float32)
+    dummy = stats  # never read when HAS_W/HAS_B are False
+    if n_rows > 0:
+        wrap_triton(_ibnorm_fwd_kernel)[(n_rows,)](
+            x2, weight if weight is not None else dummy, bias if bias is not None else dummy, lam, y, stats,
+            n_rows, width // num_groups, eps,
+            HAS_W=weight is not None, HAS_B=bias is not None, **config,
+        )
+    return y.reshape(x.shape), stats
 
 
-def ibnorm_triton(
-    x: torch.Tensor,
-    weight: torch.Tensor | None,
-    bias: torch.Tensor | None,
-    *,
-    variant: str,
-    lam: Lam,
-    deviation: str,
-    standardize: str,
-    order: str,
-    num_groups: int,
-    eps: float,
-) -> torch.Tensor:
-    """IBNorm with the signature and numerics of ``ibnorm_reference``, as Triton kernels.
+def _backward(grad_y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | None, lam: torch.Tensor,
+              stats: torch.Tensor, variant: str, deviation: str, standardize: str, order: str, num_groups: int
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    width = x.shape[-1]
+    config = _launch_config(width, num_groups, variant, deviation, standardize, order)
+    x2 = x.reshape(-1, width).contiguous()
+    n_rows = x2.shape[0]
+    gy2 = grad_y.reshape(-1, width).contiguous()
+    gx = torch.empty_like(x2)
+    programs = _backward_programs(x2, n_rows)
+    rows_per_program = triton.cdiv(n_rows, programs) if n_rows else 0
+    gw_part = torch.zeros((programs, width), device=x2.device, dtype=torch.float32)
+    gb_part = torch.zeros((programs, width), device=x2.device, dtype=torch.float32)
+    glam_part = torch.zeros((programs,), device=x2.device, dtype=torch.float32)
+    if n_rows > 0:
+        wrap_triton(_ibnorm_bwd_kernel)[(programs,)](
+            x2, weight if weight is not None else stats, lam, gy2, stats, gx, gw_part, gb_part, glam_part,
+            n_rows, width // num_groups, rows_per_program,
+            HAS_W=weight is not None, **config,
+        )
+    return gx.reshape(x.shape), gw_part.sum(0), gb_part.sum(0), glam_part.sum()
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    x, weight, bias, lam, variant, deviation, standardize, order, num_groups, _eps = inputs
+    ctx.save_for_backward(x, weight, lam, output[1])
+    ctx.mark_non_differentiable(output[1])  # the statistics only serve the backward
+    ctx.set_materialize_grads(False)
+    ctx.options = (variant, deviation, standardize, order, num_groups)
+    ctx.dtypes = tuple(None if t is None else t.dtype for t in (weight, bias, lam))
+
+
+def _autograd_backward(ctx, grad_y, _grad_stats):
+    x, weight, lam, stats = ctx.saved_tensors
+    gx, gw, gb, glam = torch.ops.ibnorm_llm.ibnorm_triton_backward(grad_y, x, weight, lam, stats, *ctx.options)
+    needs = ctx.needs_input_grad[:4]
+    grads = [g.to(dtype) if need else None for g, need, dtype in zip((gw, gb, glam), needs[1:], ctx.dtypes, strict=True)]
+    return (gx if needs[0] else None, *grads, *[None] * 6)
+
+
+# Defined once per process: a checkpoint's copy of this module finds them defined by ibnorm_llm's.
+if not hasattr(torch.ops.ibnorm_llm, "ibnorm_triton_forward"):
+    triton_op("ibnorm_llm::ibnorm_triton_backward", mutates_args=())(_backward)
+    triton_op("ibnorm_llm::ibnorm_triton_forward", mutates_args=())(_forward).register_autograd(
+        _autograd_backward, setup_context=_setup_context
+    )
+
+
+def ibnorm_triton(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, *,
+                  lam: float | torch.Tensor, **options: Any) -> torch.Tensor:
+    """IBNorm as Triton kernels; ``options`` as ``ibnorm_reference`` takes them.
 
     Runs on CUDA tensors, or on CPU tensors under ``TRITON_INTERPRET=1``. Statistics in
     fp32; output in ``x.dtype``.
     """
-    opts = IBNormOptions(variant, deviation, standardize, order, num_groups, float(eps))
-    return _apply(x, weight, bias, lam, opts)
-
-
-# An opaque call under torch.compile: the kernels are already fused, and the launch code
-# (device queries, lambda as a device scalar) is not worth tracing.
-@torch.compiler.disable
-def _apply(x, weight, bias, lam, opts: IBNormOptions) -> torch.Tensor:
-    return TritonIBNorm.apply(x, weight, bias, lam, opts)
+    lam_t = lam.float().reshape(()) if torch.is_tensor(lam) else torch.tensor(float(lam), device=x.device)
+    y, _ = torch.ops.ibnorm_llm.ibnorm_triton_forward(x, weight, bias, lam_t, **options)
+    return y

@@ -1,30 +1,51 @@
-"""The fused IBNorm (hand-derived backward) equals the reference formula, forward and backward."""
+"""IBNorm's CPU kernel operator (``impl="fused"``) equals the reference formula, forward and backward."""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import itertools
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
-from ibnorm_llm.norms import IBNorm, cpu_kernel, fused_ibnorm, ibnorm_reference
-from ibnorm_llm.norms.fused_ibnorm import _kernel_applies, ibnorm_fused
-from ibnorm_llm.norms.ibnorm import _select_impl
+from ibnorm_llm.norms import IBNorm, cpu_ops, ibnorm_reference
+from ibnorm_llm.norms.ibnorm import auto_impl, ibnorm_fused
 
 VARIANTS = ("S", "L", "T")
 LAM = {"S": 2.5, "L": 4.0, "T": 3.0}
 ALL_MODES = list(itertools.product(VARIANTS, ("raw", "std"), ("meanvar", "rms"), ("compress_first", "standardize_first")))
 
+COMPILER = sys.platform != "win32" and shutil.which("c++") is not None and shutil.which("ninja") is not None
 
-@pytest.fixture(params=["kernel", "torch"])
-def cpu_path(request, monkeypatch):
-    """Run a test through the compiled CPU kernel and through the PyTorch implementation."""
-    if request.param == "kernel":
-        if not cpu_kernel.available():
-            pytest.skip(f"the CPU kernel is unavailable here: {cpu_kernel.build_error()}")
-    else:
-        monkeypatch.setenv("IBNORM_LLM_NO_CPU_KERNEL", "1")
-    return request.param
+
+@pytest.fixture
+def kernel():
+    """The CPU kernel operators, built (or skip where they cannot be: no C++ compiler)."""
+    reason = cpu_ops.load()
+    if reason is not None:
+        pytest.skip(f"the CPU kernel is unavailable here: {reason}")
+
+
+class _OpCalls(TorchDispatchMode):
+    """Records the (name, args) of every operator called under it."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.calls.append((str(func.overloadpacket), args))
+        return func(*args, **(kwargs or {}))
+
+    def of(self, name: str) -> list[tuple]:
+        return [args for op, args in self.calls if op == f"ibnorm_llm.{name}"]
 
 
 def _mode_id(mode) -> str:
@@ -68,7 +89,7 @@ def _assert_fused_matches_reference(x, weight, bias, lam, **opts):
 
 
 @pytest.mark.parametrize("mode", ALL_MODES, ids=_mode_id)
-def test_fused_equals_reference_learnable_lambda_groups_affine(mode, cpu_path):
+def test_fused_equals_reference_learnable_lambda_groups_affine(mode, kernel):
     variant, deviation, standardize, order = mode
     x = _heavy_tailed(4, 7, 48)
     gen = torch.Generator().manual_seed(2)
@@ -82,7 +103,7 @@ def test_fused_equals_reference_learnable_lambda_groups_affine(mode, cpu_path):
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("affine", ["none", "weight-only", "weight-and-bias"])
 @pytest.mark.parametrize("num_groups", [1, 4])
-def test_fused_equals_reference_fixed_lambda(variant, affine, num_groups, cpu_path):
+def test_fused_equals_reference_fixed_lambda(variant, affine, num_groups, kernel):
     x = _heavy_tailed(32, 64, seed=3)
     weight = None if affine == "none" else torch.linspace(0.5, 1.5, 64)
     bias = torch.linspace(-0.2, 0.2, 64) if affine == "weight-and-bias" else None
@@ -93,7 +114,9 @@ def test_fused_equals_reference_fixed_lambda(variant, affine, num_groups, cpu_pa
 
 
 @pytest.mark.parametrize("mode", ALL_MODES, ids=_mode_id)
-def test_gradcheck_float64(mode):
+def test_reference_gradcheck_float64(mode):
+    # The kernel is tested against the formula's autograd gradients; these check those gradients
+    # in every mode (float64 is the formula's: the kernel computes in fp32).
     variant, deviation, standardize, order = mode
     x = _heavy_tailed(3, 8, dtype=torch.float64, seed=4).requires_grad_()
     weight = torch.linspace(0.5, 1.5, 8, dtype=torch.float64).requires_grad_()
@@ -101,7 +124,7 @@ def test_gradcheck_float64(mode):
     lam = torch.tensor(LAM[variant] / 2 + 0.5, dtype=torch.float64, requires_grad=True)
 
     def f(x, weight, bias, lam):
-        return ibnorm_fused(
+        return ibnorm_reference(
             x, weight, bias, variant=variant, lam=lam, deviation=deviation, standardize=standardize,
             order=order, num_groups=2, eps=1e-5,
         )
@@ -110,7 +133,7 @@ def test_gradcheck_float64(mode):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_bf16_input_keeps_fp32_statistics(variant):
+def test_bf16_input_keeps_fp32_statistics(variant, kernel):
     x32 = _heavy_tailed(16, 128, seed=5)
     x = x32.to(torch.bfloat16)
     weight = torch.linspace(0.5, 1.5, 128)
@@ -119,8 +142,9 @@ def test_bf16_input_keeps_fp32_statistics(variant):
     y = ibnorm_fused(x, weight, None, **opts)
     assert y.dtype == torch.bfloat16
     # The bf16 input computed in fp32 and rounded once: equal to the fp32 result, cast.
+    torch.testing.assert_close(y, ibnorm_fused(x.float(), weight, None, **opts).to(torch.bfloat16), rtol=0, atol=0)
     want = ibnorm_reference(x.float(), weight, None, **opts).to(torch.bfloat16)
-    torch.testing.assert_close(y, want, rtol=0, atol=0)
+    torch.testing.assert_close(y.float(), want.float(), rtol=2**-7, atol=1e-2)  # at most one bf16 rounding apart
 
     xr = x.clone().requires_grad_()
     ibnorm_fused(xr, weight, None, **opts).float().square().sum().backward()
@@ -145,7 +169,7 @@ def _saved_bytes(fn) -> int:
 
 @pytest.mark.parametrize("order", ["compress_first", "standardize_first"])
 @pytest.mark.parametrize("deviation", ["raw", "std"])
-def test_saves_only_input_and_group_statistics(order, deviation, cpu_path):
+def test_saves_only_input_and_group_statistics(order, deviation, kernel):
     rows, width, groups = 64, 256, 4
     x = torch.randn(rows, width, requires_grad=True)
     weight, bias = torch.ones(width, requires_grad=True), torch.zeros(width, requires_grad=True)
@@ -160,31 +184,43 @@ def test_saves_only_input_and_group_statistics(order, deviation, cpu_path):
     assert saved <= 1.5 * layer_norm
 
 
-def test_leading_dims_and_contiguity_do_not_matter(cpu_path):
+def test_leading_dims_and_contiguity_do_not_matter(kernel):
     x = _heavy_tailed(3, 64, 5, seed=6).transpose(1, 2)  # (3, 5, 64), not contiguous
     opts = dict(variant="T", lam=3.0, deviation="std", standardize="rms", order="compress_first", num_groups=2, eps=1e-5)
     torch.testing.assert_close(ibnorm_fused(x, None, None, **opts), ibnorm_reference(x, None, None, **opts),
                                rtol=1e-5, atol=1e-5)
 
 
-def test_auto_impl_on_cpu_is_the_fused_function():
+def test_auto_impl_runs_the_kernel_on_cpu_up_to_fp32_and_the_formula_on_float64(kernel):
     x = torch.randn(4, 16)
-    assert _select_impl("auto", x) is ibnorm_fused
-    assert _select_impl("fused", x) is ibnorm_fused
+    assert auto_impl(x, cpu_kernel=True, triton=False) == "fused"
+    assert auto_impl(x.bfloat16(), cpu_kernel=True, triton=False) == "fused"
+    assert auto_impl(x.double(), cpu_kernel=True, triton=True) == "reference"
+    assert auto_impl(x, cpu_kernel=False, triton=True) == "reference"
     norm = IBNorm(16, variant="L", lam=4.0, learnable_lam=True)
-    y = norm(x)
+    with _OpCalls() as calls:
+        y = norm(x)
+    assert len(calls.of("ibnorm_forward")) == 1
     y.square().sum().backward()
     assert norm.lam_raw.grad is not None and torch.isfinite(norm.lam_raw.grad)
+    with _OpCalls() as calls:
+        norm.double()(x.double())
+    assert not calls.of("ibnorm_forward")
+
+
+def test_fused_on_a_float64_input_is_a_clear_error(kernel):
+    with pytest.raises(RuntimeError, match=r"impl='fused' is the CPU kernel .*torch.float64.*impl='reference' for float64"):
+        IBNorm(16, impl="fused").double()(torch.randn(2, 16, dtype=torch.float64))
 
 
 def test_triton_on_cpu_without_interpreter_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
-    with pytest.raises(RuntimeError, match=r"impl='triton' cannot run: .*(not installed|not CUDA)"):
+    with pytest.raises((RuntimeError, ValueError), match=r"impl='triton'.*(not installed|not CUDA)"):
         IBNorm(16, impl="triton")(torch.randn(2, 16))
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_extreme_and_empty_inputs(variant, cpu_path):
+def test_extreme_and_empty_inputs(variant, kernel):
     opts = dict(variant=variant, deviation="raw", standardize="meanvar", order="compress_first",
                 num_groups=1, eps=1e-5)
     # Deviations of 1e4 saturate tanh and push log1p far out; a constant row has none at all.
@@ -196,42 +232,51 @@ def test_extreme_and_empty_inputs(variant, cpu_path):
     assert y.shape == (0, 32) and empty.grad.shape == (0, 32)
 
 
-def test_fp32_cpu_uses_the_kernel_when_it_builds():
-    if not cpu_kernel.available():
-        pytest.skip(f"the CPU kernel is unavailable here: {cpu_kernel.build_error()}")
-    x = torch.randn(2, 8)
-    assert _kernel_applies(x, torch.ones(8), None)
-    assert not _kernel_applies(x.double(), None, None)
-    assert not _kernel_applies(x.bfloat16(), None, None)
+def test_kernel_builds_where_a_compiler_exists():
+    # auto falls back to the formula (with a warning) where the kernel does not build, so a C++
+    # source that stops compiling would otherwise go unnoticed.
+    if not COMPILER:
+        pytest.skip("no C++ compiler and ninja here")
+    assert cpu_ops.load() is None
 
 
-def test_without_a_compiler_warns_and_falls_back_to_pytorch(monkeypatch, tmp_path):
-    monkeypatch.setattr(cpu_kernel, "_library", None)
-    monkeypatch.setattr(cpu_kernel, "_build_error", None)
-    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
-    monkeypatch.setenv("IBNORM_LLM_CACHE", str(tmp_path))
-    x = _heavy_tailed(4, 16, seed=8)
-    opts = dict(variant="L", lam=4.0, deviation="raw", standardize="meanvar", order="compress_first",
-                num_groups=1, eps=1e-5)
-    with pytest.warns(RuntimeWarning, match=r"CPU kernel unavailable.*install a C compiler"):
-        y = ibnorm_fused(x, None, None, **opts)
-    assert not cpu_kernel.available()
-    torch.testing.assert_close(y, ibnorm_reference(x, None, None, **opts), rtol=1e-5, atol=1e-5)
+WITHOUT_COMPILER_CHILD = """
+import warnings
+import torch
+from ibnorm_llm.norms import IBNorm, NormOptionError, ibnorm_reference
+
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    norm = IBNorm(16, variant="L", lam=4.0)
+assert any("CPU kernel is unavailable" in str(w.message) and "install a C++ compiler" in str(w.message)
+           for w in caught), [str(w.message) for w in caught]
+x = torch.randn(4, 16)
+want = ibnorm_reference(x, norm.weight, norm.bias, variant="L", lam=4.0, deviation="raw", standardize="meanvar",
+                        order="compress_first", num_groups=1, eps=1e-5)
+torch.testing.assert_close(norm(x), want, rtol=0, atol=0)
+try:
+    IBNorm(16, impl="fused")
+except NormOptionError as err:
+    assert "impl='fused': the CPU kernel is unavailable here" in str(err) and "impl='reference'" in str(err), err
+else:
+    raise AssertionError("impl='fused' without a compiler built")
+print("fallback ok")
+"""
 
 
-@pytest.mark.parametrize("openmp", [True, False], ids=["openmp", "python-threads"])
-def test_kernel_splits_rows_across_threads(openmp, monkeypatch):
-    if not cpu_kernel.available():
-        pytest.skip(f"the CPU kernel is unavailable here: {cpu_kernel.build_error()}")
-    if openmp and not cpu_kernel._openmp:
-        pytest.skip("the kernel was built without OpenMP here (torch does not run on libgomp)")
-    # The OpenMP build still runs one block per call when told it has no OpenMP: the Python-thread path.
-    monkeypatch.setattr(cpu_kernel, "_openmp", openmp)
+def test_without_a_compiler_auto_warns_and_takes_the_formula_and_fused_refuses(tmp_path):
+    # A fresh process: the operators, once loaded, stay for the life of a process.
+    env = {**os.environ, "CXX": str(tmp_path / "no-such-c++"), "TORCH_EXTENSIONS_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", WITHOUT_COMPILER_CHILD], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0 and "fallback ok" in done.stdout, done.stderr[-3000:]
+
+
+def test_kernel_splits_rows_across_torch_threads(kernel):
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
         x = _heavy_tailed(301, 256, seed=9)  # 77k elements: two row blocks of unequal size
-        assert len(cpu_kernel._row_bounds(301, 256)) == 3  # two blocks
         _assert_fused_matches_reference(
             x, torch.linspace(0.5, 1.5, 256), torch.linspace(-1, 1, 256), torch.tensor(3.0), variant="T",
             deviation="std", standardize="meanvar", order="compress_first", num_groups=2, eps=1e-5,
@@ -240,29 +285,24 @@ def test_kernel_splits_rows_across_threads(openmp, monkeypatch):
         torch.set_num_threads(threads)
 
 
-def test_openmp_kernel_shares_torchs_runtime():
-    if not cpu_kernel.available() or not cpu_kernel._openmp:
-        pytest.skip("the kernel was built without OpenMP here")
-    # A second OpenMP runtime would bring a second pool of threads competing with torch's.
-    runtimes = cpu_kernel._libgomp_runtimes()
-    assert len(runtimes) == 1, runtimes
-
-
-OPENMP_CHILD = """
+THREADS_CHILD = """
+import sys
+from pathlib import Path
+try:  # scikit-learn carries its own OpenMP runtime (libgomp-<hash>.so): loaded first on purpose
+    import sklearn.cluster  # noqa: F401
+except ImportError:
+    pass
 import torch
-from ibnorm_llm.norms import cpu_kernel, ibnorm_reference
-from ibnorm_llm.norms.fused_ibnorm import ibnorm_fused
+from ibnorm_llm.norms import cpu_ops, ibnorm_reference
+from ibnorm_llm.norms.ibnorm import ibnorm_fused
 
+assert cpu_ops.load() is None, cpu_ops.load()
+maps = open("/proc/self/maps").read().splitlines()
+runtimes = {line.split()[-1] for line in maps if line.split()[-1].rsplit("/", 1)[-1] == "libgomp.so.1"}
+assert len(runtimes) == 1, runtimes  # the kernel runs on torch's OpenMP runtime, not a second one
 torch.set_num_threads(2)
-if not cpu_kernel._torch_runs_on_libgomp():
-    raise SystemExit("SKIP: torch does not run on libgomp here")
-assert cpu_kernel.available(), cpu_kernel.build_error()
-assert cpu_kernel._openmp, "torch runs on libgomp here, so the kernel should be the OpenMP build"
-runtimes = cpu_kernel._libgomp_runtimes()
-assert len(runtimes) == 1, runtimes
 gen = torch.Generator().manual_seed(0)
 x = (torch.randn(301, 256, generator=gen) * 2).requires_grad_()
-assert len(cpu_kernel._row_bounds(301, 256)) == 3  # two blocks
 opts = dict(variant="L", lam=3.0, deviation="raw", standardize="meanvar", order="compress_first",
             num_groups=2, eps=1e-5)
 w, b = torch.linspace(0.5, 1.5, 256), torch.linspace(-1, 1, 256)
@@ -272,32 +312,15 @@ y_ref = ibnorm_reference(x, w, b, **opts)
 (gx_ref,) = torch.autograd.grad(y_ref.square().sum(), x)
 torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
 torch.testing.assert_close(gx, gx_ref, rtol=1e-4, atol=1e-4)
-print("openmp ok")
+print("threads ok")
 """
 
 
-def test_openmp_build_in_a_fresh_process():
-    # In the full suite another library (e.g. scikit-learn's vendored libgomp, pulled in by lm-eval)
-    # may already be loaded, and the kernel then rightly falls back to Python threads: check the
-    # OpenMP build where only torch's runtime is present, as in a training process.
-    import subprocess
-    import sys
-
-    result = subprocess.run([sys.executable, "-c", OPENMP_CHILD], capture_output=True, text=True, timeout=300)
-    if "SKIP:" in result.stderr:
-        pytest.skip(result.stderr.strip())
-    assert result.returncode == 0 and "openmp ok" in result.stdout, result.stderr[-2000:]
-
-
-def test_kernel_builds_where_a_c_compiler_exists():
-    # The fused function falls back to PyTorch silently in the suite's other tests, so a C source
-    # that stops compiling would go unnoticed without this one.
-    import shutil
-    import sys
-
-    if sys.platform == "win32" or not (shutil.which("cc") or shutil.which("gcc")):
-        pytest.skip("no POSIX C compiler here")
-    assert cpu_kernel.available(), cpu_kernel.build_error()
+def test_kernel_shares_torchs_openmp_runtime_whatever_was_imported_first(kernel):
+    if not sys.platform.startswith("linux"):
+        pytest.skip("reads /proc/self/maps")
+    done = subprocess.run([sys.executable, "-c", THREADS_CHILD], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "threads ok" in done.stdout, done.stderr[-3000:]
 
 
 @pytest.mark.parametrize(
@@ -305,13 +328,11 @@ def test_kernel_builds_where_a_c_compiler_exists():
     [("S", "raw", False, False), ("L", "raw", False, True), ("L", "std", True, True), ("T", "raw", False, True),
      ("T", "std", False, False), ("T", "raw", True, False)],
 )
-def test_backward_runs_from_the_compressed_deviations_where_it_is_exact(variant, deviation, learnable, from_c):
+def test_backward_runs_from_the_compressed_deviations_where_it_is_exact(variant, deviation, learnable, from_c, kernel):
     # One activation is saved either way: the input, or c = sign(u) f(|u|) where the backward can
     # recover everything from it (T cannot recover u where tanh saturates, so not when it needs u).
-    assert cpu_kernel.saves_compressed(variant, std_deviation=deviation == "std", compress_first=True,
-                                       learnable_lam=learnable) is from_c
-    if not cpu_kernel.available():
-        pytest.skip(f"the CPU kernel is unavailable here: {cpu_kernel.build_error()}")
+    assert cpu_ops.saves_compressed(variant, deviation=deviation, order="compress_first",
+                                    learnable_lam=learnable) is from_c
     x = _heavy_tailed(32, 64, seed=11).requires_grad_()  # heavy tails: T saturates
     lam = torch.tensor(4.0, requires_grad=True) if learnable else 4.0
     seen = []
@@ -327,43 +348,37 @@ def test_backward_runs_from_the_compressed_deviations_where_it_is_exact(variant,
                                     order="compress_first", num_groups=1, eps=1e-5)
 
 
-def test_no_compressed_copy_is_written_without_a_backward(monkeypatch):
+def test_no_compressed_copy_is_written_without_a_backward(kernel):
     # c only serves the backward: under no_grad (evaluation, generation) the kernel is not asked
     # for it, and the output is the same.
-    if not cpu_kernel.available():
-        pytest.skip(f"the CPU kernel is unavailable here: {cpu_kernel.build_error()}")
-    asked = []
-    real_forward = fused_ibnorm.cpu_kernel_forward
-    monkeypatch.setattr(fused_ibnorm, "cpu_kernel_forward",
-                        lambda *args, save_c, **kwargs: asked.append(save_c) or real_forward(*args, save_c=save_c, **kwargs))
     x = _heavy_tailed(8, 64, seed=14)
     opts = dict(variant="L", lam=4.0, deviation="raw", standardize="meanvar", order="compress_first", num_groups=1,
                 eps=1e-5)
-    with torch.no_grad():
+    with torch.no_grad(), _OpCalls() as calls:
         y_eval = ibnorm_fused(x, None, None, **opts)
-    y_train = ibnorm_fused(x.clone().requires_grad_(), None, None, **opts)
-    assert asked == [False, True]
+    with _OpCalls() as train_calls:
+        y_train = ibnorm_fused(x.clone().requires_grad_(), None, None, **opts)
+    save_c = [args[-1] for args in calls.of("ibnorm_forward") + train_calls.of("ibnorm_forward")]
+    assert save_c == [False, True]
     torch.testing.assert_close(y_eval, y_train.detach(), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("standardize", ["meanvar", "rms"])
-def test_kernel_backward_from_c_equals_backward_from_the_input(variant, standardize):
-    # The kernel can run every variant's backward from c (the policy above picks where it pays).
-    if not cpu_kernel.available():
-        pytest.skip(f"the CPU kernel is unavailable here: {cpu_kernel.build_error()}")
+def test_kernel_backward_from_c_equals_backward_from_the_input(variant, standardize, kernel):
+    # The kernel can run every variant's backward from c (saves_compressed picks where it pays).
     x = _heavy_tailed(16, 96, seed=12)
     gy = torch.randn(16, 96, generator=torch.Generator().manual_seed(13))
     weight, bias = torch.linspace(0.5, 1.5, 96), torch.linspace(-1, 1, 96)
-    opts = dict(num_groups=2, variant=variant, std_deviation=False, meanvar=standardize == "meanvar",
-                compress_first=True, lam=3.0)
-    y, stats, c = cpu_kernel.forward(x, weight, bias, eps=1e-5, save_c=True, **opts)
-    y_again, _, no_c = cpu_kernel.forward(x, weight, bias, eps=1e-5, **opts)
-    assert no_c is None
+    lam = torch.tensor(3.0)
+    options = (variant, "raw", standardize, "compress_first", 2)
+    forward, backward = torch.ops.ibnorm_llm.ibnorm_forward, torch.ops.ibnorm_llm.ibnorm_backward
+    y, stats, c = forward(x, weight, bias, lam, *options, 1e-5, True)
+    y_again, _, no_c = forward(x, weight, bias, lam, *options, 1e-5, False)
+    assert no_c.numel() == 0
     torch.testing.assert_close(y, y_again, rtol=1e-6, atol=1e-6)  # the sums may be taken in another order
-    grads = dict(need_weight=True, need_bias=True, need_lam=False)
-    from_x = cpu_kernel.backward(x, weight, gy, stats, **grads, **opts)
-    from_c = cpu_kernel.backward(c, weight, gy, stats, from_c=True, **grads, **opts)
+    from_x = backward(gy, x, weight, stats, lam, *options, False, True, True, False)
+    from_c = backward(gy, c, weight, stats, lam, *options, True, True, True, False)
     for got, want in zip(from_c[:3], from_x[:3], strict=True):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
@@ -377,16 +392,53 @@ def test_kernel_backward_from_c_equals_backward_from_the_input(variant, standard
         ("exp2", -125.0, 0.0, torch.exp2, 3e-7),
     ],
 )
-def test_kernel_elementwise_approximations_are_accurate(fn, low, high, reference, max_rel_error):
-    # The polynomial and rational approximations the kernel is built on, against float64 (measured:
-    # at most 1.4, 2.2, 0.6 and 1.7 fp32 epsilons relative error),
-    # on a dense grid, tiny arguments included (where log1p, tanh and expm1 must stay relative).
-    if not cpu_kernel.available():
-        pytest.skip(f"the CPU kernel is unavailable here: {cpu_kernel.build_error()}")
+def test_kernel_elementwise_approximations_are_accurate(fn, low, high, reference, max_rel_error, kernel):
+    # The polynomial and rational approximations the kernel is built on (csrc/fast_math.h), against
+    # float64 on a dense grid, tiny arguments included (where log1p, tanh and expm1 must stay relative).
     span = torch.cat([torch.linspace(low, high, 200_001, dtype=torch.float64),
                       torch.logspace(-30, 0, 20_001, dtype=torch.float64) * (high if high > 0 else low)])
     x = span.float()
     want = reference(x.double())
-    got = cpu_kernel.elementwise(fn, x).double()
+    got = cpu_ops.elementwise(fn, x).double()
     rel = ((got - want).abs() / want.abs().clamp_min(torch.finfo(torch.float32).tiny))
     assert rel.max() < max_rel_error, f"{fn}: max relative error {rel.max():.2e} at x = {x[rel.argmax()]:.6g}"
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_backward_is_the_kernel_alone(variant, kernel):
+    # The operator's other outputs (statistics, c) only serve the backward: autograd must not
+    # fill activation-sized zero gradients for them (that cost L and T a memset per call).
+    norm = IBNorm(64, variant=variant)
+    x = torch.randn(32, 64, requires_grad=True)
+    y = norm(x)
+    grad = torch.randn(32, 64)
+    with _OpCalls() as calls:
+        y.backward(grad)
+    assert [op for op, _ in calls.calls if not op.endswith("detach")] == ["ibnorm_llm.ibnorm_backward"]
+
+
+def test_a_copy_of_the_norm_code_reuses_the_operators_already_registered(tmp_path, monkeypatch, kernel):
+    # A checkpoint carries a flat copy of these modules (see models/modeling_ibnorm.py). Loaded with
+    # remote code in a process that has ibnorm_llm, the copy must use the operators already there,
+    # without csrc/ beside it and without defining or registering them a second time.
+    copy = tmp_path / "norm_code_copy"
+    copy.mkdir()
+    for source in Path(cpu_ops.__file__).parent.glob("*.py"):
+        shutil.copy(source, copy / source.name)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        registry = importlib.import_module("norm_code_copy")
+        if importlib.util.find_spec("triton") is not None:
+            importlib.import_module("ibnorm_llm.norms.triton_ibnorm")
+            importlib.import_module("norm_code_copy.triton_ibnorm")  # the Triton operators exist already
+        norm = registry.build_norm("ibnorm", 32, variant="L")
+        x = _heavy_tailed(4, 32, seed=15).requires_grad_()
+        with _OpCalls() as calls:
+            y = norm(x)
+        assert calls.of("ibnorm_forward")
+        y.square().sum().backward()
+        want = IBNorm(32, variant="L", impl="reference")(x.detach())
+        torch.testing.assert_close(y.detach(), want, rtol=1e-5, atol=1e-5)
+    finally:
+        for name in [name for name in sys.modules if name.startswith("norm_code_copy")]:
+            del sys.modules[name]
