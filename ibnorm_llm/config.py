@@ -72,13 +72,13 @@ class NormConfig:
     """
 
     kind: str = "rmsnorm"
-    """Registry name: layernorm, rmsnorm, ibnorm, dyt or normalnorm (see ibnorm_llm.norms.NORMS)."""
+    """Registry name: layernorm, rmsnorm, ibnorm, dyt, normalnorm, derf or seednorm (see ibnorm_llm.norms.NORMS)."""
     eps: float | None = None
     """Added to variances; None = the preset's default (1e-6 LLaMA, 1e-5 GPT-2)."""
     affine: bool | None = None
     """Learnable gain (and bias where the norm has one) after normalizing."""
     bias: bool | None = None
-    """Learnable bias in the affine (layernorm, ibnorm, dyt)."""
+    """Learnable bias in the affine (layernorm, ibnorm, dyt, derf)."""
     variant: str | None = None
     """IBNorm compression: S (piecewise linear), L (log), T (tanh)."""
     lam: float | None = None
@@ -96,7 +96,9 @@ class NormConfig:
     impl: str | None = None
     """IBNorm implementation: auto, reference, fused, triton."""
     alpha_init: float | None = None
-    """DyT: initial value of the learnable tanh slope alpha."""
+    """DyT, Derf: initial value of the learnable slope alpha."""
+    shift_init: float | None = None
+    """Derf: initial value of the learnable shift s inside erf(alpha * x + s)."""
     noise_std: float | None = None
     """NormalNorm: scale of the additive Gaussian noise during training."""
 

@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
+from .derf import Derf
 from .dyt import DyT
 from .ibnorm import IBNorm, compress, ibnorm_reference
 from .layernorm import LayerNorm
 from .normalnorm import NormalNorm
 from .rmsnorm import RMSNorm
+from .seednorm import SeeDNorm
 from .validation import NormOptionError
 
 if TYPE_CHECKING:
@@ -31,6 +33,8 @@ NORMS: dict[str, type[nn.Module]] = {
     "ibnorm": IBNorm,
     "dyt": DyT,
     "normalnorm": NormalNorm,
+    "derf": Derf,
+    "seednorm": SeeDNorm,
 }
 
 __all__ = [

@@ -17,7 +17,7 @@ def test_registry_names_match_the_config_docs():
     source = inspect.getsource(config_module.NormConfig)
     documented = re.search(r'"""Registry name: (.+?) \(see', source).group(1)
     assert set(re.split(r", | or ", documented)) == set(NORMS)
-    assert list(NORMS) == ["layernorm", "rmsnorm", "ibnorm", "dyt", "normalnorm"]
+    assert list(NORMS) == ["layernorm", "rmsnorm", "ibnorm", "dyt", "normalnorm", "derf", "seednorm"]
 
 
 def test_every_option_name_is_a_norm_config_field():
