@@ -17,7 +17,7 @@ from transformers import AutoModelForCausalLM
 
 import ibnorm_llm.norms as norms_package
 from ibnorm_llm.config import NormConfig, NormOverride
-from ibnorm_llm.models import IBNormGPT2LMHeadModel, IBNormLlamaForCausalLM, load_model
+from ibnorm_llm.models import NormGPT2LMHeadModel, NormLlamaForCausalLM, load_model
 
 PROMPT = [[5, 17, 300, 42, 7]]
 NEW_TOKENS = 6
@@ -110,15 +110,15 @@ def test_checkpoint_loads_with_remote_code_where_ibnorm_llm_is_absent(tmp_path, 
         expected[name] = _save_with_reference(model, tmp_path / name, tokens)
 
     saved = sorted(p.name for p in (tmp_path / "llama").iterdir())
-    assert {"config.json", "model.safetensors", "modeling_ibnorm.py", "ibnorm_norms.py", "ibnorm.py"} <= set(saved)
+    assert {"config.json", "model.safetensors", "modeling_norm_lm.py", "norm_registry.py", "ibnorm.py"} <= set(saved)
     config = json.loads((tmp_path / "llama" / "config.json").read_text())
     assert config["auto_map"] == {
-        "AutoConfig": "modeling_ibnorm.IBNormLlamaConfig",
-        "AutoModelForCausalLM": "modeling_ibnorm.IBNormLlamaForCausalLM",
+        "AutoConfig": "modeling_norm_lm.NormLlamaConfig",
+        "AutoModelForCausalLM": "modeling_norm_lm.NormLlamaForCausalLM",
     }
     assert [spec["kind"] for spec in config["block_norms"]] == ["ibnorm", "ibnorm", "rmsnorm"]
     # The registry's own source replaced the package's re-export shim (no norm code lives twice in the repo).
-    assert (tmp_path / "llama" / "ibnorm_norms.py").read_text() == Path(norms_package.__file__).read_text()
+    assert (tmp_path / "llama" / "norm_registry.py").read_text() == Path(norms_package.__file__).read_text()
 
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTHON")}
     env.update(HF_MODULES_CACHE=str(tmp_path / "hf_modules"), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
@@ -144,7 +144,7 @@ def test_load_model_uses_package_classes_without_remote_code(tmp_path, family, m
     model = make_tiny(family, norm=NormConfig(kind="ibnorm", variant="S", lam=2.0, learnable_lam=True))
     perturb(model)
     model.save_pretrained(tmp_path)
-    expected_class = IBNormLlamaForCausalLM if family == "llama" else IBNormGPT2LMHeadModel
+    expected_class = NormLlamaForCausalLM if family == "llama" else NormGPT2LMHeadModel
     for loaded in (load_model(tmp_path), AutoModelForCausalLM.from_pretrained(tmp_path)):
         assert type(loaded) is expected_class
         assert loaded.config.block_norms == model.config.block_norms

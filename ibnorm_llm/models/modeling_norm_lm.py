@@ -2,18 +2,22 @@
 
 Thin subclasses of transformers' ``LlamaForCausalLM`` and ``GPT2LMHeadModel``: attention,
 RoPE, KV-cache generation, gradient checkpointing and checkpoint I/O are transformers' own;
-``__init__`` only swaps the norms, keeping their module names (LLaMA:
+``__init__`` swaps the norms, keeping their module names (LLaMA:
 ``model.layers[i].input_layernorm``, ``post_attention_layernorm``, ``model.norm``; GPT-2:
-``transformer.h[i].ln_1``, ``ln_2``, ``transformer.ln_f``) so parameter names stay stock.
+``transformer.h[i].ln_1``, ``ln_2``, ``transformer.ln_f``) so parameter names stay stock, and
+gives each decoder layer the configured norm placement (``norm_blocks``). Peri-LN adds
+``attn_output_layernorm`` / ``mlp_output_layernorm`` (GPT-2: ``ln_attn_out`` / ``ln_mlp_out``)
+to each block; a query/key norm adds ``q_norm`` / ``k_norm`` to each attention module.
 
 The config records each norm as JSON-able data, ``{"kind": <registry name>, <option>: value}``:
-``norm`` (the block norm), ``block_norms`` (one entry per block, overrides applied) and
-``final_norm``.
+``norm`` (the block norm), ``block_norms`` (one entry per block, overrides applied),
+``final_norm`` and ``qk_norm`` (None = none); and the block layout: ``norm_placement``
+(pre, post, peri, mix), ``mix_ln_fraction`` and ``norm_scaling`` (none, lns).
 
 This file is copied into every checkpoint (``auto_map``), so that
 ``AutoModelForCausalLM.from_pretrained(dir, trust_remote_code=True)`` works where ibnorm_llm
 is not installed. It must therefore import nothing from ibnorm_llm by absolute name: the
-registry arrives through the relative module ``ibnorm_norms`` (see that module).
+registry arrives through the relative module ``norm_registry`` (see that module).
 """
 
 import inspect
@@ -25,9 +29,19 @@ from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 from transformers.dynamic_module_utils import get_relative_import_files
 
-from .ibnorm_norms import NORMS, build_norm
+from .norm_blocks import (
+    MIX_LN_FRACTION,
+    NORM_SCALINGS,
+    PLACEMENTS,
+    NormGPT2Block,
+    NormLlamaDecoderLayer,
+    attach_qk_norm,
+    block_placements,
+    norm_output_scale,
+)
+from .norm_registry import NORMS, build_norm
 
-NORM_CODE_FILE = "ibnorm_norms.py"
+NORM_CODE_FILE = "norm_registry.py"
 
 
 def _check_norm_spec(spec: object, where: str) -> dict:
@@ -38,7 +52,18 @@ def _check_norm_spec(spec: object, where: str) -> dict:
     return spec
 
 
-def _resolve_norm_fields(config: "IBNormLlamaConfig | IBNormGPT2Config", baseline: dict) -> None:
+def _check_block_layout(config: "NormLlamaConfig | NormGPT2Config") -> None:
+    if config.norm_placement not in PLACEMENTS:
+        raise ValueError(f"norm_placement={config.norm_placement!r}: must be one of {', '.join(PLACEMENTS)}")
+    if not 0 < config.mix_ln_fraction < 1:
+        raise ValueError(f"mix_ln_fraction={config.mix_ln_fraction!r}: must be in (0, 1)")
+    if config.norm_scaling not in NORM_SCALINGS:
+        raise ValueError(f"norm_scaling={config.norm_scaling!r}: must be one of {', '.join(NORM_SCALINGS)}")
+    if config.qk_norm is not None:
+        _check_norm_spec(config.qk_norm, "qk_norm")
+
+
+def _resolve_norm_fields(config: "NormLlamaConfig | NormGPT2Config", baseline: dict) -> None:
     """Fill unset norm fields (the stock norm by default) and check they fit the depth."""
     config.norm = _check_norm_spec(config.norm if config.norm is not None else baseline, "norm")
     if config.block_norms is None:
@@ -53,18 +78,24 @@ def _resolve_norm_fields(config: "IBNormLlamaConfig | IBNormGPT2Config", baselin
         )
     for i, spec in enumerate(config.block_norms):
         _check_norm_spec(spec, f"block_norms[{i}]")
+    _check_block_layout(config)
 
 
 @strict
-class IBNormLlamaConfig(LlamaConfig):
-    """``LlamaConfig`` plus the registry norms; unset norms default to stock RMSNorm (``rms_norm_eps``)."""
+class NormLlamaConfig(LlamaConfig):
+    """``LlamaConfig`` plus the registry norms and their placement; unset norms default to stock
+    RMSNorm (``rms_norm_eps``), the placement to Pre-LN."""
 
-    model_type = "ibnorm_llama"
+    model_type = "norm_llama"
 
     preset: str | None = None
     norm: dict | None = None
     block_norms: list | None = None
     final_norm: dict | None = None
+    qk_norm: dict | None = None
+    norm_placement: str = "pre"
+    mix_ln_fraction: float = MIX_LN_FRACTION
+    norm_scaling: str = "none"
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -72,15 +103,20 @@ class IBNormLlamaConfig(LlamaConfig):
 
 
 @strict
-class IBNormGPT2Config(GPT2Config):
-    """``GPT2Config`` plus the registry norms; unset norms default to stock LayerNorm (``layer_norm_epsilon``)."""
+class NormGPT2Config(GPT2Config):
+    """``GPT2Config`` plus the registry norms and their placement; unset norms default to stock
+    LayerNorm (``layer_norm_epsilon``), the placement to Pre-LN."""
 
-    model_type = "ibnorm_gpt2"
+    model_type = "norm_gpt2"
 
     preset: str | None = None
     norm: dict | None = None
     block_norms: list | None = None
     final_norm: dict | None = None
+    qk_norm: dict | None = None
+    norm_placement: str = "pre"
+    mix_ln_fraction: float = MIX_LN_FRACTION
+    norm_scaling: str = "none"
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -97,9 +133,9 @@ def _registry_norm(spec: dict, dim: int) -> nn.Module:
 def _write_norm_code(folder: Path) -> None:
     """Make the checkpoint's norm code self-contained.
 
-    transformers has copied this file and ``ibnorm_norms.py`` into ``folder``. Inside the package
-    that module only re-exports ibnorm_llm.norms, so overwrite it with the file that defines the
-    registry and copy the modules that file imports relatively (transitively) beside it, where
+    transformers has copied this file and its relative imports (``norm_blocks.py``,
+    ``norm_registry.py``) into ``folder``. Inside the package ``norm_registry`` only re-exports
+    ibnorm_llm.norms, so overwrite it with the file that defines the registry and copy the modules that file imports relatively (transitively) beside it, where
     transformers' loader looks for them. Loaded from a checkpoint, ``build_norm`` already lives
     in the flat copy, so re-saving writes the same files.
     """
@@ -126,6 +162,21 @@ class _RegistryNormModel:
         # otherwise equals ours (same PreTrainedModel class family), so route it here.
         base_model._init_weights = self._init_weights
 
+    def _place_norms(self, blocks: nn.ModuleList, block_class: type, attention_name: str, head_dim: int) -> None:
+        """Registry norms, placement and query/key norms for every decoder block, in place."""
+        config, dim = self.config, self.config.hidden_size
+        placements = block_placements(config.norm_placement, len(blocks), config.mix_ln_fraction)
+        for index, (block, spec, placement) in enumerate(zip(blocks, config.block_norms, placements, strict=True)):
+            block_class.adopt(block, placement, norm_output_scale(config.norm_scaling, index))
+            (input_norm, output_norm), (mlp_input_norm, mlp_output_norm) = block_class.NORM_NAMES
+            setattr(block, input_norm, _registry_norm(spec, dim))
+            setattr(block, mlp_input_norm, _registry_norm(spec, dim))
+            if placement == "peri":
+                setattr(block, output_norm, _registry_norm(spec, dim))
+                setattr(block, mlp_output_norm, _registry_norm(spec, dim))
+            if config.qk_norm is not None:
+                attach_qk_norm(getattr(block, attention_name), lambda: _registry_norm(config.qk_norm, head_dim))
+
     def save_pretrained(self, save_directory, *args, **kwargs):
         if kwargs.get("push_to_hub"):
             raise ValueError(
@@ -137,37 +188,34 @@ class _RegistryNormModel:
             _write_norm_code(Path(save_directory))
 
 
-class IBNormLlamaForCausalLM(_RegistryNormModel, LlamaForCausalLM):
+class NormLlamaForCausalLM(_RegistryNormModel, LlamaForCausalLM):
     """``LlamaForCausalLM`` with registry norms in every block and before the LM head."""
 
-    config_class = IBNormLlamaConfig
+    config_class = NormLlamaConfig
+    _no_split_modules = ["NormLlamaDecoderLayer"]
 
-    def __init__(self, config: IBNormLlamaConfig):
+    def __init__(self, config: NormLlamaConfig):
         super().__init__(config)
-        dim = config.hidden_size
-        for layer, spec in zip(self.model.layers, config.block_norms, strict=True):
-            layer.input_layernorm = _registry_norm(spec, dim)
-            layer.post_attention_layernorm = _registry_norm(spec, dim)
-        self.model.norm = _registry_norm(config.final_norm, dim)
+        self._place_norms(self.model.layers, NormLlamaDecoderLayer, "self_attn", config.head_dim)
+        self.model.norm = _registry_norm(config.final_norm, config.hidden_size)
         self._route_norm_init(self.model)
 
 
-class IBNormGPT2LMHeadModel(_RegistryNormModel, GPT2LMHeadModel):
+class NormGPT2LMHeadModel(_RegistryNormModel, GPT2LMHeadModel):
     """``GPT2LMHeadModel`` with registry norms in every block and before the LM head."""
 
-    config_class = IBNormGPT2Config
+    config_class = NormGPT2Config
+    _no_split_modules = ["NormGPT2Block"]
 
-    def __init__(self, config: IBNormGPT2Config):
+    def __init__(self, config: NormGPT2Config):
         super().__init__(config)
-        dim = config.hidden_size
-        for block, spec in zip(self.transformer.h, config.block_norms, strict=True):
-            block.ln_1 = _registry_norm(spec, dim)
-            block.ln_2 = _registry_norm(spec, dim)
-        self.transformer.ln_f = _registry_norm(config.final_norm, dim)
+        head_dim = config.hidden_size // config.num_attention_heads
+        self._place_norms(self.transformer.h, NormGPT2Block, "attn", head_dim)
+        self.transformer.ln_f = _registry_norm(config.final_norm, config.hidden_size)
         self._route_norm_init(self.transformer)
 
 
-IBNormLlamaConfig.register_for_auto_class()
-IBNormLlamaForCausalLM.register_for_auto_class("AutoModelForCausalLM")
-IBNormGPT2Config.register_for_auto_class()
-IBNormGPT2LMHeadModel.register_for_auto_class("AutoModelForCausalLM")
+NormLlamaConfig.register_for_auto_class()
+NormLlamaForCausalLM.register_for_auto_class("AutoModelForCausalLM")
+NormGPT2Config.register_for_auto_class()
+NormGPT2LMHeadModel.register_for_auto_class("AutoModelForCausalLM")
