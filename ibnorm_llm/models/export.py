@@ -62,9 +62,11 @@ def stock_norm_eps(config: PretrainedConfig) -> float:
     baseline = FAMILY_BASELINE_NORM[family]
     shared = "; share the checkpoint as is: it loads with trust_remote_code=True"
     for setting, stock_value in _STOCK_LAYOUT.items():
-        if getattr(config, setting) != stock_value:
+        value = getattr(config, setting)
+        if value != stock_value:
+            shown = f"{{kind: {value['kind']}, ...}}" if isinstance(value, dict) else repr(value)
             raise ExportError(
-                f"cannot export to a stock {stock_class.__name__}: model.{setting}={getattr(config, setting)!r}, "
+                f"cannot export to a stock {stock_class.__name__}: model.{setting}={shown}, "
                 f"but the stock model has {setting}={stock_value!r}{shared}"
             )
     places = [(f"block {i}", spec) for i, spec in enumerate(config.block_norms)] + [("the final norm", config.final_norm)]
