@@ -239,3 +239,16 @@ def test_mix_fraction_too_small_for_the_depth_is_refused():
     cfg = ModelConfig(preset="llama-tiny", norm_placement="mix", mix_ln_fraction=0.2)
     with pytest.raises(ConfigError, match=r"model\.mix_ln_fraction=0\.2: floor\(0\.2 x 4 blocks\) = 0 blocks"):
         build_model(cfg, 4096)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_placed_blocks_and_qk_hooks_compile_without_graph_breaks(family, make_tiny, tokens):
+    # LayerNorm and Derf have no torch.compiler.disable'd fast path, so any break would be ours.
+    model = make_tiny(
+        family, norm=NormConfig(kind="layernorm"), final_norm=NormConfig(kind="derf"), norm_placement="mix",
+        mix_ln_fraction=0.5, norm_scaling="lns", qk_norm=NormConfig(kind="seednorm"),
+    )
+    with torch.no_grad():
+        expected = model(tokens, use_cache=False).logits
+        compiled = torch.compile(model, backend="eager", fullgraph=True)(tokens, use_cache=False).logits
+    torch.testing.assert_close(compiled, expected, rtol=0, atol=0)
