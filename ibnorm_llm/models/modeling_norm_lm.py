@@ -176,6 +176,9 @@ class _RegistryNormModel:
                 setattr(block, mlp_output_norm, _registry_norm(spec, dim))
             if config.qk_norm is not None:
                 attach_qk_norm(getattr(block, attention_name), lambda: _registry_norm(config.qk_norm, head_dim))
+        # FSDP's transformer-based wrap and device maps find blocks by these class names; the stock
+        # name (collected from the base model at post_init) no longer names any module.
+        self._no_split_modules = {block_class.__name__}
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         if kwargs.get("push_to_hub"):
@@ -192,7 +195,6 @@ class NormLlamaForCausalLM(_RegistryNormModel, LlamaForCausalLM):
     """``LlamaForCausalLM`` with registry norms in every block and before the LM head."""
 
     config_class = NormLlamaConfig
-    _no_split_modules = ["NormLlamaDecoderLayer"]
 
     def __init__(self, config: NormLlamaConfig):
         super().__init__(config)
@@ -205,7 +207,6 @@ class NormGPT2LMHeadModel(_RegistryNormModel, GPT2LMHeadModel):
     """``GPT2LMHeadModel`` with registry norms in every block and before the LM head."""
 
     config_class = NormGPT2Config
-    _no_split_modules = ["NormGPT2Block"]
 
     def __init__(self, config: NormGPT2Config):
         super().__init__(config)

@@ -252,3 +252,16 @@ def test_placed_blocks_and_qk_hooks_compile_without_graph_breaks(family, make_ti
         expected = model(tokens, use_cache=False).logits
         compiled = torch.compile(model, backend="eager", fullgraph=True)(tokens, use_cache=False).logits
     torch.testing.assert_close(compiled, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_fsdp_transformer_wrap_finds_exactly_the_decoder_blocks(family, make_tiny):
+    from accelerate.utils.dataclasses import get_module_class_from_name
+
+    # accelerate's TRANSFORMER_BASED_WRAP resolves every name in model._no_split_modules and fails
+    # on one that names no module (the stock layer name, once the blocks are our subclasses).
+    model = make_tiny(family, norm_placement="peri")
+    classes = {get_module_class_from_name(model, name) for name in model._no_split_modules}
+    assert None not in classes
+    wrapped = [module for module in model.modules() if isinstance(module, tuple(classes))]
+    assert wrapped == list(_blocks(model, family))
