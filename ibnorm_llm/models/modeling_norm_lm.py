@@ -22,6 +22,7 @@ registry arrives through the relative module ``norm_registry`` (see that module)
 
 import inspect
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from huggingface_hub.dataclasses import strict
@@ -81,12 +82,9 @@ def _resolve_norm_fields(config: "NormLlamaConfig | NormGPT2Config", baseline: d
     _check_block_layout(config)
 
 
-@strict
-class NormLlamaConfig(LlamaConfig):
-    """``LlamaConfig`` plus the registry norms and their placement; unset norms default to stock
-    RMSNorm (``rms_norm_eps``), the placement to Pre-LN."""
-
-    model_type = "norm_llama"
+@dataclass
+class _NormFields:
+    """The fields both families' configs add (see the module docstring)."""
 
     preset: str | None = None
     norm: dict | None = None
@@ -96,6 +94,14 @@ class NormLlamaConfig(LlamaConfig):
     norm_placement: str = "pre"
     mix_ln_fraction: float = MIX_LN_FRACTION
     norm_scaling: str = "none"
+
+
+@strict
+class NormLlamaConfig(_NormFields, LlamaConfig):
+    """``LlamaConfig`` plus the registry norms and their placement; unset norms default to stock
+    RMSNorm (``rms_norm_eps``), the placement to Pre-LN."""
+
+    model_type = "norm_llama"
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -103,20 +109,11 @@ class NormLlamaConfig(LlamaConfig):
 
 
 @strict
-class NormGPT2Config(GPT2Config):
+class NormGPT2Config(_NormFields, GPT2Config):
     """``GPT2Config`` plus the registry norms and their placement; unset norms default to stock
     LayerNorm (``layer_norm_epsilon``), the placement to Pre-LN."""
 
     model_type = "norm_gpt2"
-
-    preset: str | None = None
-    norm: dict | None = None
-    block_norms: list | None = None
-    final_norm: dict | None = None
-    qk_norm: dict | None = None
-    norm_placement: str = "pre"
-    mix_ln_fraction: float = MIX_LN_FRACTION
-    norm_scaling: str = "none"
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
