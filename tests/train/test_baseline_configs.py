@@ -1,6 +1,8 @@
-"""The shipped tiny configs of the 2025-26 baselines train, and resume exactly from a checkpoint."""
+"""The shipped tiny configs of the 2025-26 baselines train and resume exactly; learnable lambda is logged for their norms."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 from train_helpers import losses
@@ -34,3 +36,15 @@ def test_tiny_baseline_config_trains_20_steps_and_resumes(baseline, tmp_path, da
     assert sorted(again) == list(range(11, 21))
     for step, loss in again.items():
         assert abs(loss - curve[step]) <= 1e-6, (step, loss, curve[step])
+
+
+def test_learnable_lambda_of_peri_and_qk_norms_is_logged_by_name(tiny_overrides):
+    result = train(load_config(None, [
+        *tiny_overrides, "run_name=lam_peri", "train.max_steps=2", "model.norm_placement=peri",
+        "model.norm.kind=ibnorm", "model.norm.learnable_lam=true",
+        "model.qk_norm.kind=ibnorm", "model.qk_norm.learnable_lam=true",
+    ]))
+    record = json.loads((result.run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+    lams = {k for k in record if k.startswith("lam/")}
+    assert len(lams) == 2 * 6 + 1  # per block: 2 input, 2 Peri-LN output, q and k norms; plus the final norm
+    assert {"lam/model.layers.1.mlp_output_layernorm", "lam/model.layers.0.self_attn.k_norm"} <= lams
