@@ -172,7 +172,9 @@ class _RegistryNormModel:
                 setattr(block, output_norm, _registry_norm(spec, dim))
                 setattr(block, mlp_output_norm, _registry_norm(spec, dim))
             if config.qk_norm is not None:
-                attach_qk_norm(getattr(block, attention_name), lambda: _registry_norm(config.qk_norm, head_dim))
+                attach_qk_norm(
+                    getattr(block, attention_name), lambda: _registry_norm(config.qk_norm, head_dim), head_dim
+                )
         # FSDP's transformer-based wrap and device maps find blocks by these class names; the stock
         # name (collected from the base model at post_init) no longer names any module.
         self._no_split_modules = {block_class.__name__}

@@ -141,9 +141,9 @@ class NormGPT2Block(_PlacedBlock, GPT2Block):
         return self.attn(hidden_states, **arguments)[0]
 
 
-def _per_head(norm: nn.Module, projected: torch.Tensor) -> torch.Tensor:
+def _per_head(norm: nn.Module, projected: torch.Tensor, head_dim: int) -> torch.Tensor:
     """``norm`` over each head of a (..., heads * head_dim) projection."""
-    heads = projected.unflatten(-1, (-1, norm.dim))  # (..., heads, head_dim)
+    heads = projected.unflatten(-1, (-1, head_dim))  # (..., heads, head_dim)
     return norm(heads).flatten(-2)
 
 
@@ -156,25 +156,26 @@ class _ProjectionNormHook:
     ``("q_norm", "k_norm", None)`` for GPT-2's fused query/key/value projection.
     """
 
-    def __init__(self, attention: nn.Module, parts: tuple[str | None, ...]) -> None:
+    def __init__(self, attention: nn.Module, parts: tuple[str | None, ...], head_dim: int) -> None:
         self.attention = attention
         self.parts = parts
+        self.head_dim = head_dim
 
     def __call__(self, _module: nn.Module, _args: tuple, projected: torch.Tensor) -> torch.Tensor:
         slices = projected.chunk(len(self.parts), dim=-1)
         normed = [
-            piece if name is None else _per_head(getattr(self.attention, name), piece)
+            piece if name is None else _per_head(getattr(self.attention, name), piece, self.head_dim)
             for name, piece in zip(self.parts, slices, strict=True)
         ]
         return normed[0] if len(normed) == 1 else torch.cat(normed, dim=-1)
 
 
-def attach_qk_norm(attention: nn.Module, make_norm: Callable[[], nn.Module]) -> None:
+def attach_qk_norm(attention: nn.Module, make_norm: Callable[[], nn.Module], head_dim: int) -> None:
     """Give a LlamaAttention or GPT2Attention ``q_norm`` and ``k_norm``, applied to each head of
     the query and key projections' outputs (LLaMA: q_proj, k_proj; GPT-2: the fused c_attn)."""
     attention.q_norm, attention.k_norm = make_norm(), make_norm()
     if hasattr(attention, "c_attn"):
-        attention.c_attn.register_forward_hook(_ProjectionNormHook(attention, ("q_norm", "k_norm", None)))
+        attention.c_attn.register_forward_hook(_ProjectionNormHook(attention, ("q_norm", "k_norm", None), head_dim))
     else:
-        attention.q_proj.register_forward_hook(_ProjectionNormHook(attention, ("q_norm",)))
-        attention.k_proj.register_forward_hook(_ProjectionNormHook(attention, ("k_norm",)))
+        attention.q_proj.register_forward_hook(_ProjectionNormHook(attention, ("q_norm",), head_dim))
+        attention.k_proj.register_forward_hook(_ProjectionNormHook(attention, ("k_norm",), head_dim))

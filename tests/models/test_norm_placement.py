@@ -265,3 +265,20 @@ def test_fsdp_transformer_wrap_finds_exactly_the_decoder_blocks(family, make_tin
     assert None not in classes
     wrapped = [module for module in model.modules() if isinstance(module, tuple(classes))]
     assert wrapped == list(_blocks(model, family))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_deep_copy_uses_its_own_qk_norms(family, make_tiny, perturb, tokens):
+    import copy
+
+    model = make_tiny(family, qk_norm=NormConfig(kind="rmsnorm"))
+    perturb(model, scale=0.2)
+    twin = copy.deepcopy(model)
+    with torch.no_grad():
+        before = model(tokens).logits
+        for name, param in twin.named_parameters():
+            if ".q_norm." in name:
+                param.mul_(3.0)
+        after, twin_logits = model(tokens).logits, twin(tokens).logits
+    assert torch.equal(before, after)
+    assert (twin_logits - before).abs().max() > 1e-3
