@@ -282,3 +282,16 @@ def test_a_deep_copy_uses_its_own_qk_norms(family, make_tiny, perturb, tokens):
         after, twin_logits = model(tokens).logits, twin(tokens).logits
     assert torch.equal(before, after)
     assert (twin_logits - before).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("placement", ["post", "peri", "mix"])
+def test_every_placement_stays_causal(family, placement, make_tiny, perturb, tokens):
+    model = make_tiny(family, n_layers=4, norm_placement=placement, qk_norm=NormConfig(kind="rmsnorm"))
+    perturb(model, scale=0.2)
+    changed = tokens.clone()
+    changed[:, 12:] = (changed[:, 12:] + 1) % 100
+    with torch.no_grad():
+        before, after = model(tokens).logits, model(changed).logits
+    torch.testing.assert_close(after[:, :12], before[:, :12], rtol=0, atol=0)
+    assert (after[:, 12:] - before[:, 12:]).abs().max() > 1e-4
