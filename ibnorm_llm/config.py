@@ -109,6 +109,16 @@ class ModelConfig:
     """Per-block-range norms; later entries win where ranges overlap."""
     final_norm: NormConfig | None = None
     """The norm before the LM head; None = same as ``model.norm``."""
+    norm_placement: Literal["pre", "post", "peri", "mix"] = "pre"
+    """Where the block norms sit: pre (Pre-LN, x + F(N(x))), post (Post-LN, N(x + F(x))), peri
+    (Peri-LN, x + N_out(F(N_in(x)))) or mix (Mix-LN: post in the first blocks, pre in the rest)."""
+    mix_ln_fraction: float | None = None
+    """norm_placement=mix: share of blocks, counted from the first, that use Post-LN
+    (floor(fraction * n_layers), in (0, 1)); None = the Mix-LN paper's 0.25."""
+    norm_scaling: Literal["none", "lns"] = "none"
+    """lns: LayerNorm Scaling, every norm output of block l (counted from 1) times 1/sqrt(l)."""
+    qk_norm: NormConfig | None = None
+    """A norm over each attention head's queries and keys (before RoPE); None = none."""
     d_model: int | None = None
     """Override the preset's width."""
     n_layers: int | None = None
@@ -135,6 +145,17 @@ class ModelConfig:
                 raise ConfigError(f"model.{name}={value}: must be a positive integer (or null for the preset's)")
         if self.init_std is not None and not self.init_std > 0:
             raise ConfigError(f"model.init_std={self.init_std}: must be > 0 (or null for 0.02)")
+        if self.mix_ln_fraction is not None:
+            if self.norm_placement != "mix":
+                raise ConfigError(
+                    f"model.mix_ln_fraction={self.mix_ln_fraction} is set but model.norm_placement="
+                    f"{self.norm_placement}: it applies only to norm_placement=mix; remove it or set that"
+                )
+            if not 0 < self.mix_ln_fraction < 1:
+                raise ConfigError(
+                    f"model.mix_ln_fraction={self.mix_ln_fraction}: must be in (0, 1), the share of blocks "
+                    "using Post-LN (e.g. 0.25, the paper's)"
+                )
 
     def norm_for_block(self, index: int) -> NormConfig:
         chosen = self.norm

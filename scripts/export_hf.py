@@ -2,9 +2,9 @@
 
     python scripts/export_hf.py --checkpoint runs/<run>/checkpoints/final --out exported/<run>
 
-A layernorm GPT-2 or rmsnorm LLaMA checkpoint becomes a GPT2LMHeadModel / LlamaForCausalLM
-directory with identical logits (tokenizer files copied along); any other norm is refused
-with the reason. The logic lives in ibnorm_llm/models/export.py.
+A layernorm GPT-2 or rmsnorm LLaMA checkpoint in the Pre-LN placement (no LayerNorm Scaling, no
+query/key norm) becomes a GPT2LMHeadModel / LlamaForCausalLM directory with identical logits
+(tokenizer files copied along); any other norm or layout is refused, naming the setting. The logic lives in ibnorm_llm/models/export.py.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ tokenizer, 256 tokens, pad without packing, 512 sequences per step, Adam, warmup
 steps, cosine to 10%, no clipping, whole model in bf16); GPT-2 follows nanoGPT/llm.c
 (GPT-2 BPE, 1024 tokens, 2^19 tokens per step, AdamW (0.9, 0.95), decay 0.1, clip 1.0,
 warmup 700, cosine, bf16 autocast) on FineWeb-Edu. IBNorm runs use lambda = 4, the paper's
-best value in most runs.
+best value in most runs. The 2025-26 baselines (Derf, SeeDNorm, Peri-LN, Mix-LN, LayerNorm
+Scaling; docs/baselines.md) run in the same LLaMA recipe at 60M and 130M, and on the CPU.
 """
 
 from __future__ import annotations
@@ -35,6 +36,21 @@ GPT2 = [
 ]
 IBNORM_VARIANTS = {"s": "S", "l": "L", "t": "T"}
 LAM = 4.0
+BASELINE_SIZES = ("llama60m", "llama130m")
+# name -> model section: a norm function or a placement/scaling of RMSNorm or IBNorm-L (docs/baselines.md)
+BASELINES: dict[str, dict] = {
+    "derf": {"norm": {"kind": "derf"}},
+    "seednorm": {"norm": {"kind": "seednorm"}},
+    "rmsnorm_peri": {"norm": {"kind": "rmsnorm"}, "norm_placement": "peri"},
+    "rmsnorm_mix": {"norm": {"kind": "rmsnorm"}, "norm_placement": "mix"},
+    "rmsnorm_lns": {"norm": {"kind": "rmsnorm"}, "norm_scaling": "lns"},
+    "ibnorm_l_peri": {"norm": {"kind": "ibnorm", "variant": "L", "lam": LAM}, "norm_placement": "peri"},
+}
+_LAYOUT_WORDS = {
+    ("norm_placement", "peri"): "in the Peri-LN placement",
+    ("norm_placement", "mix"): "in the Mix-LN placement (Post-LN in the first quarter of blocks)",
+    ("norm_scaling", "lns"): "with LayerNorm Scaling",
+}
 
 
 def _norms(baseline: str) -> dict[str, dict]:
@@ -44,19 +60,22 @@ def _norms(baseline: str) -> dict[str, dict]:
     return norms
 
 
-def _describe(norm: dict) -> str:
-    return f"IBNorm-{norm['variant']} (lambda {norm['lam']:g})" if norm["kind"] == "ibnorm" else norm["kind"]
+def _describe(model: dict) -> str:
+    norm = model["norm"]
+    words = [f"IBNorm-{norm['variant']} (lambda {norm['lam']:g})" if norm["kind"] == "ibnorm" else norm["kind"]]
+    words += [text for (key, value), text in _LAYOUT_WORDS.items() if model.get(key) == value]
+    return " ".join(words)
 
 
-def llama_config(name, preset, steps, warmup, lr, micro, norm_name, norm) -> tuple[str, dict]:
+def llama_config(name, preset, steps, warmup, lr, micro, norm_name, model) -> tuple[str, dict]:
     header = (
-        f"# {preset} with {_describe(norm)}: GaLore C4 recipe (reference.md). {steps} steps x 512 x 256 tokens.\n"
+        f"# {preset} with {_describe(model)}: GaLore C4 recipe (reference.md). {steps} steps x 512 x 256 tokens.\n"
         "# Launch: accelerate launch --config_file launch/ddp.yaml scripts/pretrain.py "
         f"--config {name}_{norm_name}.yaml\n"
     )
     return header, {
         "run_name": f"{name}_{norm_name}",
-        "model": {"preset": preset, "norm": norm},
+        "model": {"preset": preset, **model},
         "data": {
             "source": "hf", "hf_name": "allenai/c4", "hf_config": "en", "train_split": "train",
             "val_split": "validation", "text_field": "text", "seq_len": 256, "packing": "pad",
@@ -73,15 +92,15 @@ def llama_config(name, preset, steps, warmup, lr, micro, norm_name, norm) -> tup
     }
 
 
-def gpt2_config(name, preset, steps, lr, micro, sample, norm_name, norm) -> tuple[str, dict]:
+def gpt2_config(name, preset, steps, lr, micro, sample, norm_name, model) -> tuple[str, dict]:
     header = (
-        f"# {preset} with {_describe(norm)}: nanoGPT/llm.c recipe on FineWeb-Edu {sample} (reference.md).\n"
+        f"# {preset} with {_describe(model)}: nanoGPT/llm.c recipe on FineWeb-Edu {sample} (reference.md).\n"
         f"# {steps} steps x 2^19 tokens. Launch: accelerate launch --config_file launch/ddp.yaml "
         f"scripts/pretrain.py --config {name}_{norm_name}.yaml\n"
     )
     return header, {
         "run_name": f"{name}_{norm_name}",
-        "model": {"preset": preset, "norm": norm},
+        "model": {"preset": preset, **model},
         "data": {
             # FineWeb-Edu has only a train split: the held-out split is carved from the stream.
             "source": "hf", "hf_name": "HuggingFaceFW/fineweb-edu", "hf_config": sample, "train_split": "train",
@@ -99,15 +118,15 @@ def gpt2_config(name, preset, steps, lr, micro, sample, norm_name, norm) -> tupl
     }
 
 
-def tiny_config(family, norm_name, norm) -> tuple[str, dict]:
+def tiny_config(family, norm_name, model) -> tuple[str, dict]:
     name = f"{family}_tiny_{norm_name}"
     header = (
-        f"# CPU-sized {family} with {_describe(norm)} on the built-in offline corpus, fp32.\n"
+        f"# CPU-sized {family} with {_describe(model)} on the built-in offline corpus, fp32.\n"
         f"# python scripts/pretrain.py --config {name}.yaml\n"
     )
     return header, {
         "run_name": name,
-        "model": {"preset": f"{family}-tiny", "norm": norm},
+        "model": {"preset": f"{family}-tiny", **model},
         "data": {"source": "builtin", "seq_len": 128, "packing": "concat"},
         "optim": {
             "name": "adamw", "lr": 3e-3, "betas": [0.9, 0.95], "weight_decay": 0.1, "warmup_steps": 20,
@@ -159,15 +178,20 @@ def all_configs() -> dict[str, str]:
     """File name -> YAML text."""
     entries = []
     for name, preset, steps, warmup, lr, micro in LLAMA:
-        for norm_name, norm in _norms("rmsnorm").items():
-            entries.append((f"{name}_{norm_name}", "llama", llama_config(name, preset, steps, warmup, lr, micro, norm_name, norm)))
+        models = {norm_name: {"norm": norm} for norm_name, norm in _norms("rmsnorm").items()}
+        if name in BASELINE_SIZES:
+            models |= BASELINES
+        for norm_name, model in models.items():
+            entries.append((f"{name}_{norm_name}", "llama", llama_config(name, preset, steps, warmup, lr, micro, norm_name, model)))
     for name, preset, steps, lr, micro, sample in GPT2:
         for norm_name, norm in _norms("layernorm").items():
-            entries.append((f"{name}_{norm_name}", "gpt2", gpt2_config(name, preset, steps, lr, micro, sample, norm_name, norm)))
+            entries.append((f"{name}_{norm_name}", "gpt2", gpt2_config(name, preset, steps, lr, micro, sample, norm_name, {"norm": norm})))
     for family, baseline in (("llama", "rmsnorm"), ("gpt2", "layernorm")):
-        entries.append((f"{family}_tiny_{baseline}", "tiny", tiny_config(family, baseline, {"kind": baseline})))
+        entries.append((f"{family}_tiny_{baseline}", "tiny", tiny_config(family, baseline, {"norm": {"kind": baseline}})))
         ib_l = _norms(baseline)["ibnorm_l"]
-        entries.append((f"{family}_tiny_ibnorm_l", "tiny", tiny_config(family, "ibnorm_l", ib_l)))
+        entries.append((f"{family}_tiny_ibnorm_l", "tiny", tiny_config(family, "ibnorm_l", {"norm": ib_l})))
+    for norm_name, model in BASELINES.items():
+        entries.append((f"llama_tiny_{norm_name}", "tiny", tiny_config("llama", norm_name, model)))
     return {
         f"{stem}.yaml": _render(header, body, SECTION_NOTES[kind]) for stem, kind, (header, body) in entries
     }

@@ -10,6 +10,15 @@ from ibnorm_llm.config import CONFIG_DIR, load_config
 
 CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))
 ROOT = Path(__file__).resolve().parent.parent
+# The 2025-26 baselines: name suffix -> (norm kind, norm_placement, norm_scaling)
+BASELINES = {
+    "derf": ("derf", "pre", "none"),
+    "seednorm": ("seednorm", "pre", "none"),
+    "rmsnorm_peri": ("rmsnorm", "peri", "none"),
+    "rmsnorm_mix": ("rmsnorm", "mix", "none"),
+    "rmsnorm_lns": ("rmsnorm", "pre", "lns"),
+    "ibnorm_l_peri": ("ibnorm", "peri", "none"),
+}
 
 
 def test_grid_is_complete():
@@ -19,6 +28,8 @@ def test_grid_is_complete():
     for size in ("124m", "355m"):
         assert {f"gpt2_{size}_layernorm", *(f"gpt2_{size}_ibnorm_{v}" for v in "slt")} <= names
     assert {"llama_tiny_rmsnorm", "llama_tiny_ibnorm_l", "gpt2_tiny_layernorm", "gpt2_tiny_ibnorm_l"} <= names
+    for size in ("60m", "130m", "_tiny"):
+        assert {f"llama{size}_{baseline}" for baseline in BASELINES} <= names
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
@@ -26,7 +37,11 @@ def test_config_loads_and_matches_its_name(path):
     cfg = load_config(path)
     assert cfg.run_name == path.stem
     norm = cfg.model.norm
-    if "_ibnorm_" in path.stem:
+    baseline = next((name for name in BASELINES if path.stem.endswith(f"_{name}")), None)
+    if baseline is not None:
+        assert (norm.kind, cfg.model.norm_placement, cfg.model.norm_scaling) == BASELINES[baseline]
+        assert norm.lam == (4.0 if norm.kind == "ibnorm" else None)
+    elif "_ibnorm_" in path.stem:
         assert (norm.kind, norm.variant, norm.lam) == ("ibnorm", path.stem[-1].upper(), 4.0)
     else:
         assert norm.kind == ("rmsnorm" if path.stem.startswith("llama") else "layernorm")

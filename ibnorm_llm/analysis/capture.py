@@ -6,6 +6,11 @@ Modules are found by their Hugging Face names (kept by ibnorm_llm's models):
     LLaMA   model.layers[i]   .input_layernorm  .post_attention_layernorm   final model.norm
     GPT-2   transformer.h[i]  .ln_1             .ln_2                       final transformer.ln_f
 
+plus, where a model has them, Peri-LN's output norms (LLaMA ``.attn_output_layernorm``,
+``.mlp_output_layernorm``; GPT-2 ``.ln_attn_out``, ``.ln_mlp_out``) and the per-head query/key
+norms (``.self_attn.q_norm``, ``.self_attn.k_norm``; GPT-2 ``.attn.q_norm``, ``.attn.k_norm``),
+whose (…, heads, head_dim) activations are recorded flattened, one group per head.
+
 Block outputs are taken with forward hooks on the blocks themselves rather than from
 ``output_hidden_states``, whose last entry is the final norm's output, not block L's.
 """
@@ -27,11 +32,19 @@ class Layout:
     blocks: str
     block_norms: tuple[str, ...]
     final_norm: str
+    optional_norms: tuple[str, ...] = ()
+    """Norms only some blocks have (Peri-LN output norms, query/key norms), in forward order."""
 
 
 LAYOUTS: dict[str, Layout] = {
-    "llama": Layout(blocks="model.layers", block_norms=("input_layernorm", "post_attention_layernorm"), final_norm="model.norm"),
-    "gpt2": Layout(blocks="transformer.h", block_norms=("ln_1", "ln_2"), final_norm="transformer.ln_f"),
+    "llama": Layout(
+        blocks="model.layers", block_norms=("input_layernorm", "post_attention_layernorm"), final_norm="model.norm",
+        optional_norms=("self_attn.q_norm", "self_attn.k_norm", "attn_output_layernorm", "mlp_output_layernorm"),
+    ),
+    "gpt2": Layout(
+        blocks="transformer.h", block_norms=("ln_1", "ln_2"), final_norm="transformer.ln_f",
+        optional_norms=("attn.q_norm", "attn.k_norm", "ln_attn_out", "ln_mlp_out"),
+    ),
 }
 
 
@@ -60,7 +73,8 @@ def decoder_blocks(model: nn.Module) -> nn.ModuleList:
 
 
 def norm_modules(model: nn.Module) -> dict[str, nn.Module]:
-    """Every normalization module by its full Hugging Face name, in forward order."""
+    """Every normalization module by its full Hugging Face name: per block the stock two, then
+    any optional ones the block has; the final norm last."""
     layout = model_layout(model)
     norms: dict[str, nn.Module] = {}
     for index in range(len(decoder_blocks(model))):
@@ -70,6 +84,11 @@ def norm_modules(model: nn.Module) -> dict[str, nn.Module]:
             if module is None:
                 raise ValueError(f"{type(model).__name__}: expected a norm module at {name}")
             norms[name] = module
+        for attr in layout.optional_norms:
+            name = f"{layout.blocks}.{index}.{attr}"
+            module = _submodule(model, name)
+            if module is not None:
+                norms[name] = module
     final = _submodule(model, layout.final_norm)
     if final is None:
         raise ValueError(f"{type(model).__name__}: expected the final norm at {layout.final_norm}")
@@ -88,6 +107,12 @@ def norm_groups(module: nn.Module) -> int:
     (IBNorm), else one group per token (LayerNorm, RMSNorm, DyT, NormalNorm)."""
     groups = getattr(module, "num_groups", 1)
     return groups if isinstance(groups, int) and groups > 0 else 1
+
+
+def _heads(recorded: torch.Tensor, module: nn.Module) -> int:
+    """How many norm-width vectors one recorded row holds: heads for a query/key norm, else 1."""
+    width = getattr(module, "dim", recorded.shape[1])
+    return recorded.shape[1] // width if isinstance(width, int) and width > 0 else 1
 
 
 Batch = torch.Tensor | Mapping[str, torch.Tensor]
@@ -199,7 +224,8 @@ def capture(model: nn.Module, batch: Batch, n_tokens: int, seed: int = 0, with_n
     targets = input_ids[rows, cols + 1]
 
     def select(hidden: torch.Tensor) -> torch.Tensor:
-        return hidden[rows, cols].detach().float().cpu()  # (B, T, d) -> (N, d)
+        # (B, T, d) -> (N, d); a per-head norm's (B, T, heads, head_dim) -> (N, heads * head_dim)
+        return hidden[rows, cols].detach().float().flatten(1).cpu()
 
     blocks = decoder_blocks(model)
     states: list[torch.Tensor | None] = [None] * (len(blocks) + 1)
@@ -244,6 +270,8 @@ def capture(model: nn.Module, batch: Batch, n_tokens: int, seed: int = 0, with_n
         target_embeddings=target_embeddings,
         norm_inputs=norm_inputs,
         norm_outputs=norm_outputs,
-        norm_groups={name: norm_groups(module) for name, module in norms.items()},
+        norm_groups={
+            name: norm_groups(module) * _heads(norm_inputs[name], module) for name, module in norms.items()
+        },
         norm_blocks={name: norm_block(model, name) for name in norms},
     )

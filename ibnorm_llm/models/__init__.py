@@ -14,11 +14,11 @@ from .build import (
     padded_vocab_size,
     resolve_norm,
 )
-from .modeling_ibnorm import IBNormGPT2Config, IBNormGPT2LMHeadModel, IBNormLlamaConfig, IBNormLlamaForCausalLM
+from .modeling_norm_lm import NormGPT2Config, NormGPT2LMHeadModel, NormLlamaConfig, NormLlamaForCausalLM
 from .presets import FAMILY_BASELINE_NORM, FAMILY_NORM_EPS, PRESETS, Preset
 
 __all__ = [
-    "FAMILY_BASELINE_NORM", "FAMILY_NORM_EPS", "MODEL_CLASSES", "PRESETS", "IBNormGPT2Config", "IBNormGPT2LMHeadModel",
-    "IBNormLlamaConfig", "IBNormLlamaForCausalLM", "Preset", "build_model", "count_parameters", "load_model",
+    "FAMILY_BASELINE_NORM", "FAMILY_NORM_EPS", "MODEL_CLASSES", "PRESETS", "NormGPT2Config", "NormGPT2LMHeadModel",
+    "NormLlamaConfig", "NormLlamaForCausalLM", "Preset", "build_model", "count_parameters", "load_model",
     "build_hf_config", "padded_vocab_size", "resolve_norm",
 ]

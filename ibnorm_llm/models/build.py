@@ -14,13 +14,19 @@ from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
 from ibnorm_llm.config import ConfigError, ModelConfig, NormConfig
 from ibnorm_llm.norms import NORMS, accepted_options, build_norm
 
-from .modeling_ibnorm import IBNormGPT2Config, IBNormGPT2LMHeadModel, IBNormLlamaConfig, IBNormLlamaForCausalLM
+from .modeling_norm_lm import NormGPT2Config, NormGPT2LMHeadModel, NormLlamaConfig, NormLlamaForCausalLM
+from .norm_blocks import MIX_LN_FRACTION, post_ln_blocks
 from .presets import FAMILY_NORM_EPS, PRESETS, Preset
 
 MODEL_CLASSES: dict[str, type[PreTrainedModel]] = {
-    IBNormLlamaConfig.model_type: IBNormLlamaForCausalLM,
-    IBNormGPT2Config.model_type: IBNormGPT2LMHeadModel,
+    NormLlamaConfig.model_type: NormLlamaForCausalLM,
+    NormGPT2Config.model_type: NormGPT2LMHeadModel,
 }
+
+LEGACY_MODEL_TYPES: dict[str, str] = {"ibnorm_llama": NormLlamaConfig.model_type, "ibnorm_gpt2": NormGPT2Config.model_type}
+"""model_type of checkpoints written before the classes were named for any registry norm
+(IBNormLlamaForCausalLM, IBNormGPT2LMHeadModel) -> today's. Their config fields are a subset
+of today's (the new ones default to the old behaviour: Pre-LN, no scaling, no query/key norm)."""
 
 # In-package loading must not need trust_remote_code: register our classes with the Auto API.
 for _model_class in MODEL_CLASSES.values():
@@ -89,6 +95,23 @@ def _block_norms(model_cfg: ModelConfig, norm: dict[str, Any], family: str, dim:
     return [dict(resolved[model_cfg.norm_for_block(i)]) for i in range(n_layers)]
 
 
+def _block_layout(model_cfg: ModelConfig, family: str, n_layers: int, head_dim: int) -> dict[str, Any]:
+    """The placement fields of the model config, checked against the depth and head width."""
+    fraction = MIX_LN_FRACTION if model_cfg.mix_ln_fraction is None else model_cfg.mix_ln_fraction
+    if model_cfg.norm_placement == "mix" and post_ln_blocks("mix", n_layers, fraction) == 0:
+        raise ConfigError(
+            f"model.mix_ln_fraction={fraction}: floor({fraction} x {n_layers} blocks) = 0 blocks would use "
+            f"Post-LN; raise it to at least {1 / n_layers:.3g} or use norm_placement=pre"
+        )
+    qk_norm = None
+    if model_cfg.qk_norm is not None:
+        qk_norm = resolve_norm(model_cfg.qk_norm, family, head_dim, "model.qk_norm")
+    return dict(
+        norm_placement=model_cfg.norm_placement, mix_ln_fraction=fraction, norm_scaling=model_cfg.norm_scaling,
+        qk_norm=qk_norm,
+    )
+
+
 def build_hf_config(
     model_cfg: ModelConfig,
     vocab_size: int,
@@ -96,7 +119,7 @@ def build_hf_config(
     bos_token_id: int | None = None,
     eos_token_id: int | None = None,
     pad_token_id: int | None = None,
-) -> IBNormLlamaConfig | IBNormGPT2Config:
+) -> NormLlamaConfig | NormGPT2Config:
     """The transformers config ``build_model`` uses: preset sizes, overrides, resolved norms."""
     preset = _preset(model_cfg)
     d_model = model_cfg.d_model or preset.d_model
@@ -133,10 +156,11 @@ def build_hf_config(
         norm=norm,
         block_norms=block_norms,
         final_norm=final_norm,
+        **_block_layout(model_cfg, preset.family, n_layers, d_model // n_heads),
     )
     family_eps = FAMILY_NORM_EPS[preset.family]
     if preset.family == "llama":
-        return IBNormLlamaConfig(
+        return NormLlamaConfig(
             hidden_size=d_model,
             intermediate_size=d_ff,
             num_hidden_layers=n_layers,
@@ -147,7 +171,7 @@ def build_hf_config(
             **common,
         )
     # nanoGPT/llm.c pretrain GPT-2 without dropout; transformers' GPT2Config defaults to 0.1.
-    return IBNormGPT2Config(
+    return NormGPT2Config(
         n_embd=d_model,
         n_inner=d_ff,
         n_layer=n_layers,
@@ -188,9 +212,10 @@ def build_model(
 def load_model(path: str | Path, **from_pretrained_kwargs: Any) -> PreTrainedModel:
     """Load a checkpoint directory (``save_pretrained`` output) without remote code.
 
-    Our checkpoints load into this package's classes; a stock LLaMA/GPT-2 directory (e.g.
-    ``export_hf.py`` output) into transformers' own. Extra keyword arguments go to
-    ``from_pretrained`` (e.g. ``dtype=torch.bfloat16``).
+    Our checkpoints load into this package's classes (also those written before the classes'
+    rename, see ``LEGACY_MODEL_TYPES``); a stock LLaMA/GPT-2 directory (e.g. ``export_hf.py``
+    output) into transformers' own. Extra keyword arguments go to ``from_pretrained`` (e.g.
+    ``dtype=torch.bfloat16``).
     """
     path = Path(path)
     config_file = path / "config.json"
@@ -199,9 +224,14 @@ def load_model(path: str | Path, **from_pretrained_kwargs: Any) -> PreTrainedMod
             f"{path}: no config.json; expected a checkpoint directory written by save_pretrained "
             "(e.g. runs/<run_name>/checkpoints/final)"
         )
-    model_type = json.loads(config_file.read_text()).get("model_type")
+    fields = json.loads(config_file.read_text())
+    model_type = LEGACY_MODEL_TYPES.get(fields.get("model_type"), fields.get("model_type"))
     model_class = MODEL_CLASSES.get(model_type)
     if model_class is None:
         return AutoModelForCausalLM.from_pretrained(path, **from_pretrained_kwargs)
+    if model_type != fields["model_type"]:
+        # The old auto_map names classes this package no longer has; today's classes replace it on save.
+        fields = {key: value for key, value in fields.items() if key not in ("model_type", "auto_map")}
+        from_pretrained_kwargs.setdefault("config", model_class.config_class.from_dict(fields))
     return model_class.from_pretrained(path, **from_pretrained_kwargs)
 

@@ -1,7 +1,8 @@
 """Export a baseline-norm checkpoint to a stock transformers directory (no remote code).
 
 Only a model whose every norm is exactly the stock one converts: RMSNorm (weight only) for
-LLaMA, LayerNorm with weight and bias for GPT-2, one eps throughout. Parameter names are
+LLaMA, LayerNorm with weight and bias for GPT-2, one eps throughout, in the stock Pre-LN
+placement without LayerNorm Scaling or a query/key norm. Parameter names are
 already stock (the norm modules keep transformers' names), so the conversion is a config
 rewrite plus a state-dict copy, checked by comparing logits before anything is written.
 """
@@ -17,7 +18,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausa
 
 from ibnorm_llm.norms import NORMS
 
-from .modeling_ibnorm import IBNormGPT2Config, IBNormLlamaConfig
+from .modeling_norm_lm import NormGPT2Config, NormLlamaConfig
 from .presets import FAMILY_BASELINE_NORM
 
 TOKENIZER_FILES = (
@@ -28,12 +29,17 @@ TOKENIZER_FILES = (
 
 # model_type -> (family, stock config class, stock model class, the stock config's eps field)
 _STOCK = {
-    IBNormLlamaConfig.model_type: ("llama", LlamaConfig, LlamaForCausalLM, "rms_norm_eps"),
-    IBNormGPT2Config.model_type: ("gpt2", GPT2Config, GPT2LMHeadModel, "layer_norm_epsilon"),
+    NormLlamaConfig.model_type: ("llama", LlamaConfig, LlamaForCausalLM, "rms_norm_eps"),
+    NormGPT2Config.model_type: ("gpt2", GPT2Config, GPT2LMHeadModel, "layer_norm_epsilon"),
 }
 _STOCK_OPTIONS = {"rmsnorm": {"affine": True}, "layernorm": {"affine": True, "bias": True}}
 """Options the stock norm has fixed (eps is free but must be the same in every norm)."""
-_OUR_CONFIG_KEYS = ("preset", "norm", "block_norms", "final_norm", "auto_map", "architectures", "model_type")
+_STOCK_LAYOUT = {"norm_placement": "pre", "norm_scaling": "none", "qk_norm": None}
+"""Block-layout settings of the stock classes (Pre-LN, no scaling, no query/key norm)."""
+_OUR_CONFIG_KEYS = (
+    "preset", "norm", "block_norms", "final_norm", "auto_map", "architectures", "model_type", "mix_ln_fraction",
+    *_STOCK_LAYOUT,
+)
 
 
 class ExportError(ValueError):
@@ -54,6 +60,14 @@ def stock_norm_eps(config: PretrainedConfig) -> float:
     family, _, stock_class, _ = _STOCK[config.model_type]
     baseline = FAMILY_BASELINE_NORM[family]
     shared = "; share the checkpoint as is: it loads with trust_remote_code=True"
+    for setting, stock_value in _STOCK_LAYOUT.items():
+        value = getattr(config, setting)
+        if value != stock_value:
+            shown = f"{{kind: {value['kind']}, ...}}" if isinstance(value, dict) else repr(value)
+            raise ExportError(
+                f"cannot export to a stock {stock_class.__name__}: model.{setting}={shown}, "
+                f"but the stock model has {setting}={stock_value!r}{shared}"
+            )
     places = [(f"block {i}", spec) for i, spec in enumerate(config.block_norms)] + [("the final norm", config.final_norm)]
     eps_values = set()
     for where, spec in places:

@@ -21,11 +21,13 @@ from typing import Any
 
 from torch import nn
 
+from .derf import Derf
 from .dyt import DyT
 from .ibnorm import IBNorm, compress, ibnorm_reference
 from .layernorm import LayerNorm
 from .normalnorm import NormalNorm
 from .rmsnorm import RMSNorm
+from .seednorm import SeeDNorm
 from .validation import NormOptionError
 
 NORMS: dict[str, type[nn.Module]] = {
@@ -34,6 +36,8 @@ NORMS: dict[str, type[nn.Module]] = {
     "ibnorm": IBNorm,
     "dyt": DyT,
     "normalnorm": NormalNorm,
+    "derf": Derf,
+    "seednorm": SeeDNorm,
 }
 
 __all__ = [

@@ -17,7 +17,7 @@ from transformers import AutoModelForCausalLM
 
 import ibnorm_llm.norms as norms_package
 from ibnorm_llm.config import NormConfig, NormOverride
-from ibnorm_llm.models import IBNormGPT2LMHeadModel, IBNormLlamaForCausalLM, load_model
+from ibnorm_llm.models import NormGPT2LMHeadModel, NormLlamaForCausalLM, load_model
 
 PROMPT = [[5, 17, 300, 42, 7]]
 NEW_TOKENS = 6
@@ -65,6 +65,21 @@ ISOLATED_LOAD = textwrap.dedent(
 )
 
 
+def _load_in_fresh_process(directories: dict[str, str], tmp_path: Path) -> dict:
+    """ISOLATED_LOAD on ``directories`` in a fresh ``python -I`` from an empty folder."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTHON")}
+    env.update(HF_MODULES_CACHE=str(tmp_path / "hf_modules"), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    empty = tmp_path / "cwd"
+    empty.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-I", "-c", ISOLATED_LOAD,
+         json.dumps({"directories": directories, "prompt": PROMPT, "new_tokens": NEW_TOKENS})],
+        cwd=empty, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.split("RESULTS", 1)[1])
+
+
 def _save_with_reference(model, directory, tokens):
     model.save_pretrained(directory)
     with torch.no_grad():
@@ -110,27 +125,17 @@ def test_checkpoint_loads_with_remote_code_where_ibnorm_llm_is_absent(tmp_path, 
         expected[name] = _save_with_reference(model, tmp_path / name, tokens)
 
     saved = sorted(p.name for p in (tmp_path / "llama").iterdir())
-    assert {"config.json", "model.safetensors", "modeling_ibnorm.py", "ibnorm_norms.py", "ibnorm.py"} <= set(saved)
+    assert {"config.json", "model.safetensors", "modeling_norm_lm.py", "norm_registry.py", "ibnorm.py"} <= set(saved)
     config = json.loads((tmp_path / "llama" / "config.json").read_text())
     assert config["auto_map"] == {
-        "AutoConfig": "modeling_ibnorm.IBNormLlamaConfig",
-        "AutoModelForCausalLM": "modeling_ibnorm.IBNormLlamaForCausalLM",
+        "AutoConfig": "modeling_norm_lm.NormLlamaConfig",
+        "AutoModelForCausalLM": "modeling_norm_lm.NormLlamaForCausalLM",
     }
     assert [spec["kind"] for spec in config["block_norms"]] == ["ibnorm", "ibnorm", "rmsnorm"]
     # The registry's own source replaced the package's re-export shim (no norm code lives twice in the repo).
-    assert (tmp_path / "llama" / "ibnorm_norms.py").read_text() == Path(norms_package.__file__).read_text()
+    assert (tmp_path / "llama" / "norm_registry.py").read_text() == Path(norms_package.__file__).read_text()
 
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTHON")}
-    env.update(HF_MODULES_CACHE=str(tmp_path / "hf_modules"), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-    empty = tmp_path / "cwd"
-    empty.mkdir()
-    proc = subprocess.run(
-        [sys.executable, "-I", "-c", ISOLATED_LOAD,
-         json.dumps({"directories": directories, "prompt": PROMPT, "new_tokens": NEW_TOKENS})],
-        cwd=empty, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    results = json.loads(proc.stdout.split("RESULTS", 1)[1])
+    results = _load_in_fresh_process(directories, tmp_path)
     for name, result in results.items():
         assert result["max_logit_diff"] <= 1e-5, name
         assert result["resaved_max_logit_diff"] <= 1e-5, name
@@ -139,12 +144,58 @@ def test_checkpoint_loads_with_remote_code_where_ibnorm_llm_is_absent(tmp_path, 
         assert all(module.startswith("transformers_modules.") for module in result["norm_modules"]), result
 
 
+# Every placement, LayerNorm Scaling and a query/key norm, each family (2 blocks: mix puts block 0 in Post-LN).
+LAYOUTS = {
+    "post": dict(norm_placement="post"),
+    "peri-lns": dict(norm_placement="peri", norm_scaling="lns", norm=NormConfig(kind="seednorm")),
+    "mix-qk": dict(norm_placement="mix", mix_ln_fraction=0.5, qk_norm=NormConfig(kind="rmsnorm")),
+    "pre-lns-qk": dict(norm_scaling="lns", norm=NormConfig(kind="derf"), qk_norm=NormConfig(kind="ibnorm", variant="L")),
+}
+
+
+@pytest.mark.slow
+def test_every_layout_loads_with_remote_code_and_generates_with_the_kv_cache(tmp_path, make_tiny, perturb, tokens):
+    expected, directories = {}, {}
+    for family in ("llama", "gpt2"):
+        for layout, fields in LAYOUTS.items():
+            name = f"{family}-{layout}"
+            model = make_tiny(family, **fields)
+            perturb(model, scale=0.2)
+            directories[name] = str(tmp_path / name)
+            expected[name] = _save_with_reference(model, tmp_path / name, tokens)
+    assert (tmp_path / "llama-post" / "norm_blocks.py").is_file()
+    results = _load_in_fresh_process(directories, tmp_path)
+    assert results.keys() == expected.keys()
+    for name, result in results.items():
+        assert result["max_logit_diff"] == 0 and result["resaved_max_logit_diff"] == 0, name
+        assert result["cached"] == result["uncached"] == expected[name], name
+
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "checkpoints"
+
+
+@pytest.mark.parametrize(("family", "name", "old_type"), [
+    ("llama", "llama_ibnorm_l", "ibnorm_llama"), ("gpt2", "gpt2_layernorm", "ibnorm_gpt2"),
+])
+def test_checkpoints_saved_before_the_class_rename_still_load(tmp_path, family, name, old_type):
+    # tests/test_checkpoint_fixtures.py checks that these compute what they computed when saved.
+    directory = FIXTURES / name
+    assert json.loads((directory / "config.json").read_text())["model_type"] == old_type
+    model = load_model(directory).eval()
+    assert type(model) is (NormLlamaForCausalLM if family == "llama" else NormGPT2LMHeadModel)
+    assert (model.config.norm_placement, model.config.norm_scaling, model.config.qk_norm) == ("pre", "none", None)
+    model.save_pretrained(tmp_path / "resaved")  # re-saved under today's names
+    config = json.loads((tmp_path / "resaved" / "config.json").read_text())
+    assert config["model_type"] == f"norm_{family}"
+    assert config["auto_map"]["AutoModelForCausalLM"] == f"modeling_norm_lm.{type(model).__name__}"
+
+
 @pytest.mark.parametrize("family", ["llama", "gpt2"])
 def test_load_model_uses_package_classes_without_remote_code(tmp_path, family, make_tiny, perturb, tokens):
     model = make_tiny(family, norm=NormConfig(kind="ibnorm", variant="S", lam=2.0, learnable_lam=True))
     perturb(model)
     model.save_pretrained(tmp_path)
-    expected_class = IBNormLlamaForCausalLM if family == "llama" else IBNormGPT2LMHeadModel
+    expected_class = NormLlamaForCausalLM if family == "llama" else NormGPT2LMHeadModel
     for loaded in (load_model(tmp_path), AutoModelForCausalLM.from_pretrained(tmp_path)):
         assert type(loaded) is expected_class
         assert loaded.config.block_norms == model.config.block_norms

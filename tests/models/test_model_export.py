@@ -57,6 +57,10 @@ def test_baseline_checkpoint_exports_to_stock_class_with_identical_logits(
         ("llama", dict(norm=NormConfig(kind="rmsnorm", affine=False)), "block 0 uses rmsnorm with affine=False"),
         ("llama", dict(norm_overrides=(NormOverride(layers="1", norm=NormConfig(kind="rmsnorm", eps=1e-5)),)),
          "its norms share one eps, but this model's norms use [1e-06, 1e-05]"),
+        ("llama", dict(norm_placement="peri"), "model.norm_placement='peri', but the stock model has norm_placement='pre'"),
+        ("gpt2", dict(norm_placement="post"), "model.norm_placement='post'"),
+        ("llama", dict(norm_scaling="lns"), "model.norm_scaling='lns', but the stock model has norm_scaling='none'"),
+        ("gpt2", dict(qk_norm=NormConfig(kind="layernorm")), "model.qk_norm={kind: layernorm, ...}, but the stock model has qk_norm=None"),
     ],
 )
 def test_non_stock_norms_are_refused_with_the_reason(tmp_path, family, fields, reason, export_main, make_tiny, capsys):

@@ -55,6 +55,8 @@ NORM_CHOICES = {
     "ibnorm-L-rms": NormConfig(kind="ibnorm", variant="L", lam=4.0, standardize="rms"),
     "dyt": NormConfig(kind="dyt"),
     "normalnorm": NormConfig(kind="normalnorm"),
+    "derf": NormConfig(kind="derf"),
+    "seednorm": NormConfig(kind="seednorm"),
 }
 
 
@@ -77,6 +79,11 @@ def test_every_norm_choice_changes_the_forward_pass(family, make_tiny, perturb, 
         norm_modules = {name for name, module in model.named_modules() if isinstance(module, tuple(NORMS.values()))}
         for key in result.missing_keys + result.unexpected_keys:
             assert key.rsplit(".", 1)[0] in norm_modules, key
+        # Norm-specific parameters (SeeDNorm's beta starts at 0, where it equals RMSNorm) off their init.
+        generator = torch.Generator().manual_seed(2)
+        with torch.no_grad():
+            for key in result.missing_keys:
+                model.get_parameter(key).add_(torch.randn(model.get_parameter(key).shape, generator=generator) * 0.5)
         with torch.no_grad():
             logits[name] = model(tokens).logits
         assert torch.isfinite(logits[name]).all(), name

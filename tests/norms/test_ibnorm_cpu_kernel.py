@@ -418,7 +418,7 @@ def test_backward_is_the_kernel_alone(variant, kernel):
 
 
 def test_a_copy_of_the_norm_code_reuses_the_operators_already_registered(tmp_path, monkeypatch, kernel):
-    # A checkpoint carries a flat copy of these modules (see models/modeling_ibnorm.py). Loaded with
+    # A checkpoint carries a flat copy of these modules (see models/modeling_norm_lm.py). Loaded with
     # remote code in a process that has ibnorm_llm, the copy must use the operators already there,
     # without csrc/ beside it and without defining or registering them a second time.
     copy = tmp_path / "norm_code_copy"

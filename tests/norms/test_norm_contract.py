@@ -73,7 +73,7 @@ def test_reset_parameters_restores_init_and_is_idempotent(kind):
 def test_parameters_are_named_weight_and_bias(kind):
     names = {name for name, _ in build_norm(kind, DIM).named_parameters()}
     assert "weight" in names
-    assert names <= {"weight", "bias", "alpha", "lam_raw"}
+    assert names <= {"weight", "bias", "alpha", "lam_raw", "shift", "beta"}
     no_affine = {name for name, _ in build_norm(kind, DIM, affine=False).named_parameters()}
     assert not no_affine & {"weight", "bias"}
 

@@ -1,0 +1,221 @@
+"""LLaMA and GPT-2 whose every normalization layer comes from the ibnorm_llm norm registry.
+
+Thin subclasses of transformers' ``LlamaForCausalLM`` and ``GPT2LMHeadModel``: attention,
+RoPE, KV-cache generation, gradient checkpointing and checkpoint I/O are transformers' own;
+``__init__`` swaps the norms, keeping their module names (LLaMA:
+``model.layers[i].input_layernorm``, ``post_attention_layernorm``, ``model.norm``; GPT-2:
+``transformer.h[i].ln_1``, ``ln_2``, ``transformer.ln_f``) so parameter names stay stock, and
+gives each decoder layer the configured norm placement (``norm_blocks``). Peri-LN adds
+``attn_output_layernorm`` / ``mlp_output_layernorm`` (GPT-2: ``ln_attn_out`` / ``ln_mlp_out``)
+to each block; a query/key norm adds ``q_norm`` / ``k_norm`` to each attention module.
+
+The config records each norm as JSON-able data, ``{"kind": <registry name>, <option>: value}``:
+``norm`` (the block norm), ``block_norms`` (one entry per block, overrides applied),
+``final_norm`` and ``qk_norm`` (None = none); and the block layout: ``norm_placement``
+(pre, post, peri, mix), ``mix_ln_fraction`` and ``norm_scaling`` (none, lns).
+
+This file is copied into every checkpoint (``auto_map``), so that
+``AutoModelForCausalLM.from_pretrained(dir, trust_remote_code=True)`` works where ibnorm_llm
+is not installed. It must therefore import nothing from ibnorm_llm by absolute name: the
+registry arrives through the relative module ``norm_registry`` (see that module).
+"""
+
+import inspect
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from huggingface_hub.dataclasses import strict
+from torch import nn
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+from transformers.dynamic_module_utils import get_relative_import_files
+
+from .norm_blocks import (
+    MIX_LN_FRACTION,
+    NORM_SCALINGS,
+    PLACEMENTS,
+    NormGPT2Block,
+    NormLlamaDecoderLayer,
+    attach_qk_norm,
+    block_placements,
+    norm_output_scale,
+)
+from .norm_registry import NORMS, build_norm
+
+NORM_CODE_FILE = "norm_registry.py"
+
+
+def _check_norm_spec(spec: object, where: str) -> dict:
+    if not isinstance(spec, dict) or spec.get("kind") not in NORMS:
+        raise ValueError(
+            f"{where}={spec!r}: expected a mapping with 'kind' one of {', '.join(NORMS)} plus that norm's options"
+        )
+    return spec
+
+
+def _check_block_layout(config: "NormLlamaConfig | NormGPT2Config") -> None:
+    if config.norm_placement not in PLACEMENTS:
+        raise ValueError(f"norm_placement={config.norm_placement!r}: must be one of {', '.join(PLACEMENTS)}")
+    if not 0 < config.mix_ln_fraction < 1:
+        raise ValueError(f"mix_ln_fraction={config.mix_ln_fraction!r}: must be in (0, 1)")
+    if config.norm_scaling not in NORM_SCALINGS:
+        raise ValueError(f"norm_scaling={config.norm_scaling!r}: must be one of {', '.join(NORM_SCALINGS)}")
+    if config.qk_norm is not None:
+        _check_norm_spec(config.qk_norm, "qk_norm")
+
+
+def _resolve_norm_fields(config: "NormLlamaConfig | NormGPT2Config", baseline: dict) -> None:
+    """Fill unset norm fields (the stock norm by default) and check they fit the depth."""
+    config.norm = _check_norm_spec(config.norm if config.norm is not None else baseline, "norm")
+    if config.block_norms is None:
+        config.block_norms = [dict(config.norm) for _ in range(config.num_hidden_layers)]
+    if config.final_norm is None:
+        config.final_norm = dict(config.norm)
+    _check_norm_spec(config.final_norm, "final_norm")
+    if not isinstance(config.block_norms, list) or len(config.block_norms) != config.num_hidden_layers:
+        count = len(config.block_norms) if isinstance(config.block_norms, list) else config.block_norms
+        raise ValueError(
+            f"block_norms has {count} entries but the model has {config.num_hidden_layers} blocks: give one norm per block"
+        )
+    for i, spec in enumerate(config.block_norms):
+        _check_norm_spec(spec, f"block_norms[{i}]")
+    _check_block_layout(config)
+
+
+@dataclass
+class _NormFields:
+    """The fields both families' configs add (see the module docstring)."""
+
+    preset: str | None = None
+    norm: dict | None = None
+    block_norms: list | None = None
+    final_norm: dict | None = None
+    qk_norm: dict | None = None
+    norm_placement: str = "pre"
+    mix_ln_fraction: float = MIX_LN_FRACTION
+    norm_scaling: str = "none"
+
+
+@strict
+class NormLlamaConfig(_NormFields, LlamaConfig):
+    """``LlamaConfig`` plus the registry norms and their placement; unset norms default to stock
+    RMSNorm (``rms_norm_eps``), the placement to Pre-LN."""
+
+    model_type = "norm_llama"
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        _resolve_norm_fields(self, {"kind": "rmsnorm", "eps": self.rms_norm_eps})
+
+
+@strict
+class NormGPT2Config(_NormFields, GPT2Config):
+    """``GPT2Config`` plus the registry norms and their placement; unset norms default to stock
+    LayerNorm (``layer_norm_epsilon``), the placement to Pre-LN."""
+
+    model_type = "norm_gpt2"
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        if self.add_cross_attention:
+            raise ValueError("add_cross_attention=True is not supported: its ln_cross_attn would stay a stock LayerNorm")
+        _resolve_norm_fields(self, {"kind": "layernorm", "eps": self.layer_norm_epsilon})
+
+
+def _registry_norm(spec: dict, dim: int) -> nn.Module:
+    options = {key: value for key, value in spec.items() if key != "kind"}
+    return build_norm(spec["kind"], dim, **options)
+
+
+def _write_norm_code(folder: Path) -> None:
+    """Make the checkpoint's norm code self-contained.
+
+    transformers has copied this file and its relative imports (``norm_blocks.py``,
+    ``norm_registry.py``) into ``folder``. Inside the package ``norm_registry`` only re-exports
+    ibnorm_llm.norms, so overwrite it with the file that defines the registry and copy the modules that file imports relatively (transitively) beside it, where
+    transformers' loader looks for them. Loaded from a checkpoint, ``build_norm`` already lives
+    in the flat copy, so re-saving writes the same files.
+    """
+    registry_file = Path(inspect.getfile(build_norm))
+    targets = [(registry_file, folder / NORM_CODE_FILE)]
+    targets += [(Path(source), folder / Path(source).name) for source in get_relative_import_files(registry_file)]
+    for source, target in targets:
+        if not (target.exists() and target.samefile(source)):
+            shutil.copyfile(source, target)
+
+
+class _RegistryNormModel:
+    """What both families share: registry-norm initialization and self-contained saving."""
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, tuple(NORMS.values())):
+            module.reset_parameters()
+        else:
+            super()._init_weights(module)
+
+    def _route_norm_init(self, base_model: nn.Module) -> None:
+        # transformers initializes a nested PreTrainedModel (the base model, which holds the norms)
+        # with that model's own _init_weights, which does not know the registry norms. Its init
+        # otherwise equals ours (same PreTrainedModel class family), so route it here.
+        base_model._init_weights = self._init_weights
+
+    def _place_norms(self, blocks: nn.ModuleList, block_class: type, attention_name: str, head_dim: int) -> None:
+        """Registry norms, placement and query/key norms for every decoder block, in place."""
+        config, dim = self.config, self.config.hidden_size
+        placements = block_placements(config.norm_placement, len(blocks), config.mix_ln_fraction)
+        for index, (block, spec, placement) in enumerate(zip(blocks, config.block_norms, placements, strict=True)):
+            block_class.adopt(block, placement, norm_output_scale(config.norm_scaling, index))
+            (input_norm, output_norm), (mlp_input_norm, mlp_output_norm) = block_class.NORM_NAMES
+            setattr(block, input_norm, _registry_norm(spec, dim))
+            setattr(block, mlp_input_norm, _registry_norm(spec, dim))
+            if placement == "peri":
+                setattr(block, output_norm, _registry_norm(spec, dim))
+                setattr(block, mlp_output_norm, _registry_norm(spec, dim))
+            if config.qk_norm is not None:
+                attach_qk_norm(
+                    getattr(block, attention_name), lambda: _registry_norm(config.qk_norm, head_dim), head_dim
+                )
+        # FSDP's transformer-based wrap and device maps find blocks by these class names; the stock
+        # name (collected from the base model at post_init) no longer names any module.
+        self._no_split_modules = {block_class.__name__}
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        if kwargs.get("push_to_hub"):
+            raise ValueError(
+                "push_to_hub=True is not supported: the norm code is added after transformers writes the "
+                "folder; save locally, then upload the folder"
+            )
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("is_main_process", True):
+            _write_norm_code(Path(save_directory))
+
+
+class NormLlamaForCausalLM(_RegistryNormModel, LlamaForCausalLM):
+    """``LlamaForCausalLM`` with registry norms in every block and before the LM head."""
+
+    config_class = NormLlamaConfig
+
+    def __init__(self, config: NormLlamaConfig):
+        super().__init__(config)
+        self._place_norms(self.model.layers, NormLlamaDecoderLayer, "self_attn", config.head_dim)
+        self.model.norm = _registry_norm(config.final_norm, config.hidden_size)
+        self._route_norm_init(self.model)
+
+
+class NormGPT2LMHeadModel(_RegistryNormModel, GPT2LMHeadModel):
+    """``GPT2LMHeadModel`` with registry norms in every block and before the LM head."""
+
+    config_class = NormGPT2Config
+
+    def __init__(self, config: NormGPT2Config):
+        super().__init__(config)
+        head_dim = config.hidden_size // config.num_attention_heads
+        self._place_norms(self.transformer.h, NormGPT2Block, "attn", head_dim)
+        self.transformer.ln_f = _registry_norm(config.final_norm, config.hidden_size)
+        self._route_norm_init(self.transformer)
+
+
+NormLlamaConfig.register_for_auto_class()
+NormLlamaForCausalLM.register_for_auto_class("AutoModelForCausalLM")
+NormGPT2Config.register_for_auto_class()
+NormGPT2LMHeadModel.register_for_auto_class("AutoModelForCausalLM")
