@@ -186,8 +186,8 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     # The trainer keeps freed memory for reuse when it trains on CPU (its default device without
     # CUDA); the plain loop and the interleaved steps get the same allocator.
-    malloc = reuse_freed_memory(_device().type)
     base = load_config(args.config, [*(QUICK if args.quick else []), *args.overrides])
+    malloc = reuse_freed_memory(_device().type, base.train.reuse_freed_memory)
     check_precision(base, torch.cuda.is_available())  # the trainer's own refusal, before any run
     family = PRESETS[base.model.preset].family
     baseline = FAMILY_BASELINE_NORM[family]
