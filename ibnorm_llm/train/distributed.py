@@ -165,8 +165,8 @@ def check_shared_out_dir(accelerator: Accelerator, run_dir: Path) -> None:
     blind = [rank for rank, ok in seen if not ok]
     if blind:
         raise ConfigError(
-            f"out_dir: rank(s) {blind} cannot see {marker.name}, written by rank 0 into {run_dir}: the ranks do not "
-            "share one run directory (node-local scratch, or a different out_dir per node). out_dir must be on a "
+            f"out_dir: rank 0 wrote {marker.name} into its run directory, and rank(s) {blind} did not find it in "
+            f"theirs ({run_dir} on this rank): the ranks do not share one run directory (node-local scratch, or a different out_dir per node). out_dir must be on a "
             "filesystem all nodes share, as every rank writes its part of each checkpoint into one directory."
         )
 
@@ -188,6 +188,17 @@ def _configure_deepspeed(accelerator: Accelerator, plan: BatchPlan, grad_clip: f
     ds_config["train_batch_size"] = plan.global_batch_size
     ds_config["gradient_clipping"] = grad_clip
     ds_config["bf16"] = {"enabled": precision == "bf16-mixed"}
+
+
+def _check_deepspeed_parameters(model: torch.nn.Module) -> None:
+    """DeepSpeed's engine broadcasts every parameter as bytes, which fails on 0-d tensors."""
+    scalars = [name for name, p in model.named_parameters() if p.dim() == 0]
+    if scalars:
+        raise ConfigError(
+            f"DeepSpeed cannot train 0-d parameters ({', '.join(scalars[:3])}{', ...' if len(scalars) > 3 else ''}: "
+            "a learnable IBNorm lambda, model.norm.learnable_lam=true, or DyT's alpha). Launch with "
+            "launch/fsdp.yaml or launch/ddp.yaml, or keep lambda fixed."
+        )
 
 
 def wrap_model(
@@ -213,6 +224,7 @@ def wrap_model(
             module.compile()
     accelerator.gradient_accumulation_steps = plan.grad_accum
     if isinstance(strategy, DeepSpeed):
+        _check_deepspeed_parameters(model)
         _configure_deepspeed(accelerator, plan, cfg.optim.grad_clip, cfg.train.precision)
     model, optimizer = strategy.wrap(model, build_optimizer)
     check_sharded(strategy, strategy.report(model), accelerator.num_processes)
@@ -223,11 +235,11 @@ def check_sharded(strategy: Strategy, report: dict, world_size: int) -> None:
     """A launch that asked for parameter sharding must have sharded parameters on this rank."""
     if strategy.name not in ("fsdp2", "zero3") or world_size == 1:
         return
-    if report["sharded_params"] == 0 or report["param_elements_local"] >= report["param_elements_total"]:
+    if report["sharded_blocks"] < report["blocks"] or report["param_elements_local"] >= report["param_elements_total"]:
         raise ConfigError(
             f"the launch file asks for {strategy.name} over {world_size} processes, but this rank holds "
-            f"{report['param_elements_local']} of {report['param_elements_total']} parameter elements "
-            f"({report['sharded_params']} sharded parameters): the model was not sharded."
+            f"{report['param_elements_local']} of {report['param_elements_total']} parameter elements, and "
+            f"{report['sharded_blocks']} of {report['blocks']} decoder blocks are sharded: the model was not sharded."
         )
 
 

@@ -52,9 +52,14 @@ def decoder_blocks(model: nn.Module) -> nn.ModuleList:
     return lists[0]
 
 
+def _is_sharded(param: torch.Tensor) -> bool:
+    return hasattr(param, "to_local") or hasattr(param, "ds_tensor")  # an FSDP2 DTensor / a ZeRO-3 partition
+
+
 def parameter_share(model: nn.Module) -> dict[str, int]:
-    """Parameter elements this rank stores against the model's total, and how many parameters are
-    split across ranks (FSDP2 DTensors or ZeRO-3 partitions). Tied parameters count once."""
+    """Parameter elements this rank stores against the model's total, how many parameters are
+    split across ranks, and in how many decoder blocks every parameter of at least one dimension
+    is split (0-d ones stay whole under FSDP2). Tied parameters count once."""
     local = total = sharded = 0
     for param in model.parameters():
         if hasattr(param, "to_local"):  # FSDP2: a DTensor holding this rank's shard
@@ -63,7 +68,10 @@ def parameter_share(model: nn.Module) -> dict[str, int]:
             local, total, sharded = local + param.ds_tensor.numel(), total + param.ds_numel, sharded + 1
         else:
             local, total = local + param.numel(), total + param.numel()
-    return {"param_elements_local": local, "param_elements_total": total, "sharded_params": sharded}
+    blocks = decoder_blocks(model)
+    sharded_blocks = sum(all(_is_sharded(p) for p in block.parameters() if p.dim() > 0) for block in blocks)
+    return {"param_elements_local": local, "param_elements_total": total, "sharded_params": sharded,
+            "sharded_blocks": sharded_blocks, "blocks": len(blocks)}
 
 
 class Replicated:
