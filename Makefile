@@ -6,7 +6,7 @@
 
 PYTHON ?= python3
 VENV   ?= .venv
-# The CPU build of torch 2.13.0 lies on local disk here; an unpinned torch can pull a multi-GB CUDA build.
+# Pinned to the version the tests run against: an unpinned torch can pull a newer, multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
