@@ -201,6 +201,22 @@ def _check_deepspeed_parameters(model: torch.nn.Module) -> None:
         )
 
 
+def apply_compute_options(cfg: RunConfig, model: torch.nn.Module, *, compile_per_block: bool = False) -> None:
+    """Steps 1-3 of wrap_model, in place: the bf16-pure cast, activation checkpointing, compile
+    (also used by scripts/bench_train.py's plain loop, so both run the same model)."""
+    if cfg.train.precision == "bf16-pure":
+        model.to(torch.bfloat16)  # the paper's recipe: no fp32 copy of the weights
+    if cfg.model.gradient_checkpointing:
+        # Renamed activation_checkpointing_enable in transformers 5.2x; older 5.x has only the old name.
+        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+        enable({"use_reentrant": False})
+    if cfg.train.compile:
+        # In place, so parameter names stay as they are; per block under FSDP2, so that each
+        # block's all-gather hooks stay outside the compiled graph.
+        for module in decoder_blocks(model) if compile_per_block else [model]:
+            module.compile()
+
+
 def wrap_model(
     cfg: RunConfig,
     accelerator: Accelerator,
@@ -209,19 +225,9 @@ def wrap_model(
     build_optimizer: OptimizerFactory,
     plan: BatchPlan,
 ) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
-    """Precision, activation checkpointing, compile, distribution and optimizer, in that order."""
-    if cfg.train.precision == "bf16-pure":
-        model.to(torch.bfloat16)  # the paper's recipe: no fp32 copy of the weights
-    if cfg.model.gradient_checkpointing:
-        # Renamed activation_checkpointing_enable in transformers 5.2x; older 5.x has only the old name.
-        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
-        enable({"use_reentrant": False})
-    if cfg.train.compile:
-        # In place (parameter names unchanged); per block under FSDP2 so each block's
-        # all-gather hooks stay outside the compiled graph.
-        targets = decoder_blocks(model) if isinstance(strategy, FSDP2) else [model]
-        for module in targets:
-            module.compile()
+    """Precision, activation checkpointing, compile, distribution and optimizer, in that order,
+    then the check that a launch asking for sharding got it."""
+    apply_compute_options(cfg, model, compile_per_block=isinstance(strategy, FSDP2))
     accelerator.gradient_accumulation_steps = plan.grad_accum
     if isinstance(strategy, DeepSpeed):
         _check_deepspeed_parameters(model)
@@ -233,7 +239,7 @@ def wrap_model(
 
 def check_sharded(strategy: Strategy, report: dict, world_size: int) -> None:
     """A launch that asked for parameter sharding must have sharded parameters on this rank."""
-    if strategy.name not in ("fsdp2", "zero3") or world_size == 1:
+    if not strategy.shards_parameters or world_size == 1:
         return
     if report["sharded_blocks"] < report["blocks"] or report["param_elements_local"] >= report["param_elements_total"]:
         raise ConfigError(

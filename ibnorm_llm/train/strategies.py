@@ -32,7 +32,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 from torch.distributed.device_mesh import init_device_mesh
-from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
 from ibnorm_llm.train.checkpoint import load_model_weights
 
@@ -101,10 +101,6 @@ class Replicated:
         """The model without DDP/DeepSpeed wrappers (parameters still sharded under FSDP2/ZeRO-3)."""
         return self.accelerator.unwrap_model(model)
 
-    def full_parameters(self, model: nn.Module) -> contextlib.AbstractContextManager:
-        """Inside it, every parameter of plain_model(model) is whole on every rank (a collective)."""
-        return contextlib.nullcontext()
-
     def full_state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:
         """Every weight, whole, on the main process (a collective: every rank calls it)."""
         return self.accelerator.get_state_dict(model)
@@ -128,13 +124,6 @@ class DeepSpeed(Replicated):
         super().__init__(accelerator, f"zero{stage}")
         self.state_format = f"deepspeed-zero{stage}"
         self.shards_parameters = stage == 3
-
-    def full_parameters(self, model: nn.Module) -> contextlib.AbstractContextManager:
-        if not self.shards_parameters:
-            return contextlib.nullcontext()
-        import deepspeed
-
-        return deepspeed.zero.GatheredParameters(list(self.plain_model(model).parameters()))
 
     def save_state(self, model: nn.Module, optimizer, state_dir: Path) -> None:
         self.accelerator.save_state(str(state_dir / "accelerate"))
@@ -198,17 +187,6 @@ class FSDP2(Replicated):
 
     def plain_model(self, model: nn.Module) -> nn.Module:
         return model
-
-    @contextlib.contextmanager
-    def full_parameters(self, model: nn.Module) -> Iterator[None]:
-        units = [m for m in model.modules() if isinstance(m, FSDPModule)]
-        for unit in units:
-            unit.unshard()
-        try:
-            yield
-        finally:
-            for unit in units:
-                unit.reshard()
 
     def full_state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:
         return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))

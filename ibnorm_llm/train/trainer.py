@@ -112,14 +112,13 @@ def _full(tensor: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _learnable_lams(model: torch.nn.Module, strategy) -> dict[str, float]:
+def _learnable_lams(model: torch.nn.Module) -> dict[str, float]:
     """Current lambda of every IBNorm with learnable_lam, keyed 'lam/<module name>' (every rank calls it)."""
-    with strategy.full_parameters(model):
-        return {
-            f"lam/{name}": float(_full(module.lam_value))
-            for name, module in strategy.plain_model(model).named_modules()
-            if getattr(module, "learnable_lam", False)
-        }
+    return {
+        f"lam/{name}": float(_full(module.lam_value))
+        for name, module in model.named_modules()
+        if getattr(module, "learnable_lam", False)
+    }
 
 
 def evaluate(model, val_batches, accelerator) -> tuple[float, float]:
@@ -323,7 +322,7 @@ def periodic_report(s: Session, progress: Progress, lr: float, grad_norm: float)
         "mfu": mfu(positions_per_s, s.flops_tok, s.peak_flops, world), "skipped_steps": progress.skipped,
         "world_size": world,
     }
-    record.update(_learnable_lams(s.model, s.strategy))
+    record.update(_learnable_lams(s.strategy.plain_model(s.model)))
     if do_eval:
         progress.last_eval, ppl = evaluate(s.model, s.val_batches, s.accelerator)
         record.update(eval_loss=progress.last_eval, eval_ppl=ppl)
