@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate import Accelerator
 from accelerate.utils import gather_object, set_seed
 
 from ibnorm_llm.analysis import gather_tokens, layer_report
@@ -27,7 +28,7 @@ from ibnorm_llm.config import ConfigError, RunConfig, save_config
 from ibnorm_llm.data import IGNORE_INDEX, build_train_loader, build_val_batches, check_data_config, load_tokenizer
 from ibnorm_llm.models import build_model, count_parameters
 from ibnorm_llm.train import checkpoint as ckpt
-from ibnorm_llm.train.batching import plan_batches
+from ibnorm_llm.train.batching import BatchPlan, plan_batches
 from ibnorm_llm.train.cpu_memory import reuse_freed_memory
 from ibnorm_llm.train.distributed import (
     build_accelerator,
@@ -47,6 +48,7 @@ from ibnorm_llm.train.metrics import (
     peak_flops_notice,
 )
 from ibnorm_llm.train.optim import build_optimizer, lr_at, set_lr
+from ibnorm_llm.train.strategies import Strategy
 from ibnorm_llm.train.tracking import Tracker, package_versions, quiet_libraries, wandb_run_id, write_run_metadata
 
 
@@ -134,21 +136,25 @@ class Session:
     """Everything setup() builds for the loop."""
 
     cfg: RunConfig
-    accelerator: Any
-    strategy: Any
-    plan: Any
+    accelerator: Accelerator
+    strategy: Strategy
+    plan: BatchPlan
     tokenizer: Any
-    model: torch.nn.Module
-    optimizer: Any
+    model: torch.nn.Module | None
+    optimizer: torch.optim.Optimizer | None
     loader: Any
+    """The resumable training loader (data.build_train_loader): next() gives a batch, state_dict() its position."""
     val_batches: list
     flops_tok: int
+    """Training FLOPs per token, for MFU."""
     peak_flops: float | None
     resume: Path | None
     start: ckpt.TrainerState
+    """Where this launch starts: step 0, or the state of the checkpoint it resumes."""
     metrics: MetricsWriter
     tracker: Tracker
     analysis_batch: Any
+    """Held-out tokens for the IB analysis (analysis.every > 0), else None."""
 
 
 @dataclass
@@ -213,9 +219,10 @@ def setup(cfg: RunConfig) -> Session:
     resume = resolve_resume(cfg)
     start = ckpt.TrainerState(0, 0, 0, world, plan.grad_accum, plan.micro_batch_size, strategy.state_format)
     if resume is not None:
-        start = ckpt.read_state(resume)
-        ckpt.check_compatible(start, resume, world, plan.grad_accum, plan.micro_batch_size, strategy.state_format)
-        check_nothing_left(cfg, resume, start)
+        saved = ckpt.read_state(resume)
+        ckpt.check_compatible(saved, resume, world, plan.grad_accum, plan.micro_batch_size, strategy.state_format)
+        check_nothing_left(cfg, resume, saved)
+        start = replace(saved, state_format=strategy.state_format)  # recorded in checkpoints from now on
     # CPU steps allocate and free the same large blocks every step: keep them instead of faulting
     # their pages in again (see cpu_memory.py).
     cpu_malloc = reuse_freed_memory(accelerator.device.type, cfg.train.reuse_freed_memory)
@@ -223,13 +230,12 @@ def setup(cfg: RunConfig) -> Session:
     processes = gather_object([{**describe(accelerator), **strategy.report(model), "cpu_malloc": cpu_malloc}])
     peak = peak_flops_for(processes[0]["device_name"], cfg.train.peak_flops)
     wandb_id = wandb_run_id(cfg, resume) if main else None  # read before run.json is rewritten
-    run_dir = cfg.run_dir
-    metrics = MetricsWriter(run_dir / "metrics.jsonl", enabled=main)
+    metrics = MetricsWriter(cfg.run_dir / "metrics.jsonl", enabled=main)
     if main:
-        ckpt.remove_stale(run_dir)
-        save_config(cfg, run_dir / "config.yaml")
+        ckpt.remove_stale(cfg.run_dir)
+        save_config(cfg, cfg.run_dir / "config.yaml")
         metrics.truncate_after(start.step)
-        write_run_metadata(run_dir / "run.json", {
+        write_run_metadata(cfg.run_dir / "run.json", {
             "run_name": cfg.run_name, "world_size": world, "ranks": sorted(p["rank"] for p in processes),
             "processes": processes, "distributed_type": processes[0]["distributed_type"],
             "sharding": processes[0]["sharding"], "sharded_params": processes[0]["sharded_params"],

@@ -39,7 +39,9 @@ LAUNCH = {
     "zero3": ["--config_file", "launch/deepspeed_zero3.yaml", "--num_processes", str(WORLD)],
     "fsdp2": ["--config_file", "launch/fsdp_cpu.yaml", "--num_processes", str(WORLD)],
 }
-MODELS = {"zero3": [], "fsdp2": IBNORM}  # DeepSpeed cannot train 0-d parameters (learnable lambda)
+# DeepSpeed cannot train 0-d parameters (a learnable lambda). FSDP2 takes global batch 8, so each
+# rank accumulates 2 micro batches (gradients reduced on the last only).
+MODELS = {"zero3": [], "fsdp2": [*IBNORM, "train.global_batch_size=8"]}
 # Final weights against one process after 6 Adam steps. This IBNorm model has a few weights whose
 # gradient is near zero, where Adam's m/sqrt(v) turns a last-bit difference in the gradient sum
 # into a visible one: DDP ends up 1.9e-5 from one process there too, while FSDP2 is within 3e-7 of
