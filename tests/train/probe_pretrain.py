@@ -27,7 +27,9 @@ from ibnorm_llm.train import checkpoint, trainer
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 import pretrain  # noqa: E402
 
-REDUCTIONS = {"mean", "var", "var_mean", "std", "sum", "rsqrt", "amax", "norm", "vector_norm"}
+# Ops that compute a norm's statistics, seen through __torch_function__. A kernel that computes them
+# inside one opaque op must be added here by name, or its statistics go unseen.
+REDUCTIONS = {"mean", "var", "var_mean", "std", "sum", "rsqrt", "amax", "norm", "vector_norm", "rms_norm", "layer_norm"}
 
 
 class _Reductions(TorchFunctionMode):
