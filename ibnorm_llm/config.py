@@ -269,7 +269,11 @@ class TrainConfig:
     peak_flops: float | None = None
     """Peak FLOP/s per device for MFU when the device is not in the built-in table."""
     compile: bool = False
-    """torch.compile the model."""
+    """torch.compile the model (in place; per decoder block under FSDP2)."""
+    allow_slow_cpu_bf16: bool = False
+    """Run bf16-mixed/bf16-pure on a machine without CUDA (emulated, >100x slower than fp32; for tests)."""
+    reuse_freed_memory: bool = True
+    """CPU runs: keep freed memory in the process for the next step (glibc mallopt; see train/cpu_memory.py)."""
 
 
 @dataclass(frozen=True, kw_only=True)

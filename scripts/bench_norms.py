@@ -11,8 +11,8 @@ by ``torch.autograd.graph.saved_tensors_hooks`` in one forward). Ratios are agai
 ``F.layer_norm`` for time and ``nn.LayerNorm`` for saved bytes. On CUDA the achieved memory
 bandwidth of each candidate is the minimum traffic of a norm's forward+backward (read x,
 write y; read x and dy, write dx) over its time. On CPU, freed memory is kept for reuse as in
-training (``ibnorm_llm/train/cpu_memory.py``); ``IBNORM_LLM_MALLOC_DEFAULTS=1`` times with glibc's
-defaults instead, where page faults of fresh allocations add noise (and dominate 4096 x 2048).
+training (``ibnorm_llm/train/cpu_memory.py``, ``train.reuse_freed_memory``), so the timings are
+the kernels' and not the page faults' of fresh allocations (which dominate 4096 x 2048).
 """
 
 from __future__ import annotations

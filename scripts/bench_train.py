@@ -35,7 +35,7 @@ from ibnorm_llm.models import FAMILY_BASELINE_NORM, PRESETS, build_model
 from ibnorm_llm.models.export import to_stock_model
 from ibnorm_llm.train.batching import plan_batches
 from ibnorm_llm.train.cpu_memory import reuse_freed_memory
-from ibnorm_llm.train.distributed import check_precision
+from ibnorm_llm.train.distributed import apply_compute_options, check_precision
 from ibnorm_llm.train.metrics import read_metrics
 from ibnorm_llm.train.trainer import train
 
@@ -86,14 +86,13 @@ def _device() -> torch.device:
 
 def _model_and_optimizer(cfg, tokenizer, *, stock: bool):
     """Our model for ``cfg`` (or, ``stock``, transformers' own class with its weights) and AdamW,
-    on the trainer's device and in its precision (bf16-pure: the whole model in bf16)."""
+    on the trainer's device, in its precision and with its activation checkpointing and compile."""
     set_seed(cfg.train.seed)
     model = build_model(cfg.model, len(tokenizer), bos_token_id=tokenizer.bos_token_id,
                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     if stock:
         model = to_stock_model(model)
-    if cfg.train.precision == "bf16-pure":
-        model.to(torch.bfloat16)
+    apply_compute_options(cfg, model)  # bf16-pure cast, activation checkpointing, compile: as the trainer
     model.to(_device()).train()
     opt = cfg.optim
     optimizer = torch.optim.AdamW(model.parameters(), lr=opt.lr, betas=opt.betas, eps=opt.eps,
@@ -186,8 +185,8 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     # The trainer keeps freed memory for reuse when it trains on CPU (its default device without
     # CUDA); the plain loop and the interleaved steps get the same allocator.
-    malloc = reuse_freed_memory(_device().type)
     base = load_config(args.config, [*(QUICK if args.quick else []), *args.overrides])
+    malloc = reuse_freed_memory(_device().type, base.train.reuse_freed_memory)
     check_precision(base, torch.cuda.is_available())  # the trainer's own refusal, before any run
     family = PRESETS[base.model.preset].family
     baseline = FAMILY_BASELINE_NORM[family]

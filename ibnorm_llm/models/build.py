@@ -201,12 +201,9 @@ def build_model(
     config = build_hf_config(
         model_cfg, vocab_size, bos_token_id=bos_token_id, eos_token_id=eos_token_id, pad_token_id=pad_token_id
     )
-    model = MODEL_CLASSES[config.model_type](config)
-    if model_cfg.gradient_checkpointing:
-        # Renamed activation_checkpointing_enable in transformers 5.2x; pyproject allows >= 5.17.
-        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
-        enable({"use_reentrant": False})
-    return model
+    # model_cfg.gradient_checkpointing is applied with the other training wrappers
+    # (ibnorm_llm.train.distributed.wrap_model).
+    return MODEL_CLASSES[config.model_type](config)
 
 
 def load_model(path: str | Path, **from_pretrained_kwargs: Any) -> PreTrainedModel:

@@ -7,8 +7,9 @@ Layout of ``runs/<run_name>/checkpoints/step_<N>/`` and ``final/``::
     config.yaml                             the resolved run config
     trainer_state/
         trainer.json                        step, tokens, skipped steps, batch plan
-        optimizer.pt                        unsharded runs (DDP / single process)
-        accelerate/                         sharded runs (DeepSpeed, FSDP): accelerator.save_state
+        optimizer.pt                        single process / DDP (train.strategies.Replicated)
+        accelerate/                         DeepSpeed: accelerator.save_state
+        fsdp2/                              FSDP2: sharded model and optimizer (torch.distributed.checkpoint)
         rank_<r>.pt                         per rank: RNG states and the data loader's state
         COMPLETE                            written last
 
@@ -16,7 +17,8 @@ Every rank writes into ``.tmp_<name>/``; after a barrier the main process fsyncs
 COMPLETE and renames the folder into place, so a crash at any point leaves either the old
 checkpoint or the new one, never a half-written one under a real name. The learning-rate
 schedule is a pure function of the step (optim.lr_at), so the step is the scheduler state.
-Checkpoints assume a file system shared by all ranks.
+Checkpoints need a file system shared by all ranks (distributed.check_shared_out_dir checks
+it at start-up). What is saved for resume is up to the strategy (train.strategies).
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ import json
 import os
 import random
 import shutil
-import signal
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -35,9 +36,6 @@ import torch
 
 from ibnorm_llm.checkpoint import COMPLETE, STATE_DIR, is_complete
 from ibnorm_llm.config import ConfigError, RunConfig, save_config
-
-# Test hook: SIGKILL this process in the middle of writing the checkpoint of this step.
-KILL_HOOK_ENV = "IBNORM_LLM_TEST_KILL_DURING_CHECKPOINT"
 
 
 @dataclass(frozen=True)
@@ -51,6 +49,8 @@ class TrainerState:
     world_size: int
     grad_accum: int
     micro_batch_size: int
+    state_format: str | None = None
+    """How the optimizer state was saved (the strategy's state_format); None in checkpoints from before it was recorded."""
 
 
 def checkpoints_root(run_dir: Path) -> Path:
@@ -133,22 +133,17 @@ def _fsync_tree(path: Path) -> None:
             os.close(dir_fd)
 
 
-def _kill_hook(step: int) -> None:
-    if os.environ.get(KILL_HOOK_ENV) == str(step):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 def save_checkpoint(
     target: Path,
     *,
     accelerator,
+    strategy,
     model: torch.nn.Module,
     optimizer,
     tokenizer,
     cfg: RunConfig,
     state: TrainerState,
     loader,
-    sharded: bool,
 ) -> Path:
     """Write ``target`` atomically (collective: every rank must call it)."""
     target = Path(target)
@@ -158,42 +153,57 @@ def save_checkpoint(
             shutil.rmtree(tmp)
         (tmp / STATE_DIR).mkdir(parents=True)
     accelerator.wait_for_everyone()
-
-    # The model directory needs the full (gathered) weights: a collective under ZeRO-3/FSDP.
-    full_state = accelerator.get_state_dict(model)
-    if accelerator.is_main_process:
-        # torch.compile prefixes parameter names with "_orig_mod."; the model directory must not.
-        full_state = {k.removeprefix("_orig_mod."): v for k, v in full_state.items()}
-        plain = accelerator.unwrap_model(model, keep_torch_compile=False)
-        plain.save_pretrained(tmp, state_dict=full_state, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        save_config(cfg, tmp / "config.yaml")
-    _kill_hook(state.step)
-    if sharded:
-        accelerator.save_state(str(tmp / STATE_DIR / "accelerate"))
-    elif accelerator.is_main_process:
-        torch.save(optimizer.state_dict(), tmp / STATE_DIR / "optimizer.pt")
-    rank = accelerator.process_index
-    torch.save({"rng": rng_state(), "data": loader.state_dict()}, tmp / STATE_DIR / f"rank_{rank}.pt")
+    write_model_dir(tmp, accelerator=accelerator, strategy=strategy, model=model, tokenizer=tokenizer, cfg=cfg)
+    write_training_state(tmp / STATE_DIR, accelerator=accelerator, strategy=strategy, model=model,
+                         optimizer=optimizer, loader=loader)
     accelerator.wait_for_everyone()
-
     if accelerator.is_main_process:
-        (tmp / STATE_DIR / "trainer.json").write_text(json.dumps(asdict(state), indent=2))
-        (tmp / STATE_DIR / COMPLETE).write_text(f"step {state.step}\n")
-        _fsync_tree(tmp)
-        old = target.parent / f".old_{target.name}"
-        if target.exists():
-            target.rename(old)
-        tmp.rename(target)
-        if old.exists():
-            shutil.rmtree(old)
-        _fsync_tree(target.parent)
+        _commit(tmp, target, state)
     accelerator.wait_for_everyone()
     return target
 
 
-def check_compatible(state: TrainerState, path: Path, world_size: int, grad_accum: int, micro: int) -> None:
-    """Exact resume needs the same data split and batch shape as the run that saved."""
+def write_model_dir(directory: Path, *, accelerator, strategy, model, tokenizer, cfg: RunConfig) -> None:
+    """The Hugging Face model directory: full weights gathered on the main process (a collective
+    under ZeRO-3/FSDP2), the tokenizer and the run config."""
+    full_state = strategy.full_state_dict(model)
+    if accelerator.is_main_process:
+        strategy.plain_model(model).save_pretrained(directory, state_dict=full_state, safe_serialization=True)
+        tokenizer.save_pretrained(directory)
+        save_config(cfg, directory / "config.yaml")
+
+
+def write_training_state(state_dir: Path, *, accelerator, strategy, model, optimizer, loader) -> None:
+    """What resume needs besides the weights: the strategy's optimizer (and sharded model)
+    state, and each rank's RNG streams and data position."""
+    strategy.save_state(model, optimizer, state_dir)
+    rank = accelerator.process_index
+    torch.save({"rng": rng_state(), "data": loader.state_dict()}, state_dir / f"rank_{rank}.pt")
+
+
+def _commit(tmp: Path, target: Path, state: TrainerState) -> None:
+    """Mark ``tmp`` complete and rename it into place (main process, after every rank wrote)."""
+    (tmp / STATE_DIR / "trainer.json").write_text(json.dumps(asdict(state), indent=2))
+    (tmp / STATE_DIR / COMPLETE).write_text(f"step {state.step}\n")
+    _fsync_tree(tmp)
+    old = target.parent / f".old_{target.name}"
+    if target.exists():
+        target.rename(old)
+    tmp.rename(target)
+    if old.exists():
+        shutil.rmtree(old)
+    _fsync_tree(target.parent)
+
+
+def check_compatible(
+    state: TrainerState, path: Path, world_size: int, grad_accum: int, micro: int, state_format: str
+) -> None:
+    """Exact resume needs the same data split, batch shape and optimizer-state layout as the run that saved."""
+    if state.state_format is not None and state.state_format != state_format:
+        raise ConfigError(
+            f"train.resume={path}: the checkpoint's optimizer state was saved as {state.state_format}, this launch "
+            f"uses {state_format}. Resume with the launch file the checkpoint was written with."
+        )
     if (state.world_size, state.grad_accum, state.micro_batch_size) != (world_size, grad_accum, micro):
         raise ConfigError(
             f"train.resume={path}: the checkpoint was written with world size {state.world_size}, "
@@ -208,12 +218,8 @@ def load_rank_state(path: Path, rank: int) -> dict[str, Any]:
     return torch.load(Path(path) / STATE_DIR / f"rank_{rank}.pt", weights_only=False)
 
 
-def load_optimizer_state(path: Path) -> dict[str, Any]:
-    return torch.load(Path(path) / STATE_DIR / "optimizer.pt", weights_only=False)
-
-
-def sharded_state_dir(path: Path) -> Path:
-    return Path(path) / STATE_DIR / "accelerate"
+def state_dir(path: Path) -> Path:
+    return Path(path) / STATE_DIR
 
 
 def load_model_weights(model: torch.nn.Module, path: Path) -> None:

@@ -10,14 +10,13 @@ which a training loop reaches every step anyway.
 
 This is what ``GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=...`` does
 at start-up, done at run time with ``mallopt``. Other C libraries (musl, macOS) are left alone;
-``IBNORM_LLM_MALLOC_DEFAULTS=1`` keeps glibc's defaults too.
+``train.reuse_freed_memory=false`` keeps glibc's defaults too.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import os
 
 # mallopt parameters, from glibc's malloc.h
 _M_TRIM_THRESHOLD = -1
@@ -25,16 +24,17 @@ _M_MMAP_MAX = -4
 _INT_MAX = 2**31 - 1
 
 
-def reuse_freed_memory(device_type: str = "cpu") -> str:
+def reuse_freed_memory(device_type: str = "cpu", enabled: bool = True) -> str:
     """On a CPU run (``device_type``), set glibc's malloc to keep freed memory for reuse; returns
     what was done, for the run log.
 
     ``"reuse"`` when set, ``"not-cpu"`` for another device (its activations are not in this
-    process's heap), ``"default"`` when the opt-out is set, ``"unavailable"`` elsewhere.
+    process's heap), ``"default"`` when not ``enabled`` (train.reuse_freed_memory=false),
+    ``"unavailable"`` elsewhere.
     """
     if device_type != "cpu":
         return "not-cpu"
-    if os.environ.get("IBNORM_LLM_MALLOC_DEFAULTS") == "1":
+    if not enabled:
         return "default"
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

@@ -1,21 +1,26 @@
 """The training loop: ``train(cfg)`` runs one config to its final checkpoint.
 
-Order of work: refuse bad settings (precision, eval.*, batch plan, resume target) -> tokenizer,
-model, data -> restore a checkpoint if asked -> loop of optimizer steps (micro batches with
-gradient accumulation; one host sync per step for the loss, the target-token count, the
-gradient norm and the non-finite check) -> periodic metrics, held-out evaluation and
-checkpoints -> final/ -> the eval.suite leaderboard on final/, if asked.
+    session = setup(cfg)                 # refuse bad settings, build, wrap, restore, run.json
+    while step < max_steps:
+        train_step(session, ...)         # micro batches, one host sync, optimizer step
+        log / evaluate / analyse         # periodic_report
+        save a checkpoint                # periodic_checkpoint
+    finish(session)                      # the eval.suite leaderboard on final/, if asked
+
+Distribution and precision are applied in distributed.wrap_model only; the loop calls the
+strategy's methods (train.strategies) and never asks which one runs.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate import Accelerator
 from accelerate.utils import gather_object, set_seed
 
 from ibnorm_llm.analysis import gather_tokens, layer_report
@@ -23,9 +28,16 @@ from ibnorm_llm.config import ConfigError, RunConfig, save_config
 from ibnorm_llm.data import IGNORE_INDEX, build_train_loader, build_val_batches, check_data_config, load_tokenizer
 from ibnorm_llm.models import build_model, count_parameters
 from ibnorm_llm.train import checkpoint as ckpt
-from ibnorm_llm.train.batching import plan_batches
+from ibnorm_llm.train.batching import BatchPlan, plan_batches
 from ibnorm_llm.train.cpu_memory import reuse_freed_memory
-from ibnorm_llm.train.distributed import build_accelerator, describe, is_sharded, prepare
+from ibnorm_llm.train.distributed import (
+    build_accelerator,
+    build_strategy,
+    check_shared_out_dir,
+    describe,
+    read_launch,
+    wrap_model,
+)
 from ibnorm_llm.train.final_eval import FinalEval, check_final_eval
 from ibnorm_llm.train.metrics import (
     MetricsWriter,
@@ -36,6 +48,7 @@ from ibnorm_llm.train.metrics import (
     peak_flops_notice,
 )
 from ibnorm_llm.train.optim import build_optimizer, lr_at, set_lr
+from ibnorm_llm.train.strategies import Strategy
 from ibnorm_llm.train.tracking import Tracker, package_versions, quiet_libraries, wandb_run_id, write_run_metadata
 
 
@@ -102,7 +115,7 @@ def _full(tensor: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def _learnable_lams(model: torch.nn.Module) -> dict[str, float]:
-    """Current lambda of every IBNorm with learnable_lam, keyed 'lam/<module name>'."""
+    """Current lambda of every IBNorm with learnable_lam, keyed 'lam/<module name>' (every rank calls it)."""
     return {
         f"lam/{name}": float(_full(module.lam_value))
         for name, module in model.named_modules()
@@ -118,15 +131,54 @@ def evaluate(model, val_batches, accelerator) -> tuple[float, float]:
     return loss, math.exp(min(loss, 700.0))
 
 
-def _build_and_restore(cfg: RunConfig, accelerator, plan, resume: Path | None, sharded: bool):
-    """Tokenizer, model, optimizer and data, prepared by accelerate and restored from ``resume``,
-    plus the parameter count and training FLOPs per token.
+@dataclass
+class Session:
+    """Everything setup() builds for the loop."""
 
-    The seed is set before the model is built, so a fresh run's initial weights depend on
-    train.seed only. Unsharded runs load weights and optimizer state before prepare (DDP
-    then broadcasts nothing new); sharded ones through accelerate's load_state after it.
-    Each rank then restores its own data position and RNG streams.
-    """
+    cfg: RunConfig
+    accelerator: Accelerator
+    strategy: Strategy
+    plan: BatchPlan
+    tokenizer: Any
+    model: torch.nn.Module | None
+    optimizer: torch.optim.Optimizer | None
+    loader: Any
+    """The resumable training loader (data.build_train_loader): next() gives a batch, state_dict() its position."""
+    val_batches: list
+    flops_tok: int
+    """Training FLOPs per token, for MFU."""
+    peak_flops: float | None
+    resume: Path | None
+    start: ckpt.TrainerState
+    """Where this launch starts: step 0, or the state of the checkpoint it resumes."""
+    metrics: MetricsWriter
+    tracker: Tracker
+    analysis_batch: Any
+    """Held-out tokens for the IB analysis (analysis.every > 0), else None."""
+    final_eval: FinalEval | None
+    """The eval.suite runner on final/ (the caller's: train does not import evaluation)."""
+
+
+@dataclass
+class Progress:
+    """Counters of the loop and the current logging window (throughput excludes eval and checkpoints)."""
+
+    step: int
+    tokens: int
+    skipped: int
+    window_losses: list[float] = field(default_factory=list)
+    window_steps: int = 0
+    window_tokens: int = 0
+    window_start: float = field(default_factory=time.perf_counter)
+    train_time: float = 0.0
+    trained_tokens: int = 0
+    last_eval: float | None = None
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+def _build(cfg: RunConfig, accelerator, strategy, plan):
+    """Tokenizer, model (seeded by train.seed only), wrapped model and optimizer, data; plus the
+    parameter count and training FLOPs per token."""
     set_seed(cfg.train.seed)
     tokenizer = load_tokenizer(cfg)
     model = build_model(
@@ -134,180 +186,215 @@ def _build_and_restore(cfg: RunConfig, accelerator, plan, resume: Path | None, s
         pad_token_id=tokenizer.pad_token_id,
     )
     check_data_config(cfg, tokenizer, model.config.max_position_embeddings, model.config.vocab_size)
-    if resume is not None and not sharded:
-        ckpt.load_model_weights(model, resume)
-    if cfg.train.precision == "bf16-pure":
-        model.to(torch.bfloat16)  # the paper's recipe: no fp32 copy of the weights
-    # Counted before prepare: DeepSpeed's engine has a different config and ZeRO-3 empties parameters.
+    # Counted before wrapping: DeepSpeed's engine has a different config and ZeRO-3 empties parameters.
     n_params = count_parameters(model)
     flops_tok = flops_per_token(n_params, model.config.num_hidden_layers, model.config.hidden_size, cfg.data.seq_len)
-    if cfg.train.compile:
-        model = torch.compile(model)
-    optimizer = build_optimizer(model, cfg.optim)
-    if resume is not None and not sharded:
-        optimizer.load_state_dict(ckpt.load_optimizer_state(resume))
+    model, optimizer = wrap_model(
+        cfg, accelerator, strategy, model, lambda m: build_optimizer(m, cfg.optim), plan
+    )
     rank, world = accelerator.process_index, accelerator.num_processes
     loader = build_train_loader(cfg, tokenizer, rank=rank, world_size=world)
     val_batches = build_val_batches(cfg, tokenizer, rank=rank, world_size=world)
-    model, optimizer = prepare(accelerator, model, optimizer, plan, cfg.optim.grad_clip)
-    if resume is not None:
-        if sharded:
-            accelerator.load_state(str(ckpt.sharded_state_dir(resume)))
-        rank_state = ckpt.load_rank_state(resume, rank)
-        loader.load_state_dict(rank_state["data"])
-        ckpt.set_rng_state(rank_state["rng"])
     return tokenizer, model, optimizer, loader, val_batches, n_params, flops_tok
+
+
+def _restore(session: Session) -> None:
+    """Weights and optimizer state through the strategy, then this rank's data position and RNG streams."""
+    resume = session.resume
+    session.strategy.load_state(session.model, session.optimizer, resume, ckpt.state_dir(resume))
+    rank_state = ckpt.load_rank_state(resume, session.accelerator.process_index)
+    session.loader.load_state_dict(rank_state["data"])
+    ckpt.set_rng_state(rank_state["rng"])
+
+
+def setup(cfg: RunConfig, final_eval: FinalEval | None = None) -> Session:
+    """Refuse bad settings before any work, build and wrap, restore train.resume, write run.json."""
+    launch = read_launch()
+    accelerator = build_accelerator(cfg, launch)  # refuses bf16 on CPU before any work
+    main = accelerator.is_main_process
+    quiet_libraries(main)
+    world = accelerator.num_processes
+    check_final_eval(cfg.eval, world, final_eval)
+    check_shared_out_dir(accelerator, cfg.run_dir)
+    plan = plan_batches(cfg.train, cfg.data.seq_len, world)
+    strategy = build_strategy(accelerator, launch, cfg.train.precision)
+    resume = resolve_resume(cfg)
+    start = ckpt.TrainerState(0, 0, 0, world, plan.grad_accum, plan.micro_batch_size, strategy.state_format)
+    if resume is not None:
+        saved = ckpt.read_state(resume)
+        ckpt.check_compatible(saved, resume, world, plan.grad_accum, plan.micro_batch_size, strategy.state_format)
+        check_nothing_left(cfg, resume, saved)
+        start = replace(saved, state_format=strategy.state_format)  # recorded in checkpoints from now on
+    # CPU steps allocate and free the same large blocks every step: keep them instead of faulting
+    # their pages in again (see cpu_memory.py).
+    cpu_malloc = reuse_freed_memory(accelerator.device.type, cfg.train.reuse_freed_memory)
+    tokenizer, model, optimizer, loader, val_batches, n_params, flops_tok = _build(cfg, accelerator, strategy, plan)
+    processes = gather_object([{**describe(accelerator), **strategy.report(model), "cpu_malloc": cpu_malloc}])
+    peak = peak_flops_for(processes[0]["device_name"], cfg.train.peak_flops)
+    wandb_id = wandb_run_id(cfg, resume) if main else None  # read before run.json is rewritten
+    metrics = MetricsWriter(cfg.run_dir / "metrics.jsonl", enabled=main)
+    if main:
+        ckpt.remove_stale(cfg.run_dir)
+        save_config(cfg, cfg.run_dir / "config.yaml")
+        metrics.truncate_after(start.step)
+        write_run_metadata(cfg.run_dir / "run.json", {
+            "run_name": cfg.run_name, "world_size": world, "ranks": sorted(p["rank"] for p in processes),
+            "processes": processes, "distributed_type": processes[0]["distributed_type"],
+            "sharding": processes[0]["sharding"], "sharded_params": processes[0]["sharded_params"],
+            "precision": cfg.train.precision, **asdict(plan), "global_batch_size": plan.global_batch_size,
+            "tokens_per_step": plan.tokens_per_step, "n_params": n_params, "flops_per_token": flops_tok,
+            "resumed_from": str(resume) if resume else None, "start_step": start.step, "wandb_id": wandb_id,
+            "versions": package_versions(),
+        })
+    tracker = Tracker(cfg, is_main=main, start_step=start.step, wandb_id=wandb_id)
+    # Gathered once, before step 0, so too little held-out text for analysis.n_tokens fails early.
+    analysis_batch = gather_tokens(val_batches, cfg.analysis.n_tokens) if cfg.analysis.every > 0 else None
+    session = Session(
+        cfg, accelerator, strategy, plan, tokenizer, model, optimizer, loader, val_batches, flops_tok, peak,
+        resume, start, metrics, tracker, analysis_batch, final_eval,
+    )
+    if resume is not None:
+        _restore(session)
+        tracker.write(f"resumed from {resume} at step {start.step}")
+    if notice := peak_flops_notice(processes[0]["device"], processes[0]["device_name"], peak):
+        tracker.write(notice)
+    return session
+
+
+def train_step(s: Session, progress: Progress) -> float:
+    """One optimizer step over plan.grad_accum micro batches; returns the gradient norm (before clipping).
+
+    One host sync per step: loss and target tokens summed over ranks (float64 counts exactly)
+    with the (already global) gradient norm. A non-finite step stops the run or is skipped
+    (train.skip_nonfinite).
+    """
+    device, plan = s.accelerator.device, s.plan
+    loss_sum = torch.zeros((), device=device)
+    n_targets = torch.zeros((), device=device, dtype=torch.int64)
+    for micro in range(plan.grad_accum):
+        batch = {k: v.to(device, non_blocking=True) for k, v in next(s.loader).items()}
+        with s.strategy.micro_step(s.model, last=micro == plan.grad_accum - 1):
+            loss = s.model(**batch).loss
+            s.accelerator.backward(loss)
+        loss_sum += loss.detach().float()
+        n_targets += (batch["labels"] != IGNORE_INDEX).sum()  # padding (data.packing=pad) is not a token
+    clip = s.cfg.optim.grad_clip if s.cfg.optim.grad_clip > 0 else float("inf")
+    grad_norm = s.strategy.clip_grad_norm(s.model, clip)
+    grad_norm = torch.as_tensor(grad_norm if grad_norm is not None else float("nan"), device=device)
+    rank_totals = torch.stack([(loss_sum / plan.grad_accum).double(), n_targets.double()])
+    global_totals = s.accelerator.reduce(rank_totals, reduction="sum")
+    loss_total, step_tokens, norm_value = torch.cat([global_totals, grad_norm.double().view(1)]).tolist()
+    step_loss = loss_total / s.accelerator.num_processes
+    progress.step += 1
+    progress.window_steps += 1
+    progress.window_tokens += int(step_tokens)
+    progress.tokens += int(step_tokens)
+    s.tracker.advance(progress.step)
+    if math.isfinite(step_loss) and math.isfinite(norm_value):
+        s.optimizer.step()
+        s.optimizer.zero_grad(set_to_none=True)
+        progress.window_losses.append(step_loss)
+        return norm_value
+    where = _culprit(s.strategy.plain_model(s.model), step_loss)
+    if not s.cfg.train.skip_nonfinite:
+        s.tracker.close()
+        raise NonFiniteError(
+            f"non-finite {where} at step {progress.step}; stopping (last good checkpoint: "
+            f"{ckpt.find_latest(s.cfg.run_dir) or 'none'}). Lower optim.lr, enable optim.grad_clip, "
+            "or set train.skip_nonfinite=true to skip such steps."
+        )
+    s.optimizer.zero_grad(set_to_none=True)
+    progress.skipped += 1
+    s.tracker.write(f"step {progress.step}: skipped, non-finite {where} ({progress.skipped} skipped so far)")
+    return norm_value
+
+
+def periodic_report(s: Session, progress: Progress, lr: float, grad_norm: float) -> None:
+    """Metrics every train.log_every steps, with held-out evaluation (train.eval_every and the last
+    step) and the IB analysis (analysis.every) when due."""
+    tc, step = s.cfg.train, progress.step
+    do_eval = step == tc.max_steps or (tc.eval_every > 0 and step % tc.eval_every == 0)
+    do_analysis = s.analysis_batch is not None and step % s.cfg.analysis.every == 0
+    if not (do_eval or do_analysis or step % tc.log_every == 0):
+        return
+    elapsed = time.perf_counter() - progress.window_start
+    tokens_per_s = progress.window_tokens / elapsed if elapsed > 0 else 0.0
+    positions_per_s = progress.window_steps * s.plan.tokens_per_step / elapsed if elapsed > 0 else 0.0
+    progress.train_time += elapsed
+    progress.trained_tokens += progress.window_tokens
+    losses = progress.window_losses
+    world = s.accelerator.num_processes
+    record = {
+        "step": step, "loss": sum(losses) / len(losses) if losses else float("nan"),
+        "lr": lr, "grad_norm": grad_norm, "tokens": progress.tokens, "tokens_per_s": tokens_per_s,
+        "mfu": mfu(positions_per_s, s.flops_tok, s.peak_flops, world), "skipped_steps": progress.skipped,
+        "world_size": world,
+    }
+    record.update(_learnable_lams(s.strategy.plain_model(s.model)))
+    if do_eval:
+        progress.last_eval, ppl = evaluate(s.model, s.val_batches, s.accelerator)
+        record.update(eval_loss=progress.last_eval, eval_ppl=ppl)
+    if do_analysis and (s.accelerator.is_main_process or s.strategy.shards_parameters):
+        # Only the main rank logs it; a sharded model's forward needs every rank all the same.
+        record.update(layer_report(s.strategy.plain_model(s.model), s.analysis_batch, s.cfg.analysis))
+    s.metrics.write(record)
+    s.tracker.log(record)
+    progress.record = record
+    progress.window_losses, progress.window_steps, progress.window_tokens = [], 0, 0
+    progress.window_start = time.perf_counter()
+
+
+def periodic_checkpoint(s: Session, progress: Progress) -> None:
+    """step_<N>/ every train.checkpoint_every steps (keeping train.keep_last), final/ at the end."""
+    tc, step = s.cfg.train, progress.step
+    is_last = step == tc.max_steps
+    if not (is_last or (tc.checkpoint_every > 0 and step % tc.checkpoint_every == 0)):
+        return
+    save_started = time.perf_counter()
+    saved = ckpt.save_checkpoint(
+        ckpt.checkpoints_root(s.cfg.run_dir) / ("final" if is_last else f"step_{step}"),
+        accelerator=s.accelerator, strategy=s.strategy, model=s.model, optimizer=s.optimizer,
+        tokenizer=s.tokenizer, cfg=s.cfg, loader=s.loader,
+        state=replace(s.start, step=step, tokens=progress.tokens, skipped_steps=progress.skipped),
+    )
+    if s.accelerator.is_main_process and not is_last:
+        ckpt.prune(s.cfg.run_dir, tc.keep_last)
+    s.tracker.write(f"saved {saved}")
+    progress.window_start += time.perf_counter() - save_started  # throughput excludes checkpoint time
+
+
+def finish(s: Session, progress: Progress) -> TrainResult:
+    """The eval.suite leaderboard on final/ (single process, see check_final_eval), then close."""
+    if s.resume is not None and progress.step == s.start.step:
+        s.tracker.write(f"{s.resume} is already at train.max_steps={s.cfg.train.max_steps}; nothing to train")
+    final = ckpt.checkpoints_root(s.cfg.run_dir) / "final"
+    eval_scores: dict[str, float] = {}
+    if s.cfg.eval.suite != "none":
+        s.model = s.optimizer = None  # the leaderboard loads final/ itself: free the training copy first
+        s.accelerator.free_memory()
+        eval_scores = s.final_eval(s.cfg.eval, final, s.cfg.run_dir / "eval", s.accelerator.device.type)
+        s.metrics.merge_into(progress.step, eval_scores)
+        s.tracker.log({"step": progress.step, **eval_scores})
+    s.tracker.close()
+    s.metrics.close()
+    return TrainResult(
+        run_dir=s.cfg.run_dir, final_checkpoint=final, steps=progress.step, tokens=progress.tokens,
+        train_loss=progress.record.get("loss"), eval_loss=progress.last_eval,
+        tokens_per_s=progress.trained_tokens / progress.train_time if progress.train_time > 0 else None,
+        eval_scores=eval_scores,
+    )
 
 
 def train(cfg: RunConfig, final_eval: FinalEval | None = None) -> TrainResult:
     """Train ``cfg`` to train.max_steps (continuing from train.resume) and save final/; with
     eval.suite set, ``final_eval`` (e.g. ibnorm_llm.evaluation.harness.run_final_eval) runs it on final/."""
-    accelerator = build_accelerator(cfg)  # refuses bf16 on CPU before any work
-    main = accelerator.is_main_process
-    quiet_libraries(main)
-    world = accelerator.num_processes
-    check_final_eval(cfg.eval, world, final_eval)
-    plan = plan_batches(cfg.train, cfg.data.seq_len, world)
-    resume = resolve_resume(cfg)
-    state = ckpt.TrainerState(0, 0, 0, world, plan.grad_accum, plan.micro_batch_size)
-    if resume is not None:
-        state = ckpt.read_state(resume)
-        ckpt.check_compatible(state, resume, world, plan.grad_accum, plan.micro_batch_size)
-        check_nothing_left(cfg, resume, state)
-    sharded = is_sharded(accelerator)
-    # CPU steps allocate and free the same large blocks every step: keep them instead of faulting
-    # their pages in again (about 10 % of a small model's step; see cpu_memory.py).
-    cpu_malloc = reuse_freed_memory(accelerator.device.type)
-
-    tokenizer, model, optimizer, loader, val_batches, n_params, flops_tok = _build_and_restore(
-        cfg, accelerator, plan, resume, sharded
-    )
-
-    run_dir = cfg.run_dir
-    processes = gather_object([{**describe(accelerator), "cpu_malloc": cpu_malloc}])
-    metrics = MetricsWriter(run_dir / "metrics.jsonl", enabled=main)
-    wandb_id = wandb_run_id(cfg, resume) if main else None  # read before run.json is rewritten
-    if main:
-        ckpt.remove_stale(run_dir)
-        save_config(cfg, run_dir / "config.yaml")
-        metrics.truncate_after(state.step)
-        write_run_metadata(run_dir / "run.json", {
-            "run_name": cfg.run_name, "world_size": world, "ranks": sorted(p["rank"] for p in processes),
-            "processes": processes, "distributed_type": processes[0]["distributed_type"],
-            "precision": cfg.train.precision, **asdict(plan), "global_batch_size": plan.global_batch_size,
-            "tokens_per_step": plan.tokens_per_step, "n_params": n_params, "flops_per_token": flops_tok,
-            "resumed_from": str(resume) if resume else None, "start_step": state.step, "wandb_id": wandb_id,
-            "versions": package_versions(),
-        })
-    peak = peak_flops_for(processes[0]["device_name"], cfg.train.peak_flops)
-    tracker = Tracker(cfg, is_main=main, start_step=state.step, wandb_id=wandb_id)
-    if resume is not None:
-        tracker.write(f"resumed from {resume} at step {state.step}")
-    if notice := peak_flops_notice(processes[0]["device"], processes[0]["device_name"], peak):
-        tracker.write(notice)
-
-    clip = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf")
-    max_steps, tc = cfg.train.max_steps, cfg.train
-    step, tokens, skipped = state.step, state.tokens, state.skipped_steps
-    window_losses: list[float] = []
-    window_steps, window_tokens, window_start, train_time, trained_tokens = 0, 0, time.perf_counter(), 0.0, 0
-    last_eval: float | None = None
-    record: dict[str, Any] = {}
-    # Gathered once, before step 0, so too little held-out text for analysis.n_tokens fails early.
-    analysis_batch = gather_tokens(val_batches, cfg.analysis.n_tokens) if cfg.analysis.every > 0 else None
-    model.train()
-    while step < max_steps:
-        lr = lr_at(step, cfg.optim, max_steps)
-        set_lr(optimizer, lr)
-        loss_sum = torch.zeros((), device=accelerator.device)
-        n_targets = torch.zeros((), device=accelerator.device, dtype=torch.int64)
-        for _ in range(plan.grad_accum):
-            batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in next(loader).items()}
-            with accelerator.accumulate(model):
-                loss = model(**batch).loss
-                accelerator.backward(loss)
-            loss_sum += loss.detach().float()
-            n_targets += (batch["labels"] != IGNORE_INDEX).sum()  # padding (data.packing=pad) is not a token
-        grad_norm = accelerator.clip_grad_norm_(model.parameters(), clip)
-        grad_norm = torch.as_tensor(grad_norm if grad_norm is not None else float("nan"), device=accelerator.device)
-        # One host sync per optimizer step: loss and target tokens summed over ranks (float64 counts
-        # exactly), and the (already global) grad norm.
-        rank_totals = torch.stack([(loss_sum / plan.grad_accum).double(), n_targets.double()])
-        global_totals = accelerator.reduce(rank_totals, reduction="sum")
-        loss_total, step_tokens, norm_value = torch.cat([global_totals, grad_norm.double().view(1)]).tolist()
-        step_loss = loss_total / world
-        step, window_steps, window_tokens = step + 1, window_steps + 1, window_tokens + int(step_tokens)
-        tokens += int(step_tokens)
-        tracker.advance(step)
-        if not (math.isfinite(step_loss) and math.isfinite(norm_value)):
-            where = _culprit(accelerator.unwrap_model(model, keep_torch_compile=False), step_loss)
-            if not tc.skip_nonfinite:
-                tracker.close()
-                raise NonFiniteError(
-                    f"non-finite {where} at step {step}; stopping (last good checkpoint: "
-                    f"{ckpt.find_latest(run_dir) or 'none'}). Lower optim.lr, enable optim.grad_clip, "
-                    "or set train.skip_nonfinite=true to skip such steps."
-                )
-            optimizer.zero_grad(set_to_none=True)
-            skipped += 1
-            tracker.write(f"step {step}: skipped, non-finite {where} ({skipped} skipped so far)")
-        else:
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            window_losses.append(step_loss)
-
-        is_last = step == max_steps
-        do_eval = is_last or (tc.eval_every > 0 and step % tc.eval_every == 0)
-        do_analysis = analysis_batch is not None and step % cfg.analysis.every == 0
-        if do_eval or do_analysis or step % tc.log_every == 0:
-            elapsed = time.perf_counter() - window_start
-            tokens_per_s = window_tokens / elapsed if elapsed > 0 else 0.0
-            positions_per_s = window_steps * plan.tokens_per_step / elapsed if elapsed > 0 else 0.0
-            train_time, trained_tokens = train_time + elapsed, trained_tokens + window_tokens
-            record = {
-                "step": step, "loss": sum(window_losses) / len(window_losses) if window_losses else float("nan"),
-                "lr": lr, "grad_norm": norm_value, "tokens": tokens, "tokens_per_s": tokens_per_s,
-                "mfu": mfu(positions_per_s, flops_tok, peak, world), "skipped_steps": skipped, "world_size": world,
-            }
-            record.update(_learnable_lams(accelerator.unwrap_model(model, keep_torch_compile=False)))
-            if do_eval:
-                last_eval, ppl = evaluate(model, val_batches, accelerator)
-                record.update(eval_loss=last_eval, eval_ppl=ppl)
-            if do_analysis and (main or sharded):
-                # Only the main rank logs it; a sharded model's forward needs every rank all the same.
-                unwrapped = accelerator.unwrap_model(model, keep_torch_compile=False)
-                record.update(layer_report(unwrapped, analysis_batch, cfg.analysis))
-            metrics.write(record)
-            tracker.log(record)
-            window_losses, window_steps, window_tokens = [], 0, 0
-            window_start = time.perf_counter()  # throughput excludes evaluation time
-        if is_last or (tc.checkpoint_every > 0 and step % tc.checkpoint_every == 0):
-            save_started = time.perf_counter()
-            name = "final" if is_last else f"step_{step}"
-            saved = ckpt.save_checkpoint(
-                ckpt.checkpoints_root(run_dir) / name, accelerator=accelerator, model=model, optimizer=optimizer,
-                tokenizer=tokenizer, cfg=cfg, loader=loader, sharded=sharded,
-                state=replace(state, step=step, tokens=tokens, skipped_steps=skipped),
-            )
-            if main and not is_last:
-                ckpt.prune(run_dir, tc.keep_last)
-            tracker.write(f"saved {saved}")
-            window_start += time.perf_counter() - save_started  # and checkpoint time
-
-    if resume is not None and step == state.step:
-        tracker.write(f"{resume} is already at train.max_steps={max_steps}; nothing to train")
-    final = ckpt.checkpoints_root(run_dir) / "final"
-    eval_scores: dict[str, float] = {}
-    if cfg.eval.suite != "none":  # single process (check_final_eval)
-        del model, optimizer  # the leaderboard loads final/ itself: free the training copy first
-        accelerator.free_memory()
-        eval_scores = final_eval(cfg.eval, final, run_dir / "eval", accelerator.device.type)
-        metrics.merge_into(step, eval_scores)
-        tracker.log({"step": step, **eval_scores})
-    tracker.close()
-    metrics.close()
-    return TrainResult(
-        run_dir=run_dir, final_checkpoint=final, steps=step, tokens=tokens,
-        train_loss=record.get("loss"), eval_loss=last_eval,
-        tokens_per_s=trained_tokens / train_time if train_time > 0 else None, eval_scores=eval_scores,
-    )
+    s = setup(cfg, final_eval)
+    progress = Progress(s.start.step, s.start.tokens, s.start.skipped_steps)
+    s.model.train()
+    while progress.step < cfg.train.max_steps:
+        lr = lr_at(progress.step, cfg.optim, cfg.train.max_steps)
+        set_lr(s.optimizer, lr)
+        grad_norm = train_step(s, progress)
+        periodic_report(s, progress, lr, grad_norm)
+        periodic_checkpoint(s, progress)
+    return finish(s, progress)

@@ -158,29 +158,3 @@ def test_meta_build_then_init_weights_initializes_registry_norms():
     assert model.model.norm.alpha.item() == pytest.approx(0.7)
     assert torch.all(model.model.norm.weight == 1)
     assert model.lm_head.weight.std().item() == pytest.approx(0.02, rel=0.1)
-
-
-@pytest.mark.parametrize("family", ["llama", "gpt2"])
-def test_gradient_checkpointing_recomputes_blocks_with_equal_loss_and_grads(family, tokens):
-    results = {}
-    for checkpointing in (False, True):
-        torch.manual_seed(0)
-        model = build_model(
-            ModelConfig(preset=f"{family}-tiny", n_layers=2, norm=NormConfig(kind="ibnorm"),
-                        gradient_checkpointing=checkpointing),
-            VOCAB,
-        ).train()
-        first_norm = model.model.layers[0].input_layernorm if family == "llama" else model.transformer.h[0].ln_1
-        calls = []
-        # Not a hook on the block or its last layer: the recompute calls forward() directly and
-        # stops early once the last saved activation is rebuilt.
-        first_norm.register_forward_hook(lambda *_, calls=calls: calls.append(1))
-        loss = model(tokens, labels=tokens).loss
-        loss.backward()
-        results[checkpointing] = (loss.detach(), {n: p.grad for n, p in model.named_parameters()}, len(calls))
-    (loss_plain, grads_plain, calls_plain), (loss_ckpt, grads_ckpt, calls_ckpt) = results[False], results[True]
-    assert (calls_plain, calls_ckpt) == (1, 2)  # the checkpointed block ran again in the backward
-    torch.testing.assert_close(loss_ckpt, loss_plain, atol=0, rtol=0)
-    assert grads_plain.keys() == grads_ckpt.keys()
-    for name, grad in grads_plain.items():
-        torch.testing.assert_close(grads_ckpt[name], grad, atol=1e-6, rtol=1e-5, msg=name)

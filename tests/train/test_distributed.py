@@ -1,4 +1,5 @@
-"""Multi-process training through `accelerate launch` on CPU, and a SIGKILL during a checkpoint write.
+"""Multi-process training through `accelerate launch` on CPU (one node and two), and a SIGKILL
+during a checkpoint write.
 
 Each launch must prove it really formed a 2-process group (run.json: world_size 2, ranks 0
 and 1): on a CPU-only machine two processes that silently trained alone would still match
@@ -9,9 +10,11 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
+import subprocess
 
 import pytest
-from train_helpers import losses, overrides_for, pretrain, tiny_config
+from train_helpers import ROOT, losses, overrides_for, pretrain, pretrain_command, pretrain_env, tiny_config
 
 from ibnorm_llm.models import load_model
 from ibnorm_llm.train import checkpoint as ckpt
@@ -56,17 +59,29 @@ def _launch_and_resume(base, out_dir, name, launch):
     return out_dir / name, out_dir / f"{name}_resumed"
 
 
-@pytest.mark.parametrize(
-    ("launch", "distributed_type"),
-    [
-        (["--config_file", "launch/ddp_cpu.yaml"], "MULTI_CPU"),
-        (["--config_file", "launch/deepspeed_zero2.yaml", "--num_processes", "2"], "DEEPSPEED"),
-    ],
-    ids=["ddp", "deepspeed_zero2"],
-)
-def test_two_processes_match_one_and_resume_exactly(base, out_dir, single, launch, distributed_type):
-    name = distributed_type.lower()
-    run_dir, resumed_dir = _launch_and_resume(base, out_dir, name, launch)
+LAUNCH = {
+    "MULTI_CPU": ["--config_file", "launch/ddp_cpu.yaml"],
+    "DEEPSPEED": ["--config_file", "launch/deepspeed_zero2.yaml", "--num_processes", "2"],
+}
+
+
+@pytest.fixture(scope="module")
+def launched(base, out_dir):
+    """(run, resumed run) per distributed type, launched once for all tests of the module."""
+    runs = {}
+
+    def get(distributed_type):
+        if distributed_type not in runs:
+            name = distributed_type.lower()
+            runs[distributed_type] = _launch_and_resume(base, out_dir, name, LAUNCH[distributed_type])
+        return runs[distributed_type]
+
+    return get
+
+
+@pytest.mark.parametrize("distributed_type", list(LAUNCH), ids=["ddp", "deepspeed_zero2"])
+def test_two_processes_match_one_and_resume_exactly(base, out_dir, single, launched, distributed_type):
+    run_dir, resumed_dir = launched(distributed_type)
     _check_group(run_dir, distributed_type)
     _check_group(resumed_dir, distributed_type)
     two = losses(run_dir)
@@ -79,14 +94,53 @@ def test_two_processes_match_one_and_resume_exactly(base, out_dir, single, launc
         assert abs(two[step] - loss) <= 1e-6, (step, two[step], loss)
     if distributed_type == "DEEPSPEED":  # sharded state beside a plain model directory
         final = run_dir / "checkpoints" / "final"
-        assert ckpt.sharded_state_dir(final).is_dir()
+        assert (ckpt.state_dir(final) / "accelerate").is_dir()
         assert load_model(final).config.num_hidden_layers == 2  # a normal, loadable model directory
+
+
+def _two_nodes(overrides_per_node: list[list[str]]) -> list[subprocess.CompletedProcess]:
+    """One `accelerate launch --num_machines 2` per "node" on this host, run side by side."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    nodes = []
+    for rank, overrides in enumerate(overrides_per_node):
+        launch = [*LAUNCH["MULTI_CPU"], "--num_machines", "2", "--num_processes", "2", "--machine_rank", str(rank),
+                  "--main_process_ip", "127.0.0.1", "--main_process_port", str(port)]
+        nodes.append(subprocess.Popen(pretrain_command(overrides, launch=launch), cwd=ROOT, env=pretrain_env(),
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    results = []
+    for node in nodes:
+        stdout, stderr = node.communicate(timeout=600)
+        results.append(subprocess.CompletedProcess(node.args, node.returncode, stdout, stderr))
+    return results
+
+
+def test_two_nodes_train_as_one_group(base, out_dir, launched):
+    name = "two_nodes"
+    for node in _two_nodes([[*base, f"run_name={name}"]] * 2):
+        assert node.returncode == 0, node.stderr[-3000:]
+    run = json.loads((out_dir / name / "run.json").read_text())
+    assert (run["world_size"], run["ranks"]) == (2, [0, 1])
+    assert [p["local_rank"] for p in run["processes"]] == [0, 0]  # one process on each "node"
+    one_node = losses(launched("MULTI_CPU")[0])
+    assert losses(out_dir / name) == pytest.approx(one_node, abs=1e-6)
+
+
+def test_node_local_out_dir_stops_before_training(base, out_dir):
+    nodes = _two_nodes([[*base, f"out_dir={out_dir / f'node{rank}'}", "run_name=local"] for rank in range(2)])
+    for node in nodes:
+        assert node.returncode != 0
+    assert "out_dir must be on a filesystem all nodes share" in nodes[0].stderr + nodes[1].stderr
+    assert "rank(s) [1] did not find it" in nodes[1].stderr
+    for rank in range(2):
+        assert not (out_dir / f"node{rank}" / "local" / "metrics.jsonl").exists()  # stopped before step 1
 
 
 def test_sigkill_during_checkpoint_write_resumes_from_last_complete(base, out_dir, single):
     name = "killed"
     overrides = [*base, f"run_name={name}", "train.checkpoint_every=2"]
-    killed = pretrain(overrides, env={ckpt.KILL_HOOK_ENV: "4"})
+    killed = pretrain(overrides, env={"PROBE_KILL_DURING_CHECKPOINT": "4"}, probe=True)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     root = ckpt.checkpoints_root(out_dir / name)
     assert sorted(p.name for p in root.iterdir()) == [".tmp_step_4", "step_2"]  # the half-written one

@@ -18,7 +18,8 @@ def load(name):
 def test_every_launch_file_parses():
     expected = {
         "cpu.yaml": DistributedType.NO, "ddp_cpu.yaml": DistributedType.MULTI_GPU, "ddp.yaml": DistributedType.MULTI_GPU,
-        "fsdp.yaml": DistributedType.FSDP, "deepspeed_zero2.yaml": DistributedType.DEEPSPEED,
+        "fsdp.yaml": DistributedType.FSDP, "fsdp_cpu.yaml": DistributedType.FSDP,
+        "deepspeed_zero2.yaml": DistributedType.DEEPSPEED,
         "deepspeed_zero3.yaml": DistributedType.DEEPSPEED,
     }
     assert {p.name for p in LAUNCH.glob("*.yaml")} == set(expected)
@@ -35,6 +36,9 @@ def test_launch_file_details():
     fsdp = load("fsdp.yaml").fsdp_config
     assert fsdp["fsdp_version"] == 2 and fsdp["fsdp_state_dict_type"] == "SHARDED_STATE_DICT"
     assert fsdp["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
+    # the CPU file runs the GPU file's code: only the process count differs
+    fsdp_cpu = load("fsdp_cpu.yaml")
+    assert fsdp_cpu.fsdp_config == fsdp and fsdp_cpu.num_processes == 2 and not fsdp_cpu.use_cpu
     assert load("deepspeed_zero2.yaml").deepspeed_config["zero_stage"] == 2
     zero3 = load("deepspeed_zero3.yaml").deepspeed_config
     assert zero3["zero_stage"] == 3 and zero3["zero3_save_16bit_model"] is True

@@ -21,13 +21,25 @@ def losses(run_dir: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in read_metrics(Path(run_dir) / "metrics.jsonl")}
 
 
-def pretrain(overrides, *, launch: list[str] | None = None, env: dict | None = None, timeout: int = 600):
-    """Run scripts/pretrain.py in a subprocess, optionally under ``accelerate launch`` args."""
+PROBE = Path(__file__).resolve().parent / "probe_pretrain.py"
+
+
+def pretrain_command(overrides, *, launch: list[str] | None = None, probe: bool = False) -> list[str]:
+    """scripts/pretrain.py (or its probing wrapper, probe_pretrain.py), optionally under ``accelerate launch`` args."""
     prefix = [sys.executable, "-m", "accelerate.commands.launch", *launch] if launch else [sys.executable]
-    command = [*prefix, str(ROOT / "scripts" / "pretrain.py"), "--config", str(ROOT / "configs" / "llama_tiny_rmsnorm.yaml"),
-               *overrides]
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run(command, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)
+    script = PROBE if probe else ROOT / "scripts" / "pretrain.py"
+    return [*prefix, str(script), "--config", str(ROOT / "configs" / "llama_tiny_rmsnorm.yaml"), *overrides]
+
+
+def pretrain_env(env: dict | None = None) -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+
+
+def pretrain(overrides, *, launch: list[str] | None = None, env: dict | None = None, probe: bool = False,
+             timeout: int = 600):
+    """Run scripts/pretrain.py in a subprocess (see pretrain_command)."""
+    return subprocess.run(pretrain_command(overrides, launch=launch, probe=probe), cwd=ROOT, env=pretrain_env(env),
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def overrides_for(out_dir: Path, data_files: dict[str, Path]) -> list[str]:
