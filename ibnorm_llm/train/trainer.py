@@ -4,7 +4,8 @@ Order of work: refuse bad settings (precision, eval.*, batch plan, resume target
 model, data -> restore a checkpoint if asked -> loop of optimizer steps (micro batches with
 gradient accumulation; one host sync per step for the loss, the target-token count, the
 gradient norm and the non-finite check) -> periodic metrics, held-out evaluation and
-checkpoints -> final/ -> the eval.suite leaderboard on final/, if asked.
+checkpoints -> final/ (with the test split's loss and bits per byte under eval.test) -> the
+eval.suite leaderboard on final/, if asked.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from accelerate.utils import gather_object, set_seed
 from ibnorm_llm.analysis import gather_tokens, layer_report
 from ibnorm_llm.config import ConfigError, RunConfig, save_config
 from ibnorm_llm.data import IGNORE_INDEX, build_train_loader, build_val_batches, check_data_config, load_tokenizer
+from ibnorm_llm.data.token_bytes import TokenBytes, token_bytes
 from ibnorm_llm.models import build_model, count_parameters
 from ibnorm_llm.train import checkpoint as ckpt
 from ibnorm_llm.train.batching import plan_batches
@@ -30,6 +32,7 @@ from ibnorm_llm.train.final_eval import check_final_eval, run_final_eval
 from ibnorm_llm.train.metrics import (
     MetricsWriter,
     flops_per_token,
+    held_out_metrics,
     held_out_totals,
     mfu,
     peak_flops_for,
@@ -118,6 +121,12 @@ def evaluate(model, val_batches, accelerator) -> tuple[float, float]:
     return loss, math.exp(min(loss, 700.0))
 
 
+def evaluate_split(model, batches, accelerator, byte_table: TokenBytes, prefix: str) -> dict[str, float | None]:
+    """``{prefix_loss, prefix_ppl, prefix_bpb}`` over ``batches`` (token-weighted, all ranks)."""
+    totals = held_out_totals(model, batches, accelerator.device, byte_table)
+    return held_out_metrics(accelerator.reduce(totals, reduction="sum").tolist(), prefix)
+
+
 def _build_and_restore(cfg: RunConfig, accelerator, plan, resume: Path | None, sharded: bool):
     """Tokenizer, model, optimizer and data, prepared by accelerate and restored from ``resume``,
     plus the parameter count and training FLOPs per token.
@@ -182,6 +191,12 @@ def train(cfg: RunConfig) -> TrainResult:
         cfg, accelerator, plan, resume, sharded
     )
 
+    byte_table = token_bytes(tokenizer)
+    # eval.test: the test split is read now, so a missing or too small one fails before training.
+    test_batches = (
+        build_val_batches(cfg, tokenizer, rank=accelerator.process_index, world_size=world, split="test")
+        if cfg.eval.test else None
+    )
     run_dir = cfg.run_dir
     processes = gather_object([{**describe(accelerator), "cpu_malloc": cpu_malloc}])
     metrics = MetricsWriter(run_dir / "metrics.jsonl", enabled=main)
@@ -270,8 +285,10 @@ def train(cfg: RunConfig) -> TrainResult:
             }
             record.update(_learnable_lams(accelerator.unwrap_model(model, keep_torch_compile=False)))
             if do_eval:
-                last_eval, ppl = evaluate(model, val_batches, accelerator)
-                record.update(eval_loss=last_eval, eval_ppl=ppl)
+                record.update(evaluate_split(model, val_batches, accelerator, byte_table, "eval"))
+                last_eval = record["eval_loss"]
+                if is_last and test_batches is not None:
+                    record.update(evaluate_split(model, test_batches, accelerator, byte_table, "test"))
             if do_analysis and (main or sharded):
                 # Only the main rank logs it; a sharded model's forward needs every rank all the same.
                 unwrapped = accelerator.unwrap_model(model, keep_torch_compile=False)
