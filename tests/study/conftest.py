@@ -72,3 +72,28 @@ def write_study(path: Path, **changes) -> Path:
 @pytest.fixture
 def study_file(tmp_path) -> Callable[..., Path]:
     return lambda **changes: write_study(tmp_path / "study.yaml", **changes)
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> dict[str, Path]:
+    """300 built-in documents as a JSONL corpus and a 512-token SentencePiece tokenizer."""
+    from ibnorm_llm.data import builtin_corpus
+    from ibnorm_llm.data.tokenizer import train_sentencepiece
+
+    base = tmp_path_factory.mktemp("study_data")
+    corpus = base / "docs.jsonl"
+    corpus.write_text("".join(json.dumps({"text": d}) + "\n" for d in builtin_corpus()[:300]))
+    train_sentencepiece(builtin_corpus()[:300], base / "sp512", vocab_size=512, model_type="bpe")
+    return {"corpus": corpus, "tokenizer": base / "sp512", "cache": base / "cache"}
+
+
+def tiny_run_overrides(data: dict[str, Path]) -> dict[str, object]:
+    """A 2-block d_model 64 LLaMA on the tiny corpus, a few steps: the study's ``overrides``."""
+    return {
+        "model.d_model": 64, "model.n_layers": 2, "model.n_heads": 2, "model.d_ff": 128,
+        "data.source": "files", "data.files": [str(data["corpus"])], "data.cache_dir": str(data["cache"]),
+        "data.seq_len": 32, "data.val_tokens": 256, "data.val_fraction": 0.1,
+        "tokenizer.name_or_path": str(data["tokenizer"]), "tokenizer.vocab_size": 512,
+        "train.max_steps": 6, "train.micro_batch_size": 4, "optim.warmup_steps": 2, "train.log_every": 1,
+        "train.eval_every": 3, "train.checkpoint_every": 3, "logging.progress": False, "logging.wandb": "off",
+    }
