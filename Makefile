@@ -1,12 +1,13 @@
 # The README's commands. Everything installs into .venv on first use.
 #   make demo     the main job: tiny LLaMA models (RMSNorm vs IBNorm-S/L/T) on the built-in corpus, offline
 #   make test     the test suite (CPU)
+#   make lint     ruff and the import-layer contracts (lint-imports)
 # GPU users pick their torch build, e.g.
 #   make install TORCH="torch==2.11.0 --index-url https://download.pytorch.org/whl/cu128"
 
 PYTHON ?= python3
 VENV   ?= .venv
-# The CPU build of torch 2.13.0 lies on local disk here; an unpinned torch can pull a multi-GB CUDA build.
+# Pinned to the version the tests run against: an unpinned torch can pull a newer, multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
@@ -37,8 +38,10 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(VENV)/bin/pytest -q -m "not slow"
 
+# ruff, then the import contracts in pyproject.toml ([tool.importlinter]: layers, no cycles).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check ibnorm_llm scripts eval tests
+	$(VENV)/bin/lint-imports
 
 bench: $(STAMP)
 	$(PY) scripts/bench_norms.py

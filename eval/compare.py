@@ -9,7 +9,7 @@ preset (rmsnorm for llama-*, layernorm for gpt2-*, or --baseline KIND for all).
 
 import argparse
 
-from ibnorm_llm.evaluation.compare import ResultError, write_comparison
+from ibnorm_llm.evaluation.comparison import ResultError, write_comparison
 
 
 def main(argv: list[str] | None = None) -> None:

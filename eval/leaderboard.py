@@ -5,7 +5,7 @@
     accelerate launch eval/leaderboard.py --checkpoint DIR --suite v2 --device cuda --out OUT   # data parallel
 
 Writes OUT/summary.json, OUT/results.json (the harness's raw results), OUT/samples/ and
-OUT/tasks/ (see ibnorm_llm.evaluation.leaderboard).
+OUT/tasks/ (see ibnorm_llm.evaluation.harness.leaderboard).
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import argparse
 import json
 import sys
 
+from ibnorm_llm.checkpoint import CheckpointError
 from ibnorm_llm.data import DataError
-from ibnorm_llm.evaluation.checkpoint_info import CheckpointError
-from ibnorm_llm.evaluation.leaderboard import SMOKE_MAX_GEN_TOKS, run_leaderboard
-from ibnorm_llm.evaluation.offline import OfflineDataError
-from ibnorm_llm.evaluation.suites import SUITE_CHOICES, SuiteError
+from ibnorm_llm.evaluation.harness.leaderboard import SMOKE_MAX_GEN_TOKS, run_leaderboard
+from ibnorm_llm.evaluation.harness.offline import OfflineDataError
+from ibnorm_llm.evaluation.harness.suites import SUITE_CHOICES, SuiteError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -13,8 +13,8 @@ import argparse
 import json
 import sys
 
-from ibnorm_llm.evaluation.prefetch import prefetch
-from ibnorm_llm.evaluation.suites import SUITE_CHOICES, SuiteError
+from ibnorm_llm.evaluation.harness.prefetch import prefetch
+from ibnorm_llm.evaluation.harness.suites import SUITE_CHOICES, SuiteError
 
 
 def main(argv: list[str] | None = None) -> int:

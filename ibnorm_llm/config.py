@@ -23,6 +23,14 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from ibnorm_llm.norms import (
+    NormOptionError,
+    NormSpec,
+    check_norm_spec,
+    option_names,
+    option_types,
+)
+
 
 class ConfigError(ValueError):
     """A bad configuration: the message names the dotted key and the fix."""
@@ -62,51 +70,9 @@ def yaml_load(text: str) -> Any:
 # Sections
 
 
-@dataclass(frozen=True, kw_only=True)
-class NormConfig:
-    """One normalization layer: a registry name plus that norm's options.
-
-    Options left at ``None`` take the norm's own default. Setting an option that the chosen
-    ``kind`` does not accept is an error (checked against the norm class's constructor), so
-    a typo never silently falls back to a default.
-    """
-
-    kind: str = "rmsnorm"
-    """Registry name: layernorm, rmsnorm, ibnorm, dyt or normalnorm (see ibnorm_llm.norms.NORMS)."""
-    eps: float | None = None
-    """Added to variances; None = the preset's default (1e-6 LLaMA, 1e-5 GPT-2)."""
-    affine: bool | None = None
-    """Learnable gain (and bias where the norm has one) after normalizing."""
-    bias: bool | None = None
-    """Learnable bias in the affine (layernorm, ibnorm, dyt)."""
-    variant: str | None = None
-    """IBNorm compression: S (piecewise linear), L (log), T (tanh)."""
-    lam: float | None = None
-    """IBNorm compression strength lambda (S needs >= 1, L/T > 0)."""
-    deviation: str | None = None
-    """IBNorm deviation units: raw (|x - mean|) or std (divided by the group's std)."""
-    standardize: str | None = None
-    """IBNorm standardization after compression: meanvar or rms."""
-    order: str | None = None
-    """IBNorm order ablation: compress_first (paper) or standardize_first."""
-    num_groups: int | None = None
-    """IBNorm feature groups per token; must divide the width."""
-    learnable_lam: bool | None = None
-    """IBNorm: learn lambda (kept positive through softplus)."""
-    impl: str | None = None
-    """IBNorm implementation: auto, reference, fused, triton."""
-    alpha_init: float | None = None
-    """DyT: initial value of the learnable tanh slope alpha."""
-    noise_std: float | None = None
-    """NormalNorm: scale of the additive Gaussian noise during training."""
-
-    def options(self) -> dict[str, Any]:
-        """The options that were set, as keyword arguments for ``build_norm``."""
-        return {
-            f.name: getattr(self, f.name)
-            for f in dataclasses.fields(self)
-            if f.name != "kind" and getattr(self, f.name) is not None
-        }
+NormConfig = NormSpec
+"""``model.norm``, ``model.final_norm`` and ``model.norm_overrides[].norm``: ``{kind, **options}``
+(see :class:`ibnorm_llm.norms.NormSpec`); checked against the norm registry when the config loads."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -415,15 +381,8 @@ def _check_values(cfg: RunConfig) -> None:
         raise ConfigError("data.files is empty but data.source=files: list text/JSONL/Parquet paths or globs")
     if not cfg.run_name or "/" in cfg.run_name:
         raise ConfigError(f"run_name={cfg.run_name!r}: must be a non-empty folder name without '/'")
-    # Norm options are checked against the norm classes themselves (one source of truth).
-    from ibnorm_llm.norms import validate_norm_config
-
-    validate_norm_config(cfg.model.norm, "model.norm")
-    if cfg.model.final_norm is not None:
-        validate_norm_config(cfg.model.final_norm, "model.final_norm")
-    for i, override in enumerate(cfg.model.norm_overrides):
+    for override in cfg.model.norm_overrides:
         override.block_indices()
-        validate_norm_config(override.norm, f"model.norm_overrides[{i}].norm")
 
 
 # Keys that only mean something for one data.source: setting one for another source is an error,
@@ -487,8 +446,45 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+def _norm_spec(value: Any, key: str) -> NormSpec:
+    """A norm spec from its YAML mapping, checked once against the norm registry: the kind, each
+    option's name and type (from the norm's constructor signature) and its value."""
+    if isinstance(value, NormSpec):
+        return value
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key}: expected a mapping with kind and that norm's options, got {value!r}")
+    kind = _convert(value.get("kind", "rmsnorm"), str, f"{key}.kind")
+    try:
+        types_ = option_types(kind)  # unknown kind: "kind='ibnrom': unknown norm; did you mean ..."
+    except ValueError as err:
+        raise ConfigError(f"{key}.{err}") from None
+    options = {}
+    for name, option in value.items():
+        if name == "kind":
+            continue
+        if name not in option_names():
+            close = difflib.get_close_matches(str(name), ["kind", *option_names()], n=1)
+            hint = f"; did you mean '{key}.{close[0]}'?" if close else f"; valid keys: kind, {', '.join(option_names())}"
+            raise ConfigError(f"unknown config key '{key}.{name}'{hint}")
+        if option is None:  # unset: the norm's default (config.yaml files list every option, unset ones as null)
+            continue
+        if name not in types_:
+            raise ConfigError(f"{key}.{name}: kind {kind!r} does not take option {name!r} (it takes: {', '.join(types_)})")
+        options[name] = _convert(option, types_[name], f"{key}.{name}")
+    spec = NormSpec(kind, **options)
+    try:
+        check_norm_spec(spec)
+    except NormOptionError as err:
+        raise ConfigError(f"{key}.{err}") from None
+    return spec
+
+
 def _convert(value: Any, tp: Any, key: str) -> Any:
     """Check ``value`` against the annotation ``tp`` and return it in canonical form."""
+    if tp is NormSpec:
+        return _norm_spec(value, key)
+    if tp is Any:
+        return value
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
         args = typing.get_args(tp)
@@ -573,6 +569,8 @@ def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
 
 def to_dict(obj: Any) -> Any:
     """Plain YAML-serializable form (tuples become lists)."""
+    if isinstance(obj, NormSpec):
+        return obj.to_dict()
     if dataclasses.is_dataclass(obj):
         return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, (list, tuple)):

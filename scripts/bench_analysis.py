@@ -1,6 +1,6 @@
 """Measure the mutual-information estimator: dependent/independent gap per width rule, and speed.
 
-    python scripts/bench_analysis.py            # the README table: N = 1024, d = 2, 64, 512
+    python scripts/bench_analysis.py            # the docs/analysis.md table: N = 1024, d = 2, 64, 512
     python scripts/bench_analysis.py --quick    # small sizes, a smoke run
 
 Gap: I(X; X + 0.1·noise) against I(X; Y) for an independent Y with the same distribution,

@@ -112,7 +112,7 @@ def leaderboard_section(runs: list[DemoRun], eval_dir: Path) -> str:
     import torch
 
     from ibnorm_llm.evaluation import run_leaderboard
-    from ibnorm_llm.evaluation.compare import to_markdown, write_comparison
+    from ibnorm_llm.evaluation.comparison import to_markdown, write_comparison
 
     # Tiny models: one thread avoids thread-pool overhead that dominates generation at this size.
     threads = torch.get_num_threads()

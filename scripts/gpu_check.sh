@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The checks only a GPU can do, as one prepared run (issue 6's GPU figures): a few minutes expected,
-# at most 9 (the steps' time limits add up to 540 s, inside a 10-minute remote command):
+# at most 9 (the steps' time limits add up to 540 s, so the check fits a 10-minute job limit):
 #   1. the `gpu` tests: the Triton IBNorm kernels against the reference on CUDA (fp32, bf16, a
 #      model-sized width), `auto` picking them, bf16-mixed and bf16-pure training with MFU logged;
 #   2. bench_norms on CUDA in bf16 and fp32: time against F.layer_norm and achieved bandwidth;
@@ -17,7 +17,7 @@
 # Every step runs under its own time limit and a failing step does not stop the others; the
 # exit status is the number of failed steps. Everything printed goes to OUT_DIR/gpu_check.log,
 # the benchmark rows also to bench_norms_{bf16,fp32}.json. bench_train first trains the built-in
-# tokenizer (about 12 s on 2 CPU cores): one trained elsewhere is refused when that machine's
+# tokenizer (seconds, on the CPU): one trained elsewhere is refused when that machine's
 # Python differs, as the built-in corpus is read from the installed Python's sources.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1

@@ -3,7 +3,7 @@
     python scripts/make_configs.py            # rewrite configs/
     python scripts/make_configs.py --check    # exit 1 if configs/ differs from this table
 
-Recipes (../shared/design/reference.md): LLaMA follows the GaLore C4 recipe (t5-base
+Recipes (docs/training.md, Configs): LLaMA follows the GaLore C4 recipe (t5-base
 tokenizer, 256 tokens, pad without packing, 512 sequences per step, Adam, warmup 10% of
 steps, cosine to 10%, no clipping, whole model in bf16); GPT-2 follows nanoGPT/llm.c
 (GPT-2 BPE, 1024 tokens, 2^19 tokens per step, AdamW (0.9, 0.95), decay 0.1, clip 1.0,

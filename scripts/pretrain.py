@@ -16,6 +16,7 @@ import sys
 
 from ibnorm_llm.config import ConfigError, load_config
 from ibnorm_llm.data import DataError
+from ibnorm_llm.evaluation.harness import run_final_eval
 from ibnorm_llm.train.trainer import NonFiniteError, train
 
 
@@ -27,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(args.config, args.overrides)
         try:
-            result = train(cfg)
+            result = train(cfg, final_eval=run_final_eval)
         except NonFiniteError as err:
             print(f"error: {err}", file=sys.stderr)
             return 3

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from ibnorm_llm.evaluation.offline import OFFLINE_ENV
+from ibnorm_llm.evaluation.harness.offline import OFFLINE_ENV
 
 
 @pytest.fixture

@@ -1,6 +1,10 @@
 """The config system: strict keys and types, dotted overrides, YAML round trip, helpful errors."""
 
+import pickle
+from pathlib import Path
+
 import pytest
+import torch
 import yaml
 
 from ibnorm_llm.config import (
@@ -13,6 +17,7 @@ from ibnorm_llm.config import (
     replace,
     save_config,
 )
+from ibnorm_llm.norms import NORMS, NormOptionError, NormSpec
 
 
 def write_yaml(tmp_path, tree, name="cfg.yaml"):
@@ -145,3 +150,48 @@ def test_source_specific_data_keys_need_their_source():
 def test_open_ended_layer_range_is_an_error():
     with pytest.raises(ConfigError, match="layers='5-'"):
         load_config(None, ["model.norm_overrides=[{layers: '5-', norm: {kind: rmsnorm}}]"])
+
+
+class _ScaledNorm(torch.nn.Module):
+    """A norm the config module has never heard of."""
+
+    def __init__(self, dim: int, *, scale: float = 1.0, centered: bool = False) -> None:
+        super().__init__()
+        if not scale > 0:
+            raise NormOptionError("scale", scale, "must be > 0")
+        self.scale, self.centered = scale, centered
+
+
+def test_a_newly_registered_norm_is_configurable_without_touching_the_config(monkeypatch):
+    monkeypatch.setitem(NORMS, "scalednorm", _ScaledNorm)
+    cfg = load_config(None, ["model.norm={kind: scalednorm, scale: 2}", "model.final_norm.kind=rmsnorm"])
+    assert cfg.model.norm == NormSpec("scalednorm", scale=2.0)
+    assert isinstance(cfg.model.norm.scale, float)  # converted by the constructor's annotation
+    assert cfg.model.norm.lam is None  # another norm's option reads as unset
+    assert load_config(None, [f"model.norm={cfg.model.norm.to_dict()}"]).model.norm == cfg.model.norm
+    with pytest.raises(ConfigError, match=r"^model\.norm\.centered='yes': expected true or false$"):
+        load_config(None, ["model.norm={kind: scalednorm, centered: 'yes'}"])
+    with pytest.raises(ConfigError, match=r"^model\.norm\.scale=0\.0: must be > 0$"):
+        load_config(None, ["model.norm={kind: scalednorm, scale: 0}"])
+    with pytest.raises(ConfigError, match=r"^unknown config key 'model\.norm\.scal'; did you mean 'model\.norm\.scale'\?$"):
+        load_config(None, ["model.norm={kind: scalednorm, scal: 2}"])
+    with pytest.raises(ConfigError, match=r"^model\.norm\.scale: kind 'rmsnorm' does not take option 'scale'"):
+        load_config(None, ["model.norm.scale=2"])
+
+
+def test_norm_spec_is_one_immutable_value():
+    spec = NormSpec("ibnorm", variant="L", lam=4.0, eps=None)
+    assert spec.options() == {"variant": "L", "lam": 4.0} and spec.to_dict() == {"kind": "ibnorm", **spec.options()}
+    assert spec == NormSpec("ibnorm", lam=4.0, variant="L") and len({spec, NormSpec("ibnorm", lam=4.0, variant="L")}) == 1
+    assert pickle.loads(pickle.dumps(spec)) == spec
+    with pytest.raises(AttributeError, match="immutable"):
+        spec.lam = 2.0
+    with pytest.raises(AttributeError, match="no attribute 'lamda'"):
+        _ = spec.lamda
+
+
+def test_config_yaml_of_older_runs_lists_every_option_and_still_loads(tmp_path):
+    # config.yaml written before norm specs: every option of every norm, unset ones as null.
+    old = load_config(Path(__file__).parent / "fixtures" / "checkpoints" / "llama_ibnorm_l" / "config.yaml")
+    assert old.model.norm == NormSpec("ibnorm", variant="L", lam=4.0)
+    assert "alpha_init" not in config_to_yaml(old)

@@ -17,7 +17,7 @@ Kernel width. ``sigma`` sets σ explicitly; otherwise a width rule derives it fr
   for isotropic data). Pairwise distances concentrate in high dimension, so a kernel as wide
   as the median distance sees almost the same matrix for dependent and independent pairs;
   widening it with the effective dimension keeps the dependent/independent gap (measured
-  table in the README section). Uses the effective rather than the nominal dimension so that
+  table in docs/analysis.md). Uses the effective rather than the nominal dimension so that
   low-rank activations in a wide model are not over-smoothed.
 - ``median``: σ = median pairwise distance (the common heuristic; collapses the gap at high d).
 - ``silverman``: σ = s · (4 / ((d + 2) N))^(1/(d+4)), s the root-mean per-feature standard

@@ -14,65 +14,24 @@ arithmetic over a per-epoch permutation of rows); ``source=hf`` goes through
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from ibnorm_llm.data.batches import IGNORE_INDEX, STATE_FORMAT, TrainLoader, check_loader_state, make_batch
 from ibnorm_llm.data.corpus import DataError, local_corpus
 from ibnorm_llm.data.packing import ConcatRows, PadRows
 from ibnorm_llm.data.shards import TokenShards, load_token_shards
+from ibnorm_llm.data.streaming import StreamTrainLoader, stream_validation_rows
 
 if TYPE_CHECKING:
     from ibnorm_llm.config import RunConfig
 
-IGNORE_INDEX = -100
-"""Label of positions excluded from the loss (padding)."""
-STATE_FORMAT = 1
-
-
-def make_batch(rows: np.ndarray, lengths: np.ndarray) -> dict[str, torch.Tensor]:
-    """(B, T) token rows and their real lengths -> input_ids and labels with padding set to -100.
-
-    Padding is masked by position, not by id, so a pad id equal to EOS (gpt2) keeps real EOS labels.
-    HF causal LMs shift labels inside the model, so labels equal input_ids here.
-    """
-    input_ids = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.int64))
-    labels = input_ids.clone()
-    padding = torch.arange(rows.shape[1])[None, :] >= torch.from_numpy(np.asarray(lengths))[:, None]  # (B, T)
-    labels[padding] = IGNORE_INDEX
-    return {"input_ids": input_ids, "labels": labels}
-
-
-class TrainLoader(ABC):
-    """An infinite iterator of training micro batches with a checkpointable position.
-
-    ``state_dict()`` describes the position after the last batch returned; after
-    ``load_state_dict(state)`` the loader yields exactly the batches an uninterrupted loader would
-    have yielded next. Save one state per rank: for streamed data each rank's state differs.
-    """
-
-    batch_size: int
-    seq_len: int
-    tokens_per_batch: int = 0
-    """Real (non-pad) tokens in the last batch returned."""
-
-    def __iter__(self) -> TrainLoader:
-        return self
-
-    @abstractmethod
-    def __next__(self) -> dict[str, torch.Tensor]: ...
-
-    @abstractmethod
-    def state_dict(self) -> dict: ...
-
-    @abstractmethod
-    def load_state_dict(self, state: dict) -> None: ...
-
-    @abstractmethod
-    def close(self) -> None:
-        """Stop background work and release memory; the loader may not be used afterwards."""
+__all__ = [
+    "IGNORE_INDEX", "ShardTrainLoader", "TrainLoader", "build_train_loader", "build_val_batches", "make_batch",
+    "validation_row_count",
+]
 
 
 class ShardTrainLoader(TrainLoader):
@@ -120,26 +79,11 @@ class ShardTrainLoader(TrainLoader):
         return {"format": STATE_FORMAT, "kind": "shards", "position": self.position, **self.identity}
 
     def load_state_dict(self, state: dict) -> None:
-        _check_state(state, "shards", self.identity)
+        check_loader_state(state, "shards", self.identity)
         self.position = int(state["position"])
 
     def close(self) -> None:
         self._permutations.clear()
-
-
-def _check_state(state: dict, kind: str, identity: dict) -> None:
-    if state.get("format") != STATE_FORMAT or state.get("kind") != kind:
-        raise DataError(
-            f"data loader state is for a {state.get('kind')!r} loader (format {state.get('format')}), "
-            f"this run uses a {kind!r} loader (format {STATE_FORMAT}): resume with the data.* settings of "
-            f"that run, or start without its loader state"
-        )
-    changed = [f"{k}: saved {state.get(k)!r}, now {v!r}" for k, v in identity.items() if state.get(k) != v]
-    if changed:
-        raise DataError(
-            "the data changed since the checkpoint, so its loader position means other batches now ("
-            + "; ".join(changed) + "). Resume with the same data.* and tokenizer.* settings"
-        )
 
 
 # --------------------------------------------------------------------------------------
@@ -174,8 +118,6 @@ def build_train_loader(cfg: RunConfig, tokenizer, *, rank: int, world_size: int)
     """
     _check_rank(rank, world_size)
     if cfg.data.source == "hf":
-        from ibnorm_llm.data.streaming import StreamTrainLoader
-
         return StreamTrainLoader(cfg, tokenizer, rank=rank, world_size=world_size)
     shards, rows = _local_rows(cfg, tokenizer, "train")
     per_step = cfg.train.micro_batch_size * world_size
@@ -237,8 +179,6 @@ def build_val_batches(
         raise DataError("no test split: set data.test_fraction (or, with data.source=hf, data.test_split)")
     n_rows = validation_row_count(cfg, world_size)
     if cfg.data.source == "hf":
-        from ibnorm_llm.data.streaming import stream_validation_rows
-
         rows, lengths = stream_validation_rows(cfg, tokenizer, n_rows, split=split)
     else:
         _, source = _local_rows(cfg, tokenizer, split)

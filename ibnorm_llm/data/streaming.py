@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from ibnorm_llm.data.batches import STATE_FORMAT, TrainLoader, check_loader_state, make_batch
 from ibnorm_llm.data.corpus import DataError, document_hash, open_hf_stream, split_of, stream_texts
-from ibnorm_llm.data.loader import STATE_FORMAT, TrainLoader, _check_state, make_batch
 from ibnorm_llm.data.packing import StreamPacker
 from ibnorm_llm.data.tokenizer import encode_texts
 
@@ -193,7 +193,7 @@ class StreamTrainLoader(TrainLoader):
         return {"format": STATE_FORMAT, "kind": "stream", **self.identity, **copy.deepcopy(self._position)}
 
     def load_state_dict(self, state: dict) -> None:
-        _check_state(state, "stream", self.identity)
+        check_loader_state(state, "stream", self.identity)
         self.close()
         self._position = {k: copy.deepcopy(state[k]) for k in ("epoch", "window", "dataset_state", "consumed", "carry")}
 

@@ -179,7 +179,7 @@ def build_model(
     )
     model = MODEL_CLASSES[config.model_type](config)
     if model_cfg.gradient_checkpointing:
-        # Renamed activation_checkpointing_enable in transformers 5.2x; the GPU machine has 5.17.
+        # Renamed activation_checkpointing_enable in transformers 5.2x; pyproject allows >= 5.17.
         enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
         enable({"use_reentrant": False})
     return model

@@ -1,17 +1,23 @@
 """Normalization layers behind one registry.
 
 ``NORMS`` maps a config name to a class; every class takes ``(dim, *, **options)`` with
-keyword-only options named exactly like the fields of ``ibnorm_llm.config.NormConfig``,
-computes statistics in fp32 and returns the input's dtype.
+keyword-only, annotated options, computes statistics in fp32 and returns the input's dtype.
+The constructor's signature is the one description of a norm's options: a config's
+``model.norm`` is a :class:`NormSpec` (``{kind, **options}``) checked against it when the config
+loads, so adding a norm means adding its module and its line in ``NORMS``, nothing else.
 
     norm = build_norm("ibnorm", 512, variant="L", lam=4.0)
+    spec = NormSpec("ibnorm", variant="L", lam=4.0)
+    check_norm_spec(spec)                  # NormOptionError / ValueError naming the option
+    norm = build_norm(spec.kind, 512, **spec.options())
 """
 
 from __future__ import annotations
 
 import difflib
 import inspect
-from typing import TYPE_CHECKING, Any
+import typing
+from typing import Any
 
 from torch import nn
 
@@ -22,9 +28,6 @@ from .normalnorm import NormalNorm
 from .rmsnorm import RMSNorm
 from .validation import NormOptionError
 
-if TYPE_CHECKING:
-    from ibnorm_llm.config import NormConfig
-
 NORMS: dict[str, type[nn.Module]] = {
     "layernorm": LayerNorm,
     "rmsnorm": RMSNorm,
@@ -34,8 +37,8 @@ NORMS: dict[str, type[nn.Module]] = {
 }
 
 __all__ = [
-    "NORMS", "DyT", "IBNorm", "LayerNorm", "NormOptionError", "NormalNorm", "RMSNorm",
-    "accepted_options", "build_norm", "compress", "ibnorm_reference", "validate_norm_config",
+    "NORMS", "DyT", "IBNorm", "LayerNorm", "NormOptionError", "NormSpec", "NormalNorm", "RMSNorm",
+    "accepted_options", "build_norm", "check_norm_spec", "compress", "ibnorm_reference", "option_names", "option_types",
 ]
 
 
@@ -71,25 +74,75 @@ def build_norm(kind: str, dim: int, **options: Any) -> nn.Module:
     return NORMS[kind](dim, **options)
 
 
-def validate_norm_config(norm_cfg: NormConfig, key: str) -> None:
-    """Check a NormConfig at config time; errors are ConfigErrors naming ``key`` (e.g. ``model.norm``)."""
-    from ibnorm_llm.config import ConfigError  # lazy: config.py imports this module lazily too
+def option_types(kind: str) -> dict[str, Any]:
+    """``{option: annotation}`` of ``kind``'s keyword-only constructor options (``Any`` where unannotated)."""
+    hints = typing.get_type_hints(NORMS[kind].__init__) if kind in NORMS else {}
+    return {name: hints.get(name, Any) for name in accepted_options(kind)}
 
-    kind = norm_cfg.kind
-    if kind not in NORMS:
-        raise ConfigError(f"{key}.kind={kind!r}: {_unknown_kind_message(kind)}")
-    options = norm_cfg.options()
-    accepted = accepted_options(kind)
-    for name in options:
-        if name not in accepted:
-            raise ConfigError(
-                f"{key}.{name}: kind {kind!r} does not take option {name!r} (it takes: {', '.join(accepted)})"
-            )
-    # The real width is only known from the model preset; a small multiple of the group
-    # count checks every value except divisibility, which build_norm checks with the real width.
+
+def option_names() -> tuple[str, ...]:
+    """Every option any registered norm takes, in registry order."""
+    return tuple(dict.fromkeys(name for kind in NORMS for name in accepted_options(kind)))
+
+
+def check_norm_spec(spec: NormSpec) -> None:
+    """Check ``spec`` against the registry: a known kind (ValueError), options its constructor
+    takes and values it accepts (NormOptionError naming the option). Builds one norm of a small
+    probe width; divisibility of ``num_groups`` by the real width is checked when the model is built."""
+    options = spec.options()
+    accepted_options(spec.kind)
+    _check_option_names(spec.kind, options)
     groups = options.get("num_groups", 1)
     probe_dim = 2 * groups if isinstance(groups, int) and not isinstance(groups, bool) and groups > 0 else 8
-    try:
-        NORMS[kind](probe_dim, **options)
-    except NormOptionError as err:
-        raise ConfigError(f"{key}.{err}") from None
+    NORMS[spec.kind](probe_dim, **options)
+
+
+class NormSpec:
+    """One norm as data: a registry name plus the options set for it, ``{kind, **options}``.
+
+    Options left unset (or ``None``) take the norm's own default. Immutable and hashable, so
+    equal specs share one resolved norm. An option is readable as an attribute
+    (``spec.lam``: ``None`` when unset) when some registered norm takes it.
+    """
+
+    __slots__ = ("kind", "_options")
+    kind: str
+
+    def __init__(self, kind: str = "rmsnorm", **options: Any) -> None:
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "_options", tuple((k, v) for k, v in options.items() if v is not None))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NormSpec:
+        return cls(**data)
+
+    def options(self) -> dict[str, Any]:
+        """The options that were set, as keyword arguments for ``build_norm``."""
+        return dict(self._options)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"kind": ..., **options}``: the YAML form."""
+        return {"kind": self.kind, **self.options()}
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name not in option_names():
+            raise AttributeError(f"{type(self).__name__} has no attribute {name!r}; norm options: {', '.join(option_names())}")
+        return self.options().get(name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable; build a new one")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, NormSpec):
+            return NotImplemented
+        return (self.kind, dict(self._options)) == (other.kind, dict(other._options))
+
+    def __hash__(self) -> int:
+        return hash((self.kind, frozenset(self._options)))
+
+    def __reduce__(self):
+        return (type(self).from_dict, (self.to_dict(),))
+
+    def __repr__(self) -> str:
+        options = "".join(f", {k}={v!r}" for k, v in self._options)
+        return f"{type(self).__name__}({self.kind!r}{options})"

@@ -1,7 +1,7 @@
 """Option checks shared by the norm classes.
 
 Every check raises :class:`NormOptionError`, which knows the option's name, so that
-``validate_norm_config`` can prefix the dotted config key (``model.norm.lam=-1: ...``)
+the config loader (``ibnorm_llm.config``) can prefix the dotted key (``model.norm.lam=-1: ...``)
 without parsing message text.
 """
 

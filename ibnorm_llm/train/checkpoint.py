@@ -33,10 +33,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ibnorm_llm.checkpoint import COMPLETE, STATE_DIR, is_complete
 from ibnorm_llm.config import ConfigError, RunConfig, save_config
 
-STATE_DIR = "trainer_state"
-COMPLETE = "COMPLETE"
 # Test hook: SIGKILL this process in the middle of writing the checkpoint of this step.
 KILL_HOOK_ENV = "IBNORM_LLM_TEST_KILL_DURING_CHECKPOINT"
 
@@ -56,10 +55,6 @@ class TrainerState:
 
 def checkpoints_root(run_dir: Path) -> Path:
     return Path(run_dir) / "checkpoints"
-
-
-def is_complete(path: Path) -> bool:
-    return (Path(path) / STATE_DIR / COMPLETE).is_file()
 
 
 def read_state(path: Path) -> TrainerState:

@@ -2,9 +2,9 @@
 
 glibc's malloc hands big blocks (activations, gradients) back to the kernel when they are
 freed (munmap, or trimming the heap), so the next step's allocations of the same sizes fault
-in every 4 KiB page again, a zeroing page fault each. On this project's 2-core machine that
-was about 10 % of a llama-tiny step and 3.6x the time of a (4096 x 2048) LayerNorm
-forward+backward (README, Speed). With ``mmap`` off for allocations and no trimming, freed
+in every 4 KiB page again, a zeroing page fault each. For small models on CPU those faults
+are a sizeable share of a training step and can take longer than a large LayerNorm's
+forward+backward itself (docs/benchmarks.md). With ``mmap`` off for allocations and no trimming, freed
 blocks stay in the process and are reused: the resident size stays at the first step's peak,
 which a training loop reaches every step anyway.
 

@@ -1,18 +1,24 @@
 """The eval.* section: a leaderboard suite on final/ at the end of a single-process run.
 
-The scores land in ``runs/<name>/eval/`` (summary.json and the harness's files, see
-:func:`ibnorm_llm.evaluation.run_leaderboard`) and, as ``eval/<task>`` headline values, in the
-final step's metrics record and the tracker.
+Training sits below evaluation, so ``train()`` does not import the harness: the caller passes
+the runner (``train(cfg, final_eval=run_final_eval)`` with
+:func:`ibnorm_llm.evaluation.harness.run_final_eval`, as ``scripts/pretrain.py`` does). The
+scores land in ``runs/<name>/eval/`` and, as ``eval/<task>`` headline values, in the final step's
+metrics record and the tracker.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from ibnorm_llm.config import ConfigError, EvalConfig
 
+FinalEval = Callable[[EvalConfig, Path, Path, str], dict[str, float]]
+"""``(cfg.eval, final checkpoint, output folder, device type) -> {"eval/<task>": headline value}``."""
 
-def check_final_eval(cfg: EvalConfig, world_size: int) -> None:
+
+def check_final_eval(cfg: EvalConfig, world_size: int, final_eval: FinalEval | None = None) -> None:
     """Refuse eval.* settings that would only fail after training, before any work (the values
     alone are checked when the config is loaded)."""
     if cfg.suite == "none":
@@ -28,26 +34,8 @@ def check_final_eval(cfg: EvalConfig, world_size: int) -> None:
             f"eval.offline_data={cfg.offline_data}: no such directory; point it at task data in the "
             "eval/offline_data layout, or set eval.offline_data=null to use the Hugging Face Hub"
         )
-
-
-def run_final_eval(cfg: EvalConfig, final: Path, out_dir: Path, device: str) -> dict[str, float]:
-    """Run ``cfg.suite`` on the checkpoint ``final``; returns ``{"eval/<task>": headline value}``.
-
-    Input problems the leaderboard finds (e.g. offline data lacking a task) become a ConfigError
-    naming eval.* and the saved checkpoint, so the launcher reports them like any bad setting.
-    """
-    from ibnorm_llm.evaluation import run_leaderboard
-    from ibnorm_llm.evaluation.offline import OfflineDataError
-    from ibnorm_llm.evaluation.suites import SuiteError
-
-    try:
-        summary = run_leaderboard(
-            final, cfg.suite, out_dir, limit=cfg.limit, batch_size=cfg.batch_size, offline_data=cfg.offline_data,
-            smoke=cfg.smoke, device=device,
-        )
-    except (SuiteError, OfflineDataError) as err:
+    if final_eval is None:
         raise ConfigError(
-            f"eval.suite={cfg.suite}: {str(err).rstrip('.')}. Training finished and {final} is saved; fix eval.* and run "
-            f"eval/leaderboard.py on it."
-        ) from err
-    return {f"eval/{task}": score["value"] for task, score in summary["tasks"].items()}
+            f"eval.suite={cfg.suite}: this train() call was given no final_eval runner; pass "
+            "final_eval=ibnorm_llm.evaluation.harness.run_final_eval (scripts/pretrain.py does) or set eval.suite=none"
+        )

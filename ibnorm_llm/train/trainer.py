@@ -28,7 +28,7 @@ from ibnorm_llm.train import checkpoint as ckpt
 from ibnorm_llm.train.batching import plan_batches
 from ibnorm_llm.train.cpu_memory import reuse_freed_memory
 from ibnorm_llm.train.distributed import build_accelerator, describe, is_sharded, prepare
-from ibnorm_llm.train.final_eval import check_final_eval, run_final_eval
+from ibnorm_llm.train.final_eval import FinalEval, check_final_eval
 from ibnorm_llm.train.metrics import (
     MetricsWriter,
     flops_per_token,
@@ -168,13 +168,14 @@ def _build_and_restore(cfg: RunConfig, accelerator, plan, resume: Path | None, s
     return tokenizer, model, optimizer, loader, val_batches, n_params, flops_tok
 
 
-def train(cfg: RunConfig) -> TrainResult:
-    """Train ``cfg`` to train.max_steps (continuing from train.resume) and save final/."""
+def train(cfg: RunConfig, final_eval: FinalEval | None = None) -> TrainResult:
+    """Train ``cfg`` to train.max_steps (continuing from train.resume) and save final/; with
+    eval.suite set, ``final_eval`` (e.g. ibnorm_llm.evaluation.harness.run_final_eval) runs it on final/."""
     accelerator = build_accelerator(cfg)  # refuses bf16 on CPU before any work
     main = accelerator.is_main_process
     quiet_libraries(main)
     world = accelerator.num_processes
-    check_final_eval(cfg.eval, world)
+    check_final_eval(cfg.eval, world, final_eval)
     plan = plan_batches(cfg.train, cfg.data.seq_len, world)
     resume = resolve_resume(cfg)
     state = ckpt.TrainerState(0, 0, 0, world, plan.grad_accum, plan.micro_batch_size)
@@ -317,7 +318,7 @@ def train(cfg: RunConfig) -> TrainResult:
     if cfg.eval.suite != "none":  # single process (check_final_eval)
         del model, optimizer  # the leaderboard loads final/ itself: free the training copy first
         accelerator.free_memory()
-        eval_scores = run_final_eval(cfg.eval, final, run_dir / "eval", accelerator.device.type)
+        eval_scores = final_eval(cfg.eval, final, run_dir / "eval", accelerator.device.type)
         metrics.merge_into(step, eval_scores)
         tracker.log({"step": step, **eval_scores})
     tracker.close()

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from ibnorm_llm.evaluation.compare import (
+from ibnorm_llm.evaluation.comparison import (
     MISSING,
     ResultError,
     build_comparison,
@@ -28,7 +28,7 @@ from ibnorm_llm.evaluation.compare import (
     to_markdown,
     write_comparison,
 )
-from ibnorm_llm.evaluation.plots import sweeps
+from ibnorm_llm.evaluation.comparison.plots import sweeps
 
 RESULTS = Path(__file__).parent / "fixtures" / "results"
 V1 = ("arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc2", "winogrande", "gsm8k")

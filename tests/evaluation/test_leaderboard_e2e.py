@@ -14,8 +14,8 @@ from ibnorm_llm.config import load_config, save_config
 from ibnorm_llm.data import builtin_corpus
 from ibnorm_llm.data.tokenizer import ensure_special_tokens, train_sentencepiece
 from ibnorm_llm.evaluation import run_leaderboard
-from ibnorm_llm.evaluation.compare import parse_summary
-from ibnorm_llm.evaluation.suites import suite_tasks
+from ibnorm_llm.evaluation.comparison import parse_summary
+from ibnorm_llm.evaluation.harness.suites import suite_tasks
 from ibnorm_llm.models import build_model
 from ibnorm_llm.train.checkpoint import COMPLETE, STATE_DIR, TrainerState
 

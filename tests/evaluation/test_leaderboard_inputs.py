@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from ibnorm_llm.evaluation import leaderboard
-from ibnorm_llm.evaluation.checkpoint_info import CheckpointError, inspect_checkpoint
-from ibnorm_llm.evaluation.leaderboard import run_leaderboard
-from ibnorm_llm.evaluation.offline import OfflineDataError
-from ibnorm_llm.evaluation.suites import SuiteError
+from ibnorm_llm.checkpoint import CheckpointError, inspect_checkpoint
+from ibnorm_llm.evaluation.harness import leaderboard
+from ibnorm_llm.evaluation.harness.leaderboard import run_leaderboard
+from ibnorm_llm.evaluation.harness.offline import OfflineDataError
+from ibnorm_llm.evaluation.harness.run_identity import run_fields
+from ibnorm_llm.evaluation.harness.suites import SuiteError
 
 REPO = Path(__file__).resolve().parents[2]
 OFFLINE = REPO / "eval" / "offline_data"
@@ -70,7 +71,7 @@ def test_missing_checkpoint_directory(tmp_path):
 def test_checkpoint_without_run_config_has_no_identity_but_loads(fake_checkpoint):
     info = inspect_checkpoint(fake_checkpoint)
     assert info.config is None and info.step is None
-    assert info.run_fields()["run_name"] == "ckpt" and info.run_fields()["norm"] is None
+    assert run_fields(info)["run_name"] == "ckpt" and run_fields(info)["norm"] is None
 
 
 @pytest.mark.parametrize(
@@ -126,7 +127,7 @@ def test_cli_reports_errors_without_a_traceback(fake_checkpoint, tmp_path, capsy
 def test_unavailable_training_corpus_points_at_no_perplexity(tmp_path):
     from ibnorm_llm.config import load_config
     from ibnorm_llm.data import DataError
-    from ibnorm_llm.evaluation.perplexity import held_out_perplexity
+    from ibnorm_llm.evaluation.harness.perplexity import held_out_perplexity
 
     cfg = load_config(None, ["data.source=files", f"data.files=[{tmp_path / 'gone.jsonl'}]"])
     with pytest.raises(DataError, match="gone.jsonl.*--no-perplexity"):

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from ibnorm_llm.evaluation.harness_tasks import resolve_task
-from ibnorm_llm.evaluation.offline import check_offline_data
-from ibnorm_llm.evaluation.prefetch import prefetch
-from ibnorm_llm.evaluation.suites import select_tasks
+from ibnorm_llm.evaluation.harness.offline import check_offline_data
+from ibnorm_llm.evaluation.harness.prefetch import prefetch
+from ibnorm_llm.evaluation.harness.suites import select_tasks
+from ibnorm_llm.evaluation.harness.tasks import resolve_task
 
 
 class FakeHub:

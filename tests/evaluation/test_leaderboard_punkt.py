@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ibnorm_llm.evaluation import punkt
-from ibnorm_llm.evaluation.punkt import PUNKT_PATH, ensure_punkt_tab, train_punkt_tab
+from ibnorm_llm.evaluation.harness import punkt
+from ibnorm_llm.evaluation.harness.punkt import PUNKT_PATH, ensure_punkt_tab, train_punkt_tab
 
 DOCS = [
     "The harness splits answers into sentences. Each sentence ends with a period! Does it work? It does.",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ibnorm_llm.evaluation.harness_tasks import SPLIT_KEYS, harness_tasks_root, load_task_yaml, resolve_task
-from ibnorm_llm.evaluation.suites import SUITES, SuiteError, select_tasks, suite_tasks, task_spec
+from ibnorm_llm.evaluation.harness.suites import SUITES, SuiteError, select_tasks, suite_tasks, task_spec
+from ibnorm_llm.evaluation.harness.tasks import SPLIT_KEYS, harness_tasks_root, load_task_yaml, resolve_task
 
 # reference.md, "Open LLM Leaderboard task suites": name -> (shots, metric)
 REFERENCE = {

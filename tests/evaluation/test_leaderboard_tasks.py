@@ -7,10 +7,10 @@ from pathlib import Path
 
 import yaml
 
-from ibnorm_llm.evaluation.harness_tasks import resolve_task
-from ibnorm_llm.evaluation.offline import coverage, enable_offline_mode
-from ibnorm_llm.evaluation.suites import task_spec
-from ibnorm_llm.evaluation.task_dir import group_configs, leaf_config, write_task_dir
+from ibnorm_llm.evaluation.harness.offline import coverage, enable_offline_mode
+from ibnorm_llm.evaluation.harness.suites import task_spec
+from ibnorm_llm.evaluation.harness.task_dir import group_configs, leaf_config, write_task_dir
+from ibnorm_llm.evaluation.harness.tasks import resolve_task
 
 OFFLINE = Path(__file__).resolve().parents[2] / "eval" / "offline_data"
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from ibnorm_llm.evaluation.harness_tasks import resolve_task
-from ibnorm_llm.evaluation.offline import check_offline_data, coverage, split_file
-from ibnorm_llm.evaluation.punkt import train_punkt_tab
-from ibnorm_llm.evaluation.suites import suite_tasks
+from ibnorm_llm.evaluation.harness.offline import check_offline_data, coverage, split_file
+from ibnorm_llm.evaluation.harness.punkt import train_punkt_tab
+from ibnorm_llm.evaluation.harness.suites import suite_tasks
+from ibnorm_llm.evaluation.harness.tasks import resolve_task
 
 OFFLINE = Path(__file__).resolve().parents[2] / "eval" / "offline_data"
 TREES = {spec.name: resolve_task(spec) for spec in suite_tasks("all")}

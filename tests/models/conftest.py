@@ -31,8 +31,8 @@ def perturb_(model: torch.nn.Module, scale: float = 0.05, seed: int = 1) -> None
 
 @pytest.fixture(autouse=True)
 def _single_thread():
-    """Tiny models are fastest on one thread; with the CPU shared, OpenMP spinning made a
-    2x24-token forward 50x slower (0.7 s vs 0.012 s, measured under contention)."""
+    """Tiny models are fastest on one thread; on a CPU shared with other jobs, OpenMP threads
+    spinning for a busy core can make a tiny forward dozens of times slower."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -2,28 +2,11 @@
 
 from __future__ import annotations
 
-import inspect
-import re
-
 import pytest
 import torch
 
-from ibnorm_llm import config as config_module
-from ibnorm_llm.config import ConfigError, NormConfig, load_config
-from ibnorm_llm.norms import NORMS, accepted_options, build_norm, validate_norm_config
-
-
-def test_registry_names_match_the_config_docs():
-    source = inspect.getsource(config_module.NormConfig)
-    documented = re.search(r'"""Registry name: (.+?) \(see', source).group(1)
-    assert set(re.split(r", | or ", documented)) == set(NORMS)
-    assert list(NORMS) == ["layernorm", "rmsnorm", "ibnorm", "dyt", "normalnorm"]
-
-
-def test_every_option_name_is_a_norm_config_field():
-    fields = {f for f in NormConfig.__dataclass_fields__ if f != "kind"}
-    for kind in NORMS:
-        assert set(accepted_options(kind)) <= fields, kind
+from ibnorm_llm.config import ConfigError, load_config
+from ibnorm_llm.norms import NORMS, NormSpec, accepted_options, build_norm, check_norm_spec
 
 
 def test_accepted_options_come_from_the_constructor():
@@ -55,32 +38,33 @@ def test_build_norm_checks_group_divisibility_with_the_real_width():
 
 
 @pytest.mark.parametrize(
-    ("norm_cfg", "message"),
+    ("norm", "message"),
     [
-        (NormConfig(kind="ibnrom"), r"^model\.norm\.kind='ibnrom': unknown norm; did you mean 'ibnorm'\? valid: "),
-        (NormConfig(kind="rmsnorm", lam=2.0),
+        ("{kind: ibnrom}", r"^model\.norm\.kind='ibnrom': unknown norm; did you mean 'ibnorm'\? valid: "),
+        ("{kind: rmsnorm, lam: 2.0}",
          r"^model\.norm\.lam: kind 'rmsnorm' does not take option 'lam' \(it takes: eps, affine\)$"),
-        (NormConfig(kind="ibnorm", lam=-1.0), r"^model\.norm\.lam=-1\.0: must be a finite number > 0"),
-        (NormConfig(kind="ibnorm", variant="S", lam=0.5), r"^model\.norm\.lam=0\.5: .*>= 1 for variant S"),
-        (NormConfig(kind="ibnorm", variant="Q"), r"^model\.norm\.variant='Q': must be one of S, L, T$"),
-        (NormConfig(kind="dyt", eps=1e-5), r"^model\.norm\.eps: kind 'dyt' does not take option 'eps'"),
-        (NormConfig(kind="normalnorm", noise_std=-0.1), r"^model\.norm\.noise_std=-0\.1: must be a finite number >= 0"),
+        ("{kind: ibnorm, lam: -1.0}", r"^model\.norm\.lam=-1\.0: must be a finite number > 0"),
+        ("{kind: ibnorm, variant: S, lam: 0.5}", r"^model\.norm\.lam=0\.5: .*>= 1 for variant S"),
+        ("{kind: ibnorm, variant: Q}", r"^model\.norm\.variant='Q': must be one of S, L, T$"),
+        ("{kind: dyt, eps: 1.0e-5}", r"^model\.norm\.eps: kind 'dyt' does not take option 'eps'"),
+        ("{kind: normalnorm, noise_std: -0.1}", r"^model\.norm\.noise_std=-0\.1: must be a finite number >= 0"),
     ],
 )
-def test_validate_norm_config_errors_name_the_dotted_key(norm_cfg, message):
+def test_norm_spec_errors_name_the_dotted_key(norm, message):
     with pytest.raises(ConfigError, match=message):
-        validate_norm_config(norm_cfg, "model.norm")
+        load_config(None, [f"model.norm={norm}"])
 
 
-def test_validate_norm_config_accepts_good_settings():
-    for norm_cfg in (
-        NormConfig(kind="ibnorm", variant="S", lam=2.0, num_groups=3, learnable_lam=True, deviation="std"),
-        NormConfig(kind="layernorm", eps=1e-5, bias=False),
-        NormConfig(kind="rmsnorm"),
-        NormConfig(kind="dyt", alpha_init=1.0),
-        NormConfig(kind="normalnorm", noise_std=0.0),
+def test_good_norm_specs_load_and_pass_the_registry_check():
+    for spec in (
+        NormSpec("ibnorm", variant="S", lam=2.0, num_groups=3, learnable_lam=True, deviation="std"),
+        NormSpec("layernorm", eps=1e-5, bias=False),
+        NormSpec("rmsnorm"),
+        NormSpec("dyt", alpha_init=1.0),
+        NormSpec("normalnorm", noise_std=0.0),
     ):
-        validate_norm_config(norm_cfg, "model.norm")
+        check_norm_spec(spec)
+        assert load_config(None, [f"model.norm={spec.to_dict()}"]).model.norm == spec
 
 
 def test_load_config_reports_norm_errors_under_their_keys():

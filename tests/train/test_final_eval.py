@@ -8,7 +8,8 @@ import pytest
 from train_helpers import ROOT, tiny_config
 
 from ibnorm_llm.config import ConfigError, EvalConfig
-from ibnorm_llm.train.final_eval import check_final_eval, run_final_eval
+from ibnorm_llm.evaluation.harness import run_final_eval
+from ibnorm_llm.train.final_eval import check_final_eval
 from ibnorm_llm.train.metrics import read_metrics
 from ibnorm_llm.train.trainer import train
 
@@ -17,7 +18,9 @@ OFFLINE = ROOT / "eval" / "offline_data"
 
 def test_eval_settings_are_checked_before_training(tmp_path):
     check_final_eval(EvalConfig(suite="none"), world_size=4)  # nothing to run: any launch is fine
-    check_final_eval(EvalConfig(suite="v1", offline_data=str(OFFLINE)), world_size=1)
+    check_final_eval(EvalConfig(suite="v1", offline_data=str(OFFLINE)), world_size=1, final_eval=run_final_eval)
+    with pytest.raises(ConfigError, match=r"eval.suite=v1: this train\(\) call was given no final_eval runner"):
+        check_final_eval(EvalConfig(suite="v1", offline_data=str(OFFLINE)), world_size=1)
     with pytest.raises(ConfigError, match=r"eval.suite=v2 .* 2 processes.*eval/leaderboard.py"):
         check_final_eval(EvalConfig(suite="v2"), world_size=2)
     with pytest.raises(ConfigError, match="eval.offline_data=.*no such directory"):
@@ -33,7 +36,7 @@ def test_eval_suite_runs_on_final_and_logs_headline_scores(tiny_overrides, resto
     result = train(tiny_config([
         *tiny_overrides, "run_name=lb", "train.max_steps=2", "eval.suite=v1", "eval.limit=1", "eval.smoke=true",
         "eval.batch_size=2", f"eval.offline_data={OFFLINE}",
-    ]))
+    ]), final_eval=run_final_eval)
     summary = json.loads((result.run_dir / "eval" / "summary.json").read_text())
     assert summary["checkpoint"] == str(result.final_checkpoint.resolve())
     assert (summary["suite"], summary["limit"], summary["batch_size"], summary["smoke"]) == ("v1", 1, 2, True)

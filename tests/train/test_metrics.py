@@ -75,7 +75,7 @@ def test_merge_into_adds_to_the_last_record(tmp_path):
 def test_held_out_loss_is_one_computation_for_trainer_and_perplexity():
     from accelerate import Accelerator
 
-    from ibnorm_llm.evaluation.perplexity import mean_loss
+    from ibnorm_llm.evaluation.harness.perplexity import mean_loss
     from ibnorm_llm.models import build_model
     from ibnorm_llm.train.trainer import evaluate
 

@@ -1,4 +1,4 @@
-"""Markdown and CSV renderings of a :class:`~ibnorm_llm.evaluation.comparison.Comparison`.
+"""Markdown and CSV renderings of a :class:`~ibnorm_llm.evaluation.comparison.table.Comparison`.
 
 Missing values are written as ``MISSING`` (an em dash) in both, never as 0.
 """
@@ -9,9 +9,9 @@ import csv
 import io
 from collections.abc import Sequence
 
-from ibnorm_llm.evaluation.comparison import Column, Comparison, Delta, Row
-from ibnorm_llm.evaluation.significance import MIN_SEEDS_FOR_TEST
-from ibnorm_llm.evaluation.suites import suite_parts
+from ibnorm_llm.evaluation.comparison.significance import MIN_SEEDS_FOR_TEST
+from ibnorm_llm.evaluation.comparison.table import Column, Comparison, Delta, Row
+from ibnorm_llm.evaluation.harness.suites import suite_parts
 
 MISSING = "—"
 

@@ -1,14 +1,4 @@
-"""Comparison tables of leaderboard results: a pure function of the saved ``summary.json`` files.
-
-``eval/leaderboard.py`` writes one result directory per evaluated checkpoint; each holds a
-``summary.json`` (read by :mod:`~ibnorm_llm.evaluation.summaries`). This module groups runs that
-differ only in their seed and compares every run with the baseline norm of its preset; the
-result (:mod:`~ibnorm_llm.evaluation.comparison`) is rendered as Markdown and CSV by
-:mod:`~ibnorm_llm.evaluation.tables`. The public names of those modules are re-exported here::
-
-    summaries = load_summaries(["runs/eval/rms_s0", "runs/eval/ibn_l4_s0", ...])
-    comparison = build_comparison(summaries)          # baseline: rmsnorm (llama), layernorm (gpt2)
-    Path("comparison.md").write_text(to_markdown(comparison))
+"""Build a comparison from run summaries: group seeds, attach baselines, compute deltas and tests.
 
 Conventions (also written into the Markdown):
 
@@ -37,26 +27,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ibnorm_llm.evaluation.comparison import Cell, Column, Comparison, Delta, Row
-from ibnorm_llm.evaluation.significance import seed_test
-from ibnorm_llm.evaluation.suites import SUITES, suite_parts, task_names
-from ibnorm_llm.evaluation.summaries import (
+from ibnorm_llm.evaluation.comparison.render import to_csv, to_markdown
+from ibnorm_llm.evaluation.comparison.significance import seed_test
+from ibnorm_llm.evaluation.comparison.summaries import (
     MUST_MATCH,
     SHOULD_MATCH,
     ResultError,
     RunSummary,
     load_summaries,
-    load_summary,
-    parse_summary,
 )
-from ibnorm_llm.evaluation.tables import MISSING, to_csv, to_markdown
+from ibnorm_llm.evaluation.comparison.table import Cell, Column, Comparison, Delta, Row
+from ibnorm_llm.evaluation.harness.suites import SUITES, suite_parts, task_names
 from ibnorm_llm.models.presets import FAMILY_BASELINE_NORM, PRESETS
-
-__all__ = [
-    "MISSING", "Cell", "Column", "Comparison", "Delta", "ResultError", "Row", "RunSummary", "build_comparison",
-    "default_baseline_norm", "load_summaries", "load_summary", "parse_summary", "to_csv", "to_markdown",
-    "write_comparison",
-]
 
 _RUN_KEYS = ("preset", "norm", "variant", "lam", "seed", "run_name")
 """Run fields with a fixed meaning; any other field of ``run`` must also match for runs to group."""
@@ -316,7 +298,7 @@ def write_comparison(
     title: str = "Norm comparison",
 ) -> Comparison:
     """Load results, build the comparison and write comparison.md, comparison.csv and PNG plots to ``out_dir``."""
-    from ibnorm_llm.evaluation.plots import write_plots
+    from ibnorm_llm.evaluation.comparison.plots import write_plots
 
     comparison = build_comparison(load_summaries(result_dirs), baseline=baseline)
     out = Path(out_dir)

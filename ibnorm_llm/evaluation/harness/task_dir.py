@@ -23,8 +23,8 @@ from typing import Any
 
 import yaml
 
-from ibnorm_llm.evaluation.harness_tasks import HarnessTask, TaskTree
-from ibnorm_llm.evaluation.offline import data_files
+from ibnorm_llm.evaluation.harness.offline import data_files
+from ibnorm_llm.evaluation.harness.tasks import HarnessTask, TaskTree
 
 
 def leaf_config(task: HarnessTask, num_fewshot: int, offline_data: Path | None) -> dict[str, Any]:

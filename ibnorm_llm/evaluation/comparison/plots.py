@@ -1,4 +1,4 @@
-"""PNG plots of a :class:`~ibnorm_llm.evaluation.comparison.Comparison` (matplotlib, Agg backend).
+"""PNG plots of a :class:`~ibnorm_llm.evaluation.comparison.table.Comparison` (matplotlib, Agg backend).
 
 - ``task_deltas_<preset>.png``: one bar chart per compared run, the relative change (%) of every
   task, suite average and held-out column against the preset's baseline norm.
@@ -17,7 +17,7 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ibnorm_llm.evaluation.comparison import Column, Comparison, Row
+from ibnorm_llm.evaluation.comparison.table import Column, Comparison, Row
 
 SWEEP_NORM = "ibnorm"
 

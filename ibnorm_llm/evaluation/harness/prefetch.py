@@ -3,7 +3,7 @@
 For every leaf task of the requested suites, the dataset named in the harness's YAML
 (``dataset_path``, ``dataset_name``) is loaded with ``datasets.load_dataset`` and each split
 the YAML names is written to ``OUT/<leaf task>/<split>.jsonl`` (see
-:mod:`ibnorm_llm.evaluation.offline`); NLTK's ``punkt_tab`` goes to ``OUT/nltk_data``. Copy OUT
+:mod:`ibnorm_llm.evaluation.harness.offline`); NLTK's ``punkt_tab`` goes to ``OUT/nltk_data``. Copy OUT
 to the air-gapped machine and pass it as ``--offline-data``.
 
 GPQA is gated on the Hub: accept its terms and log in (``huggingface-cli login``) first.
@@ -17,9 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ibnorm_llm.evaluation.harness_tasks import HarnessTask, resolve_task
-from ibnorm_llm.evaluation.offline import NLTK_SUBDIR, split_file
-from ibnorm_llm.evaluation.suites import select_tasks
+from ibnorm_llm.evaluation.harness.offline import NLTK_SUBDIR, split_file
+from ibnorm_llm.evaluation.harness.suites import select_tasks
+from ibnorm_llm.evaluation.harness.tasks import HarnessTask, resolve_task
 
 
 def _write_jsonl(path: Path, rows: Any) -> int:

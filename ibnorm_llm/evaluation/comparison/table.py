@@ -1,4 +1,4 @@
-"""What :func:`~ibnorm_llm.evaluation.compare.build_comparison` returns: columns, rows of seed-aggregated
+"""What :func:`~ibnorm_llm.evaluation.comparison.build.build_comparison` returns: columns, rows of seed-aggregated
 cells, deltas against the baseline, and the best rows per column. Plain data, no I/O."""
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ group structure; nothing here copies them. YAMLs are read with the harness's own
 and exercised by tests/evaluation/test_leaderboard_tasks.py), which resolves ``include:``.
 
 Only each entry's folder (``TaskSpec.yaml_dir``) is scanned, so this takes milliseconds where
-the harness's full task index takes ~30 s on a small CPU.
+building the harness's full task index takes tens of seconds.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ibnorm_llm.evaluation.suites import TaskSpec
+from ibnorm_llm.evaluation.harness.suites import TaskSpec
 
 SPLIT_KEYS = ("training_split", "validation_split", "test_split", "fewshot_split")
 """The task-config keys naming a dataset split the harness may read."""

@@ -8,7 +8,7 @@ Writes into ``out_dir``:
 - ``results.json``: the harness's results object as ``simple_evaluate`` returns it (minus the
   per-sample logs), serialized with the harness's own JSON encoder;
 - ``samples/<task>.jsonl``: the per-sample logs (``log_samples``) of every leaf task;
-- ``tasks/``: the task YAMLs that were evaluated (see :mod:`ibnorm_llm.evaluation.task_dir`);
+- ``tasks/``: the task YAMLs that were evaluated (see :mod:`ibnorm_llm.evaluation.harness.task_dir`);
 - ``summary.json``: task -> headline metric, stderr, n; the run's identity (preset, norm,
   variant, λ, seed), step and tokens; held-out perplexity; the harness version and every
   setting that changes scores (suite, limit, batch size, seed, offline data, smoke length).
@@ -30,12 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ibnorm_llm.evaluation.checkpoint_info import CheckpointError, CheckpointInfo, inspect_checkpoint
-from ibnorm_llm.evaluation.harness_tasks import TaskTree, resolve_task
-from ibnorm_llm.evaluation.offline import Coverage, check_offline_data, enable_offline_mode
-from ibnorm_llm.evaluation.punkt import PunktSource, ensure_punkt_tab
-from ibnorm_llm.evaluation.suites import SuiteError, TaskSpec, select_tasks
-from ibnorm_llm.evaluation.task_dir import write_task_dir
+from ibnorm_llm.checkpoint import CheckpointError, CheckpointInfo, inspect_checkpoint, load_checkpoint
+from ibnorm_llm.evaluation.harness.offline import Coverage, check_offline_data, enable_offline_mode
+from ibnorm_llm.evaluation.harness.punkt import PunktSource, ensure_punkt_tab
+from ibnorm_llm.evaluation.harness.run_identity import run_fields
+from ibnorm_llm.evaluation.harness.suites import SuiteError, TaskSpec, select_tasks
+from ibnorm_llm.evaluation.harness.task_dir import write_task_dir
+from ibnorm_llm.evaluation.harness.tasks import TaskTree, resolve_task
 
 SMOKE_MAX_GEN_TOKS = 32
 """Generation length of generative tasks under ``smoke`` (the harness's are 256 to 1280)."""
@@ -76,20 +77,10 @@ def check_math_extras() -> None:
 def _load_model_and_tokenizer(path: Path, device: str, dtype: str):
     import torch
 
-    from ibnorm_llm.data.tokenizer import ensure_special_tokens
-    from ibnorm_llm.models import load_model
-
-    try:
-        model = load_model(path, dtype=getattr(torch, dtype)).to(device)
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
-    except Exception as err:  # any failure here means a broken or foreign checkpoint: say which and why
-        raise CheckpointError(f"--checkpoint {path}: could not be loaded ({type(err).__name__}: {err})") from err
-    if tokenizer.eos_token is None:
+    ckpt = load_checkpoint(path, device=device, dtype=getattr(torch, dtype))
+    if ckpt.tokenizer.eos_token is None:
         raise CheckpointError(f"--checkpoint {path}: its tokenizer has no EOS token; lm-eval needs one")
-    model.eval()
-    return model, ensure_special_tokens(tokenizer)
+    return ckpt.model, ckpt.tokenizer
 
 
 def _number(value: Any) -> float | None:
@@ -149,7 +140,7 @@ def _perplexity(info: CheckpointInfo, model, tokenizer, device: str, notes: list
             "trainer), so its training corpus is unknown"
         )
         return None
-    from ibnorm_llm.evaluation.perplexity import held_out_perplexity
+    from ibnorm_llm.evaluation.harness.perplexity import held_out_perplexity
 
     return held_out_perplexity(model, tokenizer, info.config, device)
 
@@ -297,7 +288,7 @@ def run_leaderboard(
         "nltk_punkt_tab": plan.punkt.as_dict() if plan.punkt is not None else None,
         "step": plan.info.step,
         "tokens": plan.info.tokens,
-        "run": plan.info.run_fields(),
+        "run": run_fields(plan.info),
         "run_config": _config_dict(plan.info),
         "tasks": scores,
         "subtasks": subtask_scores,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ibnorm_llm.evaluation.suites import SUITE_CHOICES
+from ibnorm_llm.evaluation.harness.suites import SUITE_CHOICES
 
 SUMMARY_FILE = "summary.json"
 MUST_MATCH = {

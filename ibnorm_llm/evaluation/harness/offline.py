@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ibnorm_llm.evaluation.harness_tasks import HarnessTask, TaskTree
+from ibnorm_llm.evaluation.harness.tasks import HarnessTask, TaskTree
 
 OFFLINE_ENV = {"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
 NLTK_SUBDIR = "nltk_data"
