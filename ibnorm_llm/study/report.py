@@ -125,17 +125,21 @@ def verdicts(arms: list[ArmSummary], baseline: str) -> list[str]:
         direction = "lower" if test.mean_difference < 0 else "higher"
         diff = f"{test.mean_difference:+.4f} nats test loss"
         seed_sd = max(s for s in (arm.loss.sd, base.loss.sd, 0.0) if s is not None)
+        significant = test.p is not None and test.p < SIGNIFICANCE
+        p = f"p={test.p:.3g}" if test.p is not None else "no p-value"
+        within_spread = abs(test.mean_difference) <= seed_sd
         if test.n < 2:
             lines.append(f"**{arm.arm} vs {baseline}: not supported either way**: {diff} from a single seed; "
                          "one seed cannot separate a difference from seed noise.")
-        elif abs(test.mean_difference) <= seed_sd:
-            lines.append(f"**{arm.arm} vs {baseline}: no difference supported**: {diff} is smaller than the seed "
-                         f"spread (sd {seed_sd:.4f} over n={test.n} seeds).")
-        elif test.p is not None and test.p < SIGNIFICANCE:
+        elif significant:
+            caveat = (f"; it is smaller than the seed-to-seed spread (sd {seed_sd:.4f}), so single runs would not "
+                      "show it reliably" if within_spread else "")
             lines.append(f"**{arm.arm} vs {baseline}: supported**: {arm.arm} has {direction} test loss ({diff}, "
-                         f"paired t-test over n={test.n} seeds, p={test.p:.3g}), each at its own tuned settings.")
+                         f"paired t-test over n={test.n} seeds, {p}), each at its own tuned settings{caveat}.")
+        elif within_spread:
+            lines.append(f"**{arm.arm} vs {baseline}: no difference supported**: {diff} is smaller than the seed "
+                         f"spread (sd {seed_sd:.4f} over n={test.n} seeds) and not significant ({p}).")
         else:
-            p = f"p={test.p:.3g}" if test.p is not None else "no p-value"
             lines.append(f"**{arm.arm} vs {baseline}: suggestive only**: {diff} exceeds the seed spread "
                          f"(sd {seed_sd:.4f}) but is not significant at {SIGNIFICANCE} ({p}, n={test.n} seeds).")
     for arm in arms:
