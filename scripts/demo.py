@@ -106,9 +106,14 @@ def plot_loss_curves(runs: list[DemoRun], path: Path) -> Path:
     return path
 
 
+SMOKE_SUITES = (("all", "Leaderboard I + II (offline smoke)", ""), ("small", "Small-model suite (offline smoke)", "small"))
+"""(suite, table title, sub-folder of the eval folder) evaluated on every checkpoint."""
+
+
 def leaderboard_section(runs: list[DemoRun], eval_dir: Path) -> str:
-    """Both leaderboard suites, offline smoke setting, on every final checkpoint; the comparison
-    table (relative to RMSNorm) as markdown; comparison.md/.csv and plots are also written to ``eval_dir``."""
+    """Both leaderboards and the small suite, offline smoke setting, on every final checkpoint; the
+    comparison tables (relative to RMSNorm) as markdown under a pipeline-check header; comparison.md/.csv
+    and plots are also written to ``eval_dir`` (the small suite's to ``eval_dir/small``)."""
     import torch
 
     from ibnorm_llm.evaluation import run_leaderboard
@@ -117,26 +122,25 @@ def leaderboard_section(runs: list[DemoRun], eval_dir: Path) -> str:
     # Tiny models: one thread avoids thread-pool overhead that dominates generation at this size.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    result_dirs = []
+    tables = []
     try:
-        for run in runs:
-            print(f"== leaderboard smoke (v1 + v2, offline) on {run.cfg.run_name}", file=sys.stderr, flush=True)
-            out = eval_dir / run.cfg.run_name
-            run_leaderboard(run.result.final_checkpoint, "all", out, offline_data=OFFLINE_DATA, smoke=True)
-            result_dirs.append(out)
+        for suite, title, folder in SMOKE_SUITES:
+            result_dirs = []
+            for run in runs:
+                print(f"== {title} on {run.cfg.run_name}", file=sys.stderr, flush=True)
+                out = eval_dir / folder / run.cfg.run_name
+                run_leaderboard(run.result.final_checkpoint, suite, out, offline_data=OFFLINE_DATA, smoke=True)
+                result_dirs.append(out)
+            comparison = write_comparison(result_dirs, eval_dir / folder, title=title)
+            tables.append(to_markdown(comparison, title=title).rstrip())
     finally:
         torch.set_num_threads(threads)
-    title = "Leaderboard I + II (offline smoke)"
-    comparison = write_comparison(result_dirs, eval_dir, title=title)
-    note = (
-        "Offline smoke data (eval/offline_data: a few handwritten items per task, partial groups): these scores "
-        "test the pipeline and mean nothing about model quality. Per-run raw harness JSON, per-sample logs and "
-        f"summary.json are in {eval_dir}/<run>/."
-    )
     header = ("## Pipeline check: evaluation smoke, not a result\n\n"
-              "This section shows that the evaluation pipeline runs end to end on every checkpoint. "
-              "**Do not read these scores as a comparison of norms.**")
-    return header + "\n\n" + to_markdown(comparison, title=title).rstrip() + "\n\n" + note
+              "This section shows that the evaluation pipeline runs end to end on every checkpoint, on the "
+              "offline smoke data (eval/offline_data: a few handwritten items per task, partial groups). "
+              "**These scores mean nothing about model quality; do not read them as a comparison of norms.** "
+              f"Per-run raw harness JSON, per-sample logs and summary.json are in {eval_dir}/[small/]<run>/.")
+    return "\n\n".join([header, *tables])
 
 
 def _fmt(value, spec: str) -> str:

@@ -90,3 +90,17 @@ def test_small_suite_end_to_end_offline(tiny_checkpoint, tmp_path, restore_globa
     assert "arc_easy bpb" in md and "held-out bpb" in md
     at_chance = [t for t, s in summary["tasks"].items() if s["value"] <= s["chance"]]
     assert md.count("(≤ chance)") >= len(at_chance) and comparison.rows
+
+
+def test_prefetch_fetches_the_small_suite(tmp_path):
+    from test_leaderboard_prefetch import FakeHub
+
+    from ibnorm_llm.evaluation.harness.prefetch import prefetch
+
+    hub = FakeHub()
+    manifest = prefetch(tmp_path, "small", None, load_dataset=hub.load_dataset, nltk_download=hub.nltk_download)
+    assert {path for path, _ in hub.calls} == {"allenai/ai2_arc", "baber/piqa", "allenai/sciq",
+                                               "EleutherAI/lambada_openai", "Rowan/hellaswag", "allenai/winogrande"}
+    assert set(manifest["tasks"]) == set(SCHEMA)
+    trees = [resolve_task(spec) for spec in suite_tasks("small")]
+    assert all(not cov.missing for cov in check_offline_data(trees, tmp_path).values())
