@@ -56,7 +56,8 @@ class Checkpoint:
     info: CheckpointInfo
     model: object
     """A ``transformers.PreTrainedModel``: this package's classes for our checkpoints, stock ones otherwise."""
-    tokenizer: object
+    tokenizer: object | None
+    """None when loaded with ``tokenizer=False``."""
 
     @property
     def path(self) -> Path:
@@ -83,8 +84,9 @@ def _fail(path: Path, problem: str) -> CheckpointError:
     )
 
 
-def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
-    """Check the directory's files and read its run config, step and tokens (no weights loaded)."""
+def inspect_checkpoint(path: str | Path, *, tokenizer: bool = True) -> CheckpointInfo:
+    """Check the directory's files (tokenizer files too unless ``tokenizer=False``) and read its
+    run config, step and tokens (no weights loaded)."""
     path = Path(path)
     if not path.is_dir():
         raise _fail(path, "no such directory")
@@ -97,7 +99,7 @@ def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
         raise _fail(path, f"config.json is not valid JSON ({err}); the checkpoint is corrupt") from None
     if not any((path / name).is_file() for name in WEIGHT_FILES):
         raise _fail(path, f"no model weights (looked for {', '.join(WEIGHT_FILES)})")
-    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+    if tokenizer and not any((path / name).is_file() for name in TOKENIZER_FILES):
         raise _fail(path, f"no tokenizer files (looked for {', '.join(TOKENIZER_FILES)}); save the tokenizer beside the model")
 
     config = None
@@ -116,13 +118,14 @@ def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
     return CheckpointInfo(path=path, config=config, step=step, tokens=tokens)
 
 
-def load_checkpoint(path: str | Path, *, device: str = "cpu", dtype=None) -> Checkpoint:
+def load_checkpoint(path: str | Path, *, device: str = "cpu", dtype=None, tokenizer: bool = True) -> Checkpoint:
     """Check and load the checkpoint at ``path``: model (in eval mode, on ``device``, in ``dtype``
-    or the saved dtype), tokenizer (the one saved beside it, with pad/EOS ensured) and run config."""
-    info = inspect_checkpoint(path)
+    or the saved dtype), tokenizer (the one saved beside it, with pad/EOS ensured; skipped with
+    ``tokenizer=False``) and run config."""
+    info = inspect_checkpoint(path, tokenizer=tokenizer)
     try:
         model = load_model(info.path, **({} if dtype is None else {"dtype": dtype})).to(device)
-        tokenizer = AutoTokenizer.from_pretrained(str(info.path), trust_remote_code=False)
+        loaded = AutoTokenizer.from_pretrained(str(info.path), trust_remote_code=False) if tokenizer else None
     except Exception as err:  # any failure here means a broken or foreign checkpoint: say which and why
         raise _fail(info.path, f"could not be loaded ({type(err).__name__}: {err})") from err
-    return Checkpoint(info=info, model=model.eval(), tokenizer=ensure_special_tokens(tokenizer))
+    return Checkpoint(info=info, model=model.eval(), tokenizer=loaded and ensure_special_tokens(loaded))

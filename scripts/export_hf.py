@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ibnorm_llm.models.export import ExportError, export_checkpoint
+from ibnorm_llm.checkpoint import CheckpointError, load_checkpoint
+from ibnorm_llm.models.export import ExportError, export_model
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,8 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="new (or empty) directory for the stock model")
     args = parser.parse_args(argv)
     try:
-        copied = export_checkpoint(args.checkpoint, args.out)
-    except (ExportError, FileNotFoundError) as err:
+        checkpoint = load_checkpoint(args.checkpoint, tokenizer=False)  # tokenizer files are copied as they are
+        copied = export_model(checkpoint.model, checkpoint.path, args.out)
+    except (ExportError, CheckpointError) as err:
         print(f"export_hf: error: {err}", file=sys.stderr)
         return 2
     tokenizer_note = ", ".join(copied) if copied else "none found in the checkpoint: add a tokenizer before use"

@@ -3,6 +3,7 @@ compute what they computed when they were saved."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -11,7 +12,8 @@ import torch
 
 from ibnorm_llm.checkpoint import CheckpointError, load_checkpoint
 
-FIXTURES = Path(__file__).parent / "fixtures" / "checkpoints"
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures" / "checkpoints"
 NAMES = ("llama_ibnorm_l", "gpt2_layernorm")
 
 
@@ -43,3 +45,19 @@ def test_an_interrupted_checkpoint_is_refused_by_name(tmp_path):
     (path / "trainer_state" / "COMPLETE").unlink()
     with pytest.raises(CheckpointError, match=r"--checkpoint .*trainer_state/ is incomplete"):
         load_checkpoint(path)
+
+
+def test_an_old_baseline_checkpoint_exports_to_the_stock_class(tmp_path):
+    from transformers import GPT2LMHeadModel
+
+    spec = importlib.util.spec_from_file_location("export_hf", ROOT / "scripts" / "export_hf.py")
+    export_hf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(export_hf)
+    assert export_hf.main(["--checkpoint", str(FIXTURES / "gpt2_layernorm"), "--out", str(tmp_path / "stock")]) == 0
+
+    expected = json.loads((FIXTURES / "gpt2_layernorm.expected.json").read_text())
+    stock = GPT2LMHeadModel.from_pretrained(tmp_path / "stock").eval()
+    ids = torch.tensor([expected["input_ids"][: expected["forward_on_first"]]])
+    with torch.no_grad():
+        logits = stock(input_ids=ids).logits
+    torch.testing.assert_close(logits[0, -1, :16], torch.tensor(expected["last_logits_first16"]), atol=1e-5, rtol=0)

@@ -21,7 +21,15 @@ from typing import TYPE_CHECKING
 
 from ibnorm_llm.config import TokenizerConfig
 from ibnorm_llm.data.atomic import build_dir_once
-from ibnorm_llm.data.corpus import DataError, local_corpus, open_hf_stream, resolve_files, stream_texts
+from ibnorm_llm.data.corpus import (
+    DataError,
+    document_hash,
+    local_corpus,
+    open_hf_stream,
+    resolve_files,
+    split_of,
+    stream_texts,
+)
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -239,8 +247,6 @@ def _files_description(data: DataConfig, shown: int = 3) -> str:
 
 def training_documents(cfg: RunConfig) -> Iterator[str]:
     """The documents a tokenizer is trained on: the configured corpus, train split, capped in count."""
-    from ibnorm_llm.data.corpus import document_hash, split_of
-
     data = cfg.data
     carved_val = data.source != "hf" or data.val_split is None
     val_fraction = data.val_fraction if carved_val else 0.0

@@ -17,7 +17,6 @@ from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausa
 
 from ibnorm_llm.norms import NORMS
 
-from .build import load_model
 from .modeling_ibnorm import IBNormGPT2Config, IBNormLlamaConfig
 from .presets import FAMILY_BASELINE_NORM
 
@@ -103,8 +102,9 @@ def to_stock_model(model: PreTrainedModel) -> PreTrainedModel:
     return stock
 
 
-def export_checkpoint(checkpoint: str | Path, out: str | Path) -> list[str]:
-    """Write ``checkpoint`` as a stock transformers directory at ``out``; returns the tokenizer files copied.
+def export_model(model: PreTrainedModel, checkpoint: str | Path, out: str | Path) -> list[str]:
+    """Write ``model``, loaded from the directory ``checkpoint`` (``ibnorm_llm.checkpoint.load_checkpoint``),
+    as a stock transformers directory at ``out`` with the checkpoint's tokenizer files; returns those copied.
 
     ``out`` must not exist or be empty. The directory appears complete or not at all: it is
     written under a temporary name and renamed at the end.
@@ -112,7 +112,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path) -> list[str]:
     checkpoint, out = Path(checkpoint), Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ExportError(f"--out {out}: exists and is not an empty directory; choose a new path")
-    stock = to_stock_model(load_model(checkpoint))
+    stock = to_stock_model(model)
 
     partial = out.with_name(f".{out.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)

@@ -78,4 +78,4 @@ def test_export_refuses_a_non_empty_out_and_a_missing_checkpoint(tmp_path, expor
     assert "exists and is not an empty directory" in capsys.readouterr().err
     assert (out / "keep.txt").read_text() == "user data"
     assert export_main(["--checkpoint", str(tmp_path / "missing"), "--out", str(tmp_path / "o2")]) == 2
-    assert "no config.json" in capsys.readouterr().err
+    assert "no such directory" in capsys.readouterr().err

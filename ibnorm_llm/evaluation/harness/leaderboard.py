@@ -31,7 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from ibnorm_llm.checkpoint import CheckpointError, CheckpointInfo, inspect_checkpoint, load_checkpoint
+from ibnorm_llm.config import to_dict
 from ibnorm_llm.evaluation.harness.offline import Coverage, check_offline_data, enable_offline_mode
+from ibnorm_llm.evaluation.harness.perplexity import held_out_perplexity
 from ibnorm_llm.evaluation.harness.punkt import PunktSource, ensure_punkt_tab
 from ibnorm_llm.evaluation.harness.run_identity import run_fields
 from ibnorm_llm.evaluation.harness.suites import SuiteError, TaskSpec, select_tasks
@@ -164,8 +166,6 @@ def _perplexity(info: CheckpointInfo, model, tokenizer, device: str, notes: list
             "trainer), so its training corpus is unknown"
         )
         return None
-    from ibnorm_llm.evaluation.harness.perplexity import held_out_perplexity
-
     return held_out_perplexity(model, tokenizer, info.config, device)
 
 
@@ -328,6 +328,4 @@ def run_leaderboard(
 def _config_dict(info: CheckpointInfo) -> dict[str, Any] | None:
     if info.config is None:
         return None
-    from ibnorm_llm.config import to_dict
-
     return to_dict(info.config)

@@ -13,6 +13,7 @@ import math
 import torch
 
 from ibnorm_llm.config import RunConfig
+from ibnorm_llm.data import DataError, build_val_batches
 from ibnorm_llm.data.token_bytes import token_bytes
 from ibnorm_llm.train.metrics import bits_per_byte, held_out_totals
 
@@ -28,8 +29,6 @@ def mean_loss(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]], de
 def held_out_perplexity(model: torch.nn.Module, tokenizer, config: RunConfig, device: str) -> dict[str, float | int]:
     """``{"loss", "ppl", "bpb", "tokens", "bytes"}`` on the run's validation rows (single process);
     bpb is bits per byte, loss * tokens / (ln 2 * bytes)."""
-    from ibnorm_llm.data import DataError, build_val_batches
-
     try:
         batches = build_val_batches(config, tokenizer, rank=0, world_size=1)
     except DataError as err:

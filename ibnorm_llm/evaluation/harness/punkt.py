@@ -19,6 +19,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from ibnorm_llm.data import builtin
+
 PUNKT_PATH = "tokenizers/punkt_tab/english"
 TRAINING_DOCUMENTS = 400
 """Built-in corpus documents the fallback model is trained on (a few seconds)."""
@@ -94,7 +96,5 @@ def ensure_punkt_tab(offline_data: Path | None, fallback_dir: Path) -> PunktSour
     if offline_data is None:
         # Online: ifeval downloads the real model itself, as the harness intends.
         return PunktSource("download", "nltk.download('punkt_tab') by lm-eval")
-    from ibnorm_llm.data.builtin import builtin_corpus
-
-    target = train_punkt_tab(fallback_dir, builtin_corpus()[:TRAINING_DOCUMENTS])
+    target = train_punkt_tab(fallback_dir, builtin.builtin_corpus()[:TRAINING_DOCUMENTS])
     return PunktSource("trained", str(target))
