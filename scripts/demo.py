@@ -110,6 +110,11 @@ SMOKE_SUITES = (("all", "Leaderboard I + II (offline smoke)", ""), ("small", "Sm
 """(suite, table title, sub-folder of the eval folder) evaluated on every checkpoint."""
 
 
+def _demoted(markdown: str) -> str:
+    """Headings one level down, so the tables sit under the pipeline-check section."""
+    return "\n".join("##" + line if line.startswith("#") else line for line in markdown.splitlines())
+
+
 def leaderboard_section(runs: list[DemoRun], eval_dir: Path) -> str:
     """Both leaderboards and the small suite, offline smoke setting, on every final checkpoint; the
     comparison tables (relative to RMSNorm) as markdown under a pipeline-check header; comparison.md/.csv
@@ -132,7 +137,7 @@ def leaderboard_section(runs: list[DemoRun], eval_dir: Path) -> str:
                 run_leaderboard(run.result.final_checkpoint, suite, out, offline_data=OFFLINE_DATA, smoke=True)
                 result_dirs.append(out)
             comparison = write_comparison(result_dirs, eval_dir / folder, title=title)
-            tables.append(to_markdown(comparison, title=title).rstrip())
+            tables.append(_demoted(to_markdown(comparison, title=title).rstrip()))
     finally:
         torch.set_num_threads(threads)
     header = ("## Pipeline check: evaluation smoke, not a result\n\n"

@@ -123,3 +123,12 @@ def test_interrupted_study_resumes_without_retraining_finished_runs(study_file, 
 def test_bad_study_files_name_the_problem(study_file, tmp_path, changes, message):
     with pytest.raises(StudyError, match=message):
         build_plan(load_study(study_file(**changes)), tmp_path / "out")
+
+
+@pytest.mark.parametrize("name", ["tiny_norms", "llama60m_norms"])
+def test_shipped_studies_plan(name, tmp_path):
+    from pathlib import Path
+
+    plan = build_plan(load_study(Path(__file__).resolve().parents[2] / "studies" / f"{name}.yaml"), tmp_path)
+    assert len(plan.tuning_runs()) == 12 and len(plan.spec.seeds) == 3  # 4 norms x 3 lrs, then 2 x 4 more
+    assert all(plan.config(run).eval.test and plan.config(run).data.test_fraction > 0 for run in plan.tuning_runs())
