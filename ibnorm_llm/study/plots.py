@@ -55,15 +55,8 @@ def plot_sensitivity(results: StudyResults, path: Path) -> Path | None:
     values = [v for v in results.plan.spec.tune[key] if v > 0]
     if values and max(values) / min(values) >= 10:
         ax.set_xscale("log")
-    ax.set_xlabel(key)
-    ax.set_ylabel("final validation loss (nats/token)")
-    ax.set_title(f"{results.plan.spec.name}: sensitivity to {key} (seed {results.plan.tuning_seed}; x = diverged)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    title = f"{results.plan.spec.name}: sensitivity to {key} (seed {results.plan.tuning_seed}; x = diverged)"
+    return _save(fig, ax, key, "final validation loss (nats/token)", title, path)
 
 
 def plot_curves(results: StudyResults, path: Path) -> Path:
@@ -79,12 +72,17 @@ def plot_curves(results: StudyResults, path: Path) -> Path:
         line, = ax.plot(steps, values.mean(axis=0), label=f"{arm} (n={len(curves)})")
         if len(curves) > 1:
             ax.fill_between(steps, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.2)
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("training loss (nats/token)")
-    ax.set_title(f"{results.plan.spec.name}: chosen settings, mean over seeds (band: seed min..max)")
+    title = f"{results.plan.spec.name}: chosen settings, mean over seeds (band: seed min..max)"
+    return _save(fig, ax, "optimizer step", "training loss (nats/token)", title, path)
+
+
+def _save(fig, ax, xlabel: str, ylabel: str, title: str, path: Path) -> Path:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _pyplot().close(fig)
     return path

@@ -82,7 +82,8 @@ def _execute(command: list[str], log: Path) -> int:
     with open(log, "a") as sink:
         sink.write(f"$ {shlex.join(command)}\n")
         sink.flush()
-        return subprocess.run(command, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT).returncode
+        # In the caller's directory, so relative paths in the study (data files, tokenizers) mean the same there.
+        return subprocess.run(command, stdout=sink, stderr=subprocess.STDOUT).returncode
 
 
 class StudyRunner:
