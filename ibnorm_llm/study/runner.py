@@ -110,7 +110,12 @@ class StudyRunner:
             run.run_dir.mkdir(parents=True, exist_ok=True)
             (run.run_dir / DIVERGED_FILE).write_text(f"non-finite loss (exit status {code}); see {log}\n")
             _log("    diverged (non-finite loss): this grid point is out of the selection")
-        elif code != 0 or not is_finished(run.run_dir):
+        elif code == 0 and not is_finished(run.run_dir):
+            raise StudyError(
+                f"run {run.name} ended without the test split's numbers in its last metrics record ({log}): its "
+                f"folder {run.run_dir} holds a finished run of other settings; move it away and rerun"
+            )
+        elif code != 0:
             raise StudyError(
                 f"run {run.name} failed (exit status {code}); its output is in {log}. Fix the cause and rerun the "
                 f"same command: finished runs are skipped and this one resumes from its last checkpoint"

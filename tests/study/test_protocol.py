@@ -132,3 +132,18 @@ def test_shipped_studies_plan(name, tmp_path):
     plan = build_plan(load_study(Path(__file__).resolve().parents[2] / "studies" / f"{name}.yaml"), tmp_path)
     assert len(plan.tuning_runs()) == 12 and len(plan.spec.seeds) == 3  # 4 norms x 3 lrs, then 2 x 4 more
     assert all(plan.config(run).eval.test and plan.config(run).data.test_fraction > 0 for run in plan.tuning_runs())
+
+
+def test_a_foreign_finished_folder_is_named_not_retrained_forever(study_file, tmp_path):
+    class NoTestNumbers(FakeTrainer):
+        def __call__(self, command, log):
+            code = super().__call__(command, log)
+            metrics = log.parents[1] / self.calls[-1] / "metrics.jsonl"
+            lines = metrics.read_text().splitlines()
+            record = json.loads(lines[-1])
+            del record["test_loss"]
+            metrics.write_text("\n".join([*lines[:-1], json.dumps(record)]) + "\n")
+            return code
+
+    with pytest.raises(StudyError, match="without the test split's numbers .* move it away"):
+        run_study(study_file(), tmp_path / "out", NoTestNumbers(known_losses))
