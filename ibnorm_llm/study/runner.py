@@ -82,8 +82,11 @@ def _execute(command: list[str], log: Path) -> int:
     with open(log, "a") as sink:
         sink.write(f"$ {shlex.join(command)}\n")
         sink.flush()
-        # In the caller's directory, so relative paths in the study (data files, tokenizers) mean the same there.
-        return subprocess.run(command, stdout=sink, stderr=subprocess.STDOUT).returncode
+        try:
+            # In the caller's directory, so relative paths in the study (data files, tokenizers) mean the same there.
+            return subprocess.run(command, stdout=sink, stderr=subprocess.STDOUT).returncode
+        except FileNotFoundError:
+            raise StudyError(f"cannot start {command[0]!r}: no such program (check --launcher)") from None
 
 
 class StudyRunner:
@@ -91,8 +94,6 @@ class StudyRunner:
 
     def __init__(self, plan: StudyPlan, launcher: str | None = None, execute: Execute = _execute):
         self.plan, self.launcher, self.execute = plan, launcher, execute
-        self.trained: list[str] = []
-        """Names of the runs this invocation launched (finished runs are skipped)."""
 
     def ensure(self, run: Run, index: int, total: int) -> RunResult:
         state = run_state(run)
@@ -105,7 +106,6 @@ class StudyRunner:
         started = time.perf_counter()
         log = self.plan.out / "logs" / f"{run.name}.log"
         code = self.execute(command, log)
-        self.trained.append(run.name)
         if code == NONFINITE_EXIT:
             run.run_dir.mkdir(parents=True, exist_ok=True)
             (run.run_dir / DIVERGED_FILE).write_text(f"non-finite loss (exit status {code}); see {log}\n")

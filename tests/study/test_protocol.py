@@ -147,3 +147,15 @@ def test_a_foreign_finished_folder_is_named_not_retrained_forever(study_file, tm
 
     with pytest.raises(StudyError, match="without the test split's numbers .* move it away"):
         run_study(study_file(), tmp_path / "out", NoTestNumbers(known_losses))
+
+
+def test_launcher_wraps_the_training_command_and_a_missing_one_is_named(study_file, tmp_path):
+    from ibnorm_llm.study.runner import _execute, training_command
+
+    plan = build_plan(load_study(study_file()), tmp_path / "out")
+    run = plan.tuning_runs()[0]
+    command = training_command(run, "accelerate launch --config_file 'launch/ddp.yaml'")
+    assert command[:4] == ["accelerate", "launch", "--config_file", "launch/ddp.yaml"]
+    assert command[-2:] == ["--config", str(run.config_path)] and command[4].endswith("scripts/pretrain.py")
+    with pytest.raises(StudyError, match="no such program \\(check --launcher\\)"):
+        _execute(["no-such-launcher", "x"], tmp_path / "log")
