@@ -7,7 +7,7 @@ import csv
 import json
 
 import pytest
-from conftest import FakeTrainer
+from study_helpers import FakeTrainer
 
 from ibnorm_llm.study import StudyError, StudyRunner, build_plan, load_study, write_report
 from ibnorm_llm.study.plan import Point

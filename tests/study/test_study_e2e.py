@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import tiny_run_overrides
+from study_helpers import tiny_run_overrides
 
 from ibnorm_llm.train.metrics import read_metrics
 

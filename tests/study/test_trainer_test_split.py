@@ -1,6 +1,6 @@
 """The trainer's final evaluation of the test split (eval.test) and bits per byte in metrics.jsonl."""
 
-from conftest import tiny_run_overrides
+from study_helpers import tiny_run_overrides
 
 from ibnorm_llm.config import load_config
 from ibnorm_llm.train.metrics import read_metrics
