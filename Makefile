@@ -1,5 +1,6 @@
 # The README's commands. Everything installs into .venv on first use.
 #   make demo     the main job: tiny LLaMA models (RMSNorm vs IBNorm-S/L/T) on the built-in corpus, offline
+#   make study    the tiny CPU study: every norm tuned over 3 learning rates, 3 seeds, test-split numbers
 #   make test     the test suite (CPU)
 #   make lint     ruff and the import-layer contracts (lint-imports)
 # GPU users pick their torch build, e.g.
@@ -13,7 +14,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint bench gpu-check clean-runs
+.PHONY: install demo study test test-fast lint bench gpu-check clean-runs
 
 # torch is (re)installed only when none is there or TORCH is given on the command line, so a
 # later `make test` after a pyproject change keeps a GPU build chosen with `make install TORCH=...`.
@@ -31,6 +32,11 @@ install:
 
 demo: $(STAMP)
 	$(PY) scripts/demo.py
+
+# The tiny CPU study (studies/tiny_norms.yaml: RMSNorm vs IBNorm-S/L/T, 3 learning rates, 3 seeds):
+# runs/study/report.md; rerunning continues where it stopped (docs/studies.md).
+study: $(STAMP)
+	$(PY) scripts/study.py --study studies/tiny_norms.yaml --out runs/study
 
 test: $(STAMP)
 	$(VENV)/bin/pytest -q

@@ -1,6 +1,7 @@
-"""Evaluate a checkpoint on the Open LLM Leaderboard suites (lm-evaluation-harness).
+"""Evaluate a checkpoint on the Open LLM Leaderboard suites or the small-model suite (lm-evaluation-harness).
 
     python eval/leaderboard.py --checkpoint runs/x/checkpoints/final --suite v1 --out runs/eval/x
+    python eval/leaderboard.py --checkpoint DIR --suite small --out OUT   # 0-shot cloze, above chance at 60M-350M
     python eval/leaderboard.py --checkpoint DIR --suite all --offline-data eval/offline_data --smoke --limit 4 --out OUT
     accelerate launch eval/leaderboard.py --checkpoint DIR --suite v2 --device cuda --out OUT   # data parallel
 
@@ -24,7 +25,9 @@ from ibnorm_llm.evaluation.harness.suites import SUITE_CHOICES, SuiteError
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="checkpoint directory (Hugging Face format)")
-    p.add_argument("--suite", required=True, choices=SUITE_CHOICES, help="v1 = Leaderboard I, v2 = Leaderboard II")
+    p.add_argument("--suite", required=True, choices=SUITE_CHOICES, help="small = the small-model suite (arc_easy, arc_challenge, piqa, sciq, lambada_openai, "
+                        "hellaswag, winogrande: 0-shot cloze, acc/acc_norm and bits per byte of the correct "
+                        "continuation), v1 = Leaderboard I, v2 = Leaderboard II, all = v1 + v2")
     p.add_argument("--out", required=True, help="result directory")
     p.add_argument("--tasks", help="comma-separated subset of the suite's tasks, e.g. hellaswag,arc_challenge")
     p.add_argument("--limit", type=int, help="examples per (sub)task; for smoke runs only")

@@ -1,6 +1,7 @@
-"""Download the leaderboard task datasets (and NLTK punkt_tab) for offline evaluation.
+"""Download the task datasets (and NLTK punkt_tab) for offline evaluation.
 
-    python eval/prefetch.py --out /shared/leaderboard_data              # both suites
+    python eval/prefetch.py --out /shared/leaderboard_data              # both leaderboards
+    python eval/prefetch.py --out /shared/leaderboard_data --suite small   # the small-model suite
     python eval/prefetch.py --out DIR --suite v1 --tasks hellaswag,mmlu
     python eval/leaderboard.py --checkpoint CKPT --suite all --offline-data /shared/leaderboard_data --out OUT
 

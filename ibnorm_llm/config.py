@@ -189,6 +189,11 @@ class DataConfig:
     """concat: documents joined with EOS and cut into seq_len blocks; pad: one document per row, padded (GaLore)."""
     val_fraction: float = 0.05
     """Share of documents held out for validation (chosen by a hash of the text; local corpora and hf without val_split)."""
+    test_fraction: float = 0.0
+    """Share of documents held out as a test split, by the same hash, disjoint from train and validation
+    (0 = no test split). source=hf carves it from train_split unless test_split names a split of its own."""
+    test_split: str | None = None
+    """source=hf: a dataset split to use as the test split instead of carving data.test_fraction out of train_split."""
     val_tokens: int = 8192
     """Held-out tokens used for evaluation, in total over all ranks (val_tokens // seq_len rows, pad included)."""
     shuffle_seed: int = 42
@@ -261,7 +266,8 @@ class TrainConfig:
     eval_every: int = 500
     """Evaluate held-out loss every N steps (and at the end); 0 = only at the end."""
     eval_batches: int = 16
-    """Micro batches per held-out evaluation."""
+    """Micro batches per held-out evaluation: the first N of the data.val_tokens held-out rows (the
+    test split of eval.test is always evaluated whole)."""
     log_every: int = 10
     """Write metrics every N steps."""
     skip_nonfinite: bool = False
@@ -288,8 +294,12 @@ class LoggingConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class EvalConfig:
-    suite: Literal["none", "v1", "v2", "all"] = "none"
-    """Leaderboard suite run in-process on final/ after training (single-process runs); none = skip."""
+    suite: Literal["none", "small", "v1", "v2", "all"] = "none"
+    """Task suite run in-process on final/ after training (single-process runs); none = skip.
+    small: the small-model suite (cloze, above chance at 60M-350M); v1/v2/all: the Open LLM Leaderboards."""
+    test: bool = False
+    """Also evaluate the data test split on the final model: test_loss, test_ppl and test_bpb in the
+    final metrics record (needs data.test_fraction > 0, or data.test_split with source=hf)."""
     limit: int | None = None
     """Examples per task (None = all)."""
     batch_size: int = 8
@@ -382,6 +392,7 @@ def _check_values(cfg: RunConfig) -> None:
         raise ConfigError(f"optim.betas={list(cfg.optim.betas)}: each must be in [0, 1)")
     if not 0 < cfg.data.val_fraction < 1:
         raise ConfigError(f"data.val_fraction={cfg.data.val_fraction}: must be in (0, 1)")
+    _check_test_split(cfg)
     for key in ("train.global_batch_size", "train.global_batch_tokens", "eval.limit"):
         value = _get(cfg, key)
         if value is not None and value <= 0:
@@ -404,8 +415,27 @@ def _check_values(cfg: RunConfig) -> None:
 # so `data.files=[x]` without `data.source=files` does not silently train on the built-in corpus.
 _SOURCE_ONLY_KEYS = {
     "files": ("files", "txt_sample_by"),
-    "hf": ("hf_name", "hf_config", "train_split", "val_split", "shuffle_buffer", "num_workers"),
+    "hf": ("hf_name", "hf_config", "train_split", "val_split", "test_split", "shuffle_buffer", "num_workers"),
 }
+
+
+def _check_test_split(cfg: RunConfig) -> None:
+    data = cfg.data
+    if not 0 <= data.test_fraction < 1 or data.val_fraction + data.test_fraction >= 1:
+        raise ConfigError(
+            f"data.test_fraction={data.test_fraction}: must be in [0, 1) with data.val_fraction + data.test_fraction "
+            f"< 1 (data.val_fraction={data.val_fraction}), so that documents remain to train on"
+        )
+    if data.test_split is not None and data.test_fraction > 0:
+        raise ConfigError(
+            f"data.test_split={data.test_split!r} and data.test_fraction={data.test_fraction} are both set: the test "
+            "split is either a dataset split of its own or carved out of train_split by hash; set only one"
+        )
+    if cfg.eval.test and data.test_fraction == 0 and data.test_split is None:
+        raise ConfigError(
+            "eval.test=true but the data has no test split: set data.test_fraction (e.g. 0.05) to hold out a share "
+            "of documents by hash, or (data.source=hf) data.test_split to a split of the dataset"
+        )
 
 
 def _check_source_keys(data: DataConfig) -> None:

@@ -4,10 +4,11 @@
     python scripts/demo.py --steps 60           # shorter
 
 Every run uses the same seed, data (the built-in offline corpus), tokenizer and schedule;
-only the norm differs. Held-out loss is the trainer's final evaluation on the held-out
-split. The pipeline is train_all() -> held_out_table() -> write_report(); further result
-tables go into write_report's ``sections``: the offline smoke of both leaderboard suites on
-every final checkpoint (skip it with --no-leaderboard).
+only the norm differs. The report leads with what means something: the trainer's final
+held-out (validation) and test-split loss and bits per byte, and the loss curves. The pipeline
+is train_all() -> held_out_table() -> write_report(); the offline smoke of the leaderboard
+suites on every final checkpoint follows in a section marked as a pipeline check (skip it with
+--no-leaderboard). For a comparison that can support a claim, run a study (make study).
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ DEMO_RUNS: dict[str, list[str]] = {
 BASE_CONFIG = "llama_tiny_rmsnorm.yaml"
 OFFLINE_DATA = Path(__file__).resolve().parent.parent / "eval" / "offline_data"
 # Half the tiny config's micro batch, so that four runs fit the demo's time budget on 2 cores.
-DEMO_SETTINGS = ["train.micro_batch_size=8", "optim.warmup_steps=25", "train.eval_batches=8"]
+DEMO_SETTINGS = ["train.micro_batch_size=8", "optim.warmup_steps=25", "train.eval_batches=8",
+                 "data.test_fraction=0.05", "eval.test=true"]
 
 
 @dataclass(frozen=True)
@@ -63,15 +65,18 @@ def train_all(out_dir: Path, steps: int, overrides: list[str]) -> list[DemoRun]:
 
 
 def held_out_table(runs: list[DemoRun]) -> list[dict]:
-    """One row per run: norm settings, amount trained, final train loss, held-out loss and ppl, speed."""
+    """One row per run: norm settings, amount trained, final train loss, held-out (validation) and
+    test loss, perplexity and bits per byte from the final metrics record, speed."""
     rows = []
     for run in runs:
         norm, result = run.cfg.model.norm, run.result
+        final = read_metrics(result.run_dir / "metrics.jsonl")[-1]
         rows.append({
             "run": run.cfg.run_name, "norm": norm.kind, "variant": norm.variant or "-",
             "lam": f"{norm.lam:g}" if norm.lam is not None else "-", "steps": result.steps, "tokens": result.tokens,
             "train_loss": result.train_loss, "eval_loss": result.eval_loss,
             "eval_ppl": math.exp(result.eval_loss) if result.eval_loss is not None else None,
+            "eval_bpb": final.get("eval_bpb"), "test_loss": final.get("test_loss"), "test_bpb": final.get("test_bpb"),
             "tokens_per_s": result.tokens_per_s, "seconds": run.seconds,
         })
     return rows
@@ -101,9 +106,19 @@ def plot_loss_curves(runs: list[DemoRun], path: Path) -> Path:
     return path
 
 
+SMOKE_SUITES = (("all", "Leaderboard I + II (offline smoke)", ""), ("small", "Small-model suite (offline smoke)", "small"))
+"""(suite, table title, sub-folder of the eval folder) evaluated on every checkpoint."""
+
+
+def _demoted(markdown: str) -> str:
+    """Headings one level down, so the tables sit under the pipeline-check section."""
+    return "\n".join("##" + line if line.startswith("#") else line for line in markdown.splitlines())
+
+
 def leaderboard_section(runs: list[DemoRun], eval_dir: Path) -> str:
-    """Both leaderboard suites, offline smoke setting, on every final checkpoint; the comparison
-    table (relative to RMSNorm) as markdown; comparison.md/.csv and plots are also written to ``eval_dir``."""
+    """Both leaderboards and the small suite, offline smoke setting, on every final checkpoint; the
+    comparison tables (relative to RMSNorm) as markdown under a pipeline-check header; comparison.md/.csv
+    and plots are also written to ``eval_dir`` (the small suite's to ``eval_dir/small``)."""
     import torch
 
     from ibnorm_llm.evaluation import run_leaderboard
@@ -112,23 +127,25 @@ def leaderboard_section(runs: list[DemoRun], eval_dir: Path) -> str:
     # Tiny models: one thread avoids thread-pool overhead that dominates generation at this size.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    result_dirs = []
+    tables = []
     try:
-        for run in runs:
-            print(f"== leaderboard smoke (v1 + v2, offline) on {run.cfg.run_name}", file=sys.stderr, flush=True)
-            out = eval_dir / run.cfg.run_name
-            run_leaderboard(run.result.final_checkpoint, "all", out, offline_data=OFFLINE_DATA, smoke=True)
-            result_dirs.append(out)
+        for suite, title, folder in SMOKE_SUITES:
+            result_dirs = []
+            for run in runs:
+                print(f"== {title} on {run.cfg.run_name}", file=sys.stderr, flush=True)
+                out = eval_dir / folder / run.cfg.run_name
+                run_leaderboard(run.result.final_checkpoint, suite, out, offline_data=OFFLINE_DATA, smoke=True)
+                result_dirs.append(out)
+            comparison = write_comparison(result_dirs, eval_dir / folder, title=title)
+            tables.append(_demoted(to_markdown(comparison, title=title).rstrip()))
     finally:
         torch.set_num_threads(threads)
-    title = "Leaderboard I + II (offline smoke)"
-    comparison = write_comparison(result_dirs, eval_dir, title=title)
-    note = (
-        "Offline smoke data (eval/offline_data: a few handwritten items per task, partial groups): these scores "
-        "test the pipeline and mean nothing about model quality. Per-run raw harness JSON, per-sample logs and "
-        f"summary.json are in {eval_dir}/<run>/."
-    )
-    return to_markdown(comparison, title=title).rstrip() + "\n\n" + note
+    header = ("## Pipeline check: evaluation smoke, not a result\n\n"
+              "This section shows that the evaluation pipeline runs end to end on every checkpoint, on the "
+              "offline smoke data (eval/offline_data: a few handwritten items per task, partial groups). "
+              "**These scores mean nothing about model quality; do not read them as a comparison of norms.** "
+              f"Per-run raw harness JSON, per-sample logs and summary.json are in {eval_dir}/[small/]<run>/.")
+    return "\n\n".join([header, *tables])
 
 
 def _fmt(value, spec: str) -> str:
@@ -142,21 +159,29 @@ def write_report(rows: list[dict], out_dir: Path, sections: Sequence[str] = ()) 
         "# Demo: tiny LLaMA, RMSNorm vs IBNorm-S/L/T",
         "",
         "Same seed, data, tokenizer and schedule for every run; only the norm differs. "
-        f"One seed and {max(r['steps'] for r in rows)} steps: this shows the pipeline working end to end, it is not "
-        "evidence that one norm beats another (use scripts/sweep.py with several train.seed values for that).",
+        f"One seed, one learning rate and {max(r['steps'] for r in rows)} steps: this shows the pipeline working end "
+        "to end, it is not evidence that one norm beats another. At one learning rate and one seed a norm can look "
+        "broken or fine; `make study` tunes every norm's learning rate on validation and reports test numbers over "
+        "several seeds.",
         "",
-        "| run | norm | variant | λ | steps | tokens | final train loss | held-out loss | held-out ppl | tokens/s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "## Held-out and test loss",
+        "",
+        "| run | norm | variant | λ | steps | tokens | final train loss | held-out loss | held-out bpb | test loss "
+        "| test bpb | held-out ppl | tokens/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         mark = " **(best)**" if r["eval_loss"] is not None and r["eval_loss"] == best else ""
         lines.append(
             f"| {r['run']} | {r['norm']} | {r['variant']} | {r['lam']} | {r['steps']} | {r['tokens']:,} | "
-            f"{_fmt(r['train_loss'], '.4f')} | {_fmt(r['eval_loss'], '.4f')}{mark} | {_fmt(r['eval_ppl'], '.1f')} | "
+            f"{_fmt(r['train_loss'], '.4f')} | {_fmt(r['eval_loss'], '.4f')}{mark} | {_fmt(r['eval_bpb'], '.4f')} | "
+            f"{_fmt(r['test_loss'], '.4f')} | {_fmt(r['test_bpb'], '.4f')} | {_fmt(r['eval_ppl'], '.1f')} | "
             f"{_fmt(r['tokens_per_s'], '.0f')} |"
         )
-    lines += ["", "Train loss is the mean over the last logging window; tokens/s excludes evaluation and "
-              "checkpoint time and was measured on this machine during this run.", "",
+    lines += ["", "Held-out: the validation split the trainer evaluates during training; test: a split of its own "
+              "(data.test_fraction), evaluated once on the final model. bpb: bits per byte, loss · tokens / "
+              "(ln 2 · bytes), comparable across tokenizers. Train loss is the mean over the last logging window; "
+              "tokens/s excludes evaluation and checkpoint time and was measured on this machine during this run.", "",
               "![loss curves](loss_curves.png)", ""]
     for section in sections:
         lines += [section.rstrip(), ""]

@@ -475,9 +475,110 @@ def write_mmlu_pro() -> None:
     write("leaderboard_mmlu_pro", "test", rows[5:])
 
 
+# --------------------------------------------------------------------------------------
+# The small-model suite (0-shot cloze): arc_easy, piqa, sciq, lambada_openai beside the
+# arc_challenge, hellaswag and winogrande data above
+
+
+EASY_SCIENCE = [  # ARC-Easy: (question, four choices, index of the correct one)
+    ("Which sense organ do people use to see?", ["ears", "eyes", "nose", "tongue"], 1),
+    ("What do bees collect from flowers to make honey?", ["nectar", "sand", "leaves", "bark"], 0),
+    ("Which season is usually the coldest?", ["summer", "spring", "autumn", "winter"], 3),
+    ("What do fish use to breathe under water?", ["lungs", "gills", "fins", "scales"], 1),
+    ("Which object gives off its own light?", ["the Moon", "a mirror", "a candle flame", "a window"], 2),
+    ("What do caterpillars turn into?", ["frogs", "butterflies", "spiders", "worms"], 1),
+    ("Which of these is needed for a fire to burn?", ["oxygen", "water", "ice", "sand"], 0),
+    ("Where does rain come from?", ["clouds", "rocks", "trees", "the ground"], 0),
+    ("Which animal has feathers?", ["a dog", "a snake", "a robin", "a frog"], 2),
+]
+
+
+def write_arc_easy() -> None:
+    write("arc_easy", "train", arc_rows(EASY_SCIENCE[:3], "Easy_train"))
+    write("arc_easy", "validation", arc_rows(EASY_SCIENCE[3:5], "Easy_val"))
+    write("arc_easy", "test", arc_rows(EASY_SCIENCE[5:], "Easy_test"))
+
+
+PHYSICAL = [  # PIQA: (goal, solution 1, solution 2, index of the correct one)
+    ("How do you keep ice cream from melting on a hot day?", "Keep it in a cooler with ice packs.",
+     "Keep it in a paper bag in the sun.", 0),
+    ("How can you open a tight jar lid?", "Put the jar in the freezer overnight.",
+     "Run the lid under hot water, then twist it.", 1),
+    ("How do you dry wet shoes quickly?", "Stuff them with newspaper and leave them in a warm room.",
+     "Fill them with water and leave them outside.", 0),
+    ("How do you stop a bleeding cut on your finger?", "Press a clean cloth firmly on the cut.",
+     "Wave the finger in the air.", 0),
+    ("How can you tell if an egg is still fresh?", "Spin it on the table to see if it wobbles.",
+     "Put it in a bowl of water; a fresh egg sinks.", 1),
+    ("How do you keep bread from going stale fast?", "Leave the bag open on the counter.",
+     "Keep it sealed in a bag or bread box.", 1),
+    ("How do you hang a picture straight on a wall?", "Use a level when you mark the nail holes.",
+     "Hang it in the dark so nobody notices.", 0),
+]
+
+
+def write_piqa() -> None:
+    rows = [{"goal": goal, "sol1": sol1, "sol2": sol2, "label": label} for goal, sol1, sol2, label in PHYSICAL]
+    write("piqa", "train", rows[:3])
+    write("piqa", "validation", rows[3:])
+
+
+SCIQ = [  # (support paragraph, question, correct answer, three distractors)
+    ("Mammals are warm-blooded animals that feed their young with milk.",
+     "What do mammals feed their young with?", "milk", ["nectar", "seeds", "sap"]),
+    ("Photosynthesis takes place in the chloroplasts of plant cells, where light energy is captured.",
+     "Where in plant cells does photosynthesis take place?", "chloroplasts", ["nucleus", "cell wall", "vacuole"]),
+    ("Water freezes into ice when it is cooled to zero degrees Celsius.",
+     "At what temperature does water freeze?", "zero degrees Celsius", ["ten degrees Celsius", "fifty degrees Celsius",
+                                                                        "one hundred degrees Celsius"]),
+    ("The heart pumps blood through vessels called arteries and veins.",
+     "Which organ pumps blood through the body?", "heart", ["lung", "kidney", "stomach"]),
+    ("Earthquakes happen when rocks along a fault suddenly slip past each other.",
+     "What happens along a fault during an earthquake?", "rocks slip past each other",
+     ["rain falls", "ice melts", "plants grow"]),
+    ("Metals such as copper conduct electricity well, which is why wires are made of them.",
+     "Why are wires often made of copper?", "it conducts electricity well", ["it is transparent", "it floats",
+                                                                            "it is soft like cotton"]),
+    ("The Moon orbits the Earth about once every twenty-seven days.",
+     "What does the Moon orbit?", "the Earth", ["the Sun only", "Mars", "Jupiter"]),
+    ("Sound is a wave that needs a medium such as air or water to travel.",
+     "What does sound need in order to travel?", "a medium", ["a vacuum", "sunlight", "a magnet"]),
+]
+
+
+def write_sciq() -> None:
+    rows = [
+        {"question": q, "distractor3": wrong[2], "distractor1": wrong[0], "distractor2": wrong[1],
+         "correct_answer": answer, "support": support}
+        for support, q, answer, wrong in SCIQ
+    ]
+    write("sciq", "train", rows[:2])
+    write("sciq", "validation", rows[2:4])
+    write("sciq", "test", rows[4:])
+
+
+LAMBADA = [  # passages whose last word the model must predict from the context
+    "Anna packed her bag, locked the door and walked to the station. The train was late, so she sat on a bench "
+    "and read her book until the train",
+    "Tom planted tomato seeds in the spring and watered them every evening. By the end of the summer his garden "
+    "was full of red tomatoes",
+    "The old dog slept by the fire all afternoon. When the children came home from school, it jumped up and "
+    "wagged its tail",
+    "Maria baked a cake for her brother's birthday. She put candles on top, and when he came in, everyone sang "
+    "happy birthday to her brother",
+    "The fisherman rowed out before sunrise and cast his net into the calm water. By noon his boat was heavy with "
+    "fish",
+]
+
+
+def write_lambada() -> None:
+    write("lambada_openai", "test", [{"text": text} for text in LAMBADA])
+
+
 def main() -> None:
     for writer in (write_arc, write_hellaswag, write_mmlu, write_truthfulqa, write_winogrande, write_gsm8k,
-                   write_ifeval, write_bbh, write_math, write_gpqa, write_musr, write_mmlu_pro):
+                   write_ifeval, write_bbh, write_math, write_gpqa, write_musr, write_mmlu_pro,
+                   write_arc_easy, write_piqa, write_sciq, write_lambada):
         writer()
 
 

@@ -4,9 +4,10 @@ Local corpora (``builtin``, ``files``) are finite and read in a fixed order; the
 once into token shards (see :mod:`ibnorm_llm.data.shards`). ``hf`` datasets are streamed and
 tokenized on the fly (see :mod:`ibnorm_llm.data.streaming`).
 
-Held-out documents are chosen by a hash of their text (:func:`is_held_out`), not by position,
+Held-out documents are chosen by a hash of their text (:func:`split_of`), not by position,
 so the split is the same for every reader, rank, shuffle seed and file order, and a duplicated
-document can never sit on both sides.
+document can never sit on two sides. Validation (``data.val_fraction``) serves model selection;
+the optional test split (``data.test_fraction``) is never used for training or selection.
 """
 
 from __future__ import annotations
@@ -46,6 +47,19 @@ def held_out_threshold(val_fraction: float) -> int:
 def is_held_out(doc_hash: int, val_fraction: float) -> bool:
     """Whether a document with this hash belongs to the validation split."""
     return doc_hash < held_out_threshold(val_fraction)
+
+
+def split_of(doc_hash: int, val_fraction: float, test_fraction: float) -> str:
+    """The split a document with this hash belongs to: ``validation``, ``test`` or ``train``.
+
+    Validation is the lowest ``val_fraction`` of hashes (unchanged by a test split, so adding
+    one never moves a validation document); test is the next ``test_fraction``; the rest trains.
+    """
+    if doc_hash < held_out_threshold(val_fraction):
+        return "validation"
+    if test_fraction > 0 and doc_hash < held_out_threshold(val_fraction + test_fraction):
+        return "test"
+    return "train"
 
 
 # --------------------------------------------------------------------------------------

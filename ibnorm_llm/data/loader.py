@@ -98,13 +98,12 @@ def _check_rank(rank: int, world_size: int) -> None:
 def _local_rows(cfg: RunConfig, tokenizer, split: str) -> tuple[TokenShards, ConcatRows | PadRows]:
     data = cfg.data
     shards = load_token_shards(local_corpus(data), tokenizer, data.cache_dir)
-    train_ids, val_ids = shards.split(data.val_fraction)
-    doc_ids = train_ids if split == "train" else val_ids
+    doc_ids = shards.split_ids(split, data.val_fraction, data.test_fraction)
     if len(doc_ids) == 0:
         raise DataError(
             f"the {split} split of the {shards.manifest['corpus']} corpus is empty "
-            f"({shards.n_documents} documents, data.val_fraction={data.val_fraction}): "
-            f"add documents or change data.val_fraction"
+            f"({shards.n_documents} documents, data.val_fraction={data.val_fraction}, "
+            f"data.test_fraction={data.test_fraction}): add documents or change those fractions"
         )
     if data.packing == "concat":
         return shards, ConcatRows(shards, doc_ids, data.seq_len, tokenizer.eos_token_id)
@@ -135,6 +134,8 @@ def build_train_loader(cfg: RunConfig, tokenizer, *, rank: int, world_size: int)
         "val_fraction": cfg.data.val_fraction,
         "seed": cfg.data.shuffle_seed,
     }
+    if cfg.data.test_fraction > 0:  # only then: checkpoints from before test splits existed still resume
+        identity["test_fraction"] = cfg.data.test_fraction
     return ShardTrainLoader(
         rows, batch_size=cfg.train.micro_batch_size, rank=rank, world_size=world_size,
         seed=cfg.data.shuffle_seed, identity=identity,
@@ -154,24 +155,39 @@ def validation_row_count(cfg: RunConfig, world_size: int) -> int:
     return n_rows
 
 
-def build_val_batches(cfg: RunConfig, tokenizer, *, rank: int, world_size: int) -> list[dict[str, torch.Tensor]]:
-    """The held-out batches of this rank: the first val_tokens // seq_len rows of the validation split.
+HELD_OUT_SPLITS = ("validation", "test")
+
+
+def _get_fraction(cfg: RunConfig, split: str) -> float:
+    return cfg.data.val_fraction if split == "validation" else cfg.data.test_fraction
+
+
+def build_val_batches(
+    cfg: RunConfig, tokenizer, *, rank: int, world_size: int, split: str = "validation"
+) -> list[dict[str, torch.Tensor]]:
+    """The held-out batches of this rank: the first val_tokens // seq_len rows of ``split``
+    (``validation``, or ``test`` when the data has a test split; both hold data.val_tokens).
 
     Deterministic (no shuffle), the same rows for every run with these settings; rows are dealt
     round-robin to ranks (every rank gets the same count) and batched by train.micro_batch_size
     (the last batch may be smaller).
     """
     _check_rank(rank, world_size)
+    if split not in HELD_OUT_SPLITS:
+        raise ValueError(f"split={split!r}: held-out batches come from {' or '.join(HELD_OUT_SPLITS)}")
+    if split == "test" and cfg.data.test_fraction == 0 and cfg.data.test_split is None:
+        raise DataError("no test split: set data.test_fraction (or, with data.source=hf, data.test_split)")
     n_rows = validation_row_count(cfg, world_size)
     if cfg.data.source == "hf":
-        rows, lengths = stream_validation_rows(cfg, tokenizer, n_rows)
+        rows, lengths = stream_validation_rows(cfg, tokenizer, n_rows, split=split)
     else:
-        _, source = _local_rows(cfg, tokenizer, "validation")
+        _, source = _local_rows(cfg, tokenizer, split)
         if source.n_rows < n_rows:
+            fraction = "data.val_fraction" if split == "validation" else "data.test_fraction"
             raise DataError(
-                f"data.val_tokens={cfg.data.val_tokens} needs {n_rows} validation rows of {cfg.data.seq_len} tokens "
-                f"but the held-out split (data.val_fraction={cfg.data.val_fraction}) has only {source.n_rows}: "
-                f"lower data.val_tokens to {source.n_rows * cfg.data.seq_len} or raise data.val_fraction"
+                f"data.val_tokens={cfg.data.val_tokens} needs {n_rows} {split} rows of {cfg.data.seq_len} tokens "
+                f"but the held-out {split} split ({fraction}={_get_fraction(cfg, split)}) has only {source.n_rows}: "
+                f"lower data.val_tokens to {source.n_rows * cfg.data.seq_len} or raise {fraction}"
             )
         built = [source.row(i) for i in range(n_rows)]
         rows = np.stack([r for r, _ in built])

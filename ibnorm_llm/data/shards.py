@@ -58,6 +58,16 @@ class TokenShards:
         held_out = self.doc_hashes < np.uint64(held_out_threshold(val_fraction))
         return np.flatnonzero(~held_out), np.flatnonzero(held_out)
 
+    def split_ids(self, name: str, val_fraction: float, test_fraction: float) -> np.ndarray:
+        """Document indices of split ``name`` (train, validation or test) in corpus order; the same
+        rule as :func:`ibnorm_llm.data.corpus.split_of`."""
+        validation = self.doc_hashes < np.uint64(held_out_threshold(val_fraction))
+        test = ~validation & (self.doc_hashes < np.uint64(held_out_threshold(val_fraction + test_fraction)))
+        if test_fraction <= 0:
+            test[:] = False
+        chosen = {"validation": validation, "test": test, "train": ~(validation | test)}[name]
+        return np.flatnonzero(chosen)
+
 
 def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16) if vocab_size <= 2**16 else np.dtype(np.uint32)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ibnorm_llm.data.batches import STATE_FORMAT, TrainLoader, check_loader_state, make_batch
-from ibnorm_llm.data.corpus import DataError, document_hash, is_held_out, open_hf_stream, stream_texts
+from ibnorm_llm.data.corpus import DataError, document_hash, open_hf_stream, split_of, stream_texts
 from ibnorm_llm.data.packing import StreamPacker
 from ibnorm_llm.data.tokenizer import encode_texts
 
@@ -40,11 +40,18 @@ _PREFETCH_BATCHES = 8
 
 
 def _keep_for(split: str, data) -> callable:
-    """Filter for documents of a split when validation is carved from the train split by hash."""
-    if data.val_split is not None:
+    """Filter for the documents of ``split`` (train, validation or test) in the stream it is read from.
+
+    Validation and test are carved out of data.train_split by hash unless they have dataset splits
+    of their own (data.val_split, data.test_split); the train stream drops whatever is carved out.
+    """
+    val_fraction = 0.0 if data.val_split is not None else data.val_fraction
+    test_fraction = 0.0 if data.test_split is not None else data.test_fraction
+    if split != "train" and (data.val_split if split == "validation" else data.test_split) is not None:
+        return lambda text: True  # a dataset split of its own: every document
+    if val_fraction == 0 and test_fraction == 0:
         return lambda text: True
-    want_held_out = split == "validation"
-    return lambda text: is_held_out(document_hash(text), data.val_fraction) == want_held_out
+    return lambda text: split_of(document_hash(text), val_fraction, test_fraction) == split
 
 
 class StreamTrainLoader(TrainLoader):
@@ -70,6 +77,8 @@ class StreamTrainLoader(TrainLoader):
             "world_size": world_size,
             "held_out": None if data.val_split is not None else data.val_fraction,
         }
+        if data.test_fraction > 0:  # only then: checkpoints from before test splits existed still resume
+            self.identity["test_fraction"] = data.test_fraction
         self._position = {
             "epoch": 0, "window": 0, "dataset_state": self.dataset.state_dict(), "consumed": 0, "carry": [],
         }
@@ -195,11 +204,14 @@ class StreamTrainLoader(TrainLoader):
             self._thread = None
 
 
-def stream_validation_rows(cfg: RunConfig, tokenizer, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``n_rows`` rows of the streamed validation split (all ranks read the same rows)."""
+def stream_validation_rows(
+    cfg: RunConfig, tokenizer, n_rows: int, split: str = "validation"
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n_rows`` rows of the streamed ``split`` (validation or test; all ranks read the same rows)."""
     data = cfg.data
-    split = data.val_split if data.val_split is not None else data.train_split
-    keep = _keep_for("validation", data)
+    own = data.val_split if split == "validation" else data.test_split
+    keep = _keep_for(split, data)
+    split = own if own is not None else data.train_split
     texts = (t for t in stream_texts(open_hf_stream(data, split), data.text_field, f"{data.hf_name} ({split})")
              if keep(t))
     packer = StreamPacker(data.packing, data.seq_len, tokenizer.eos_token_id, tokenizer.pad_token_id)
@@ -210,7 +222,7 @@ def stream_validation_rows(cfg: RunConfig, tokenizer, n_rows: int) -> tuple[np.n
             tokens, lengths = zip(*rows[:n_rows], strict=True)
             return np.stack(tokens), np.asarray(lengths)
     raise DataError(
-        f"the validation split {split!r} of data.hf_name={data.hf_name!r} has only {len(rows)} rows of "
+        f"the held-out rows read from split {split!r} of data.hf_name={data.hf_name!r} has only {len(rows)} rows of "
         f"data.seq_len={data.seq_len} tokens, fewer than data.val_tokens={data.val_tokens} asks for: "
         f"lower data.val_tokens"
     )

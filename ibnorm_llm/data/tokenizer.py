@@ -24,10 +24,10 @@ from ibnorm_llm.data.atomic import build_dir_once
 from ibnorm_llm.data.corpus import (
     DataError,
     document_hash,
-    is_held_out,
     local_corpus,
     open_hf_stream,
     resolve_files,
+    split_of,
     stream_texts,
 )
 
@@ -248,15 +248,18 @@ def _files_description(data: DataConfig, shown: int = 3) -> str:
 def training_documents(cfg: RunConfig) -> Iterator[str]:
     """The documents a tokenizer is trained on: the configured corpus, train split, capped in count."""
     data = cfg.data
+    carved_val = data.source != "hf" or data.val_split is None
+    val_fraction = data.val_fraction if carved_val else 0.0
     if data.source == "hf":
         texts: Iterable[str] = stream_texts(open_hf_stream(data, data.train_split), data.text_field, data.hf_name)
     else:
         texts = local_corpus(data).documents()
     count = 0
     for text in texts:
-        if data.source != "hf" or data.val_split is None:
-            if is_held_out(document_hash(text), data.val_fraction):
-                continue  # the tokenizer never sees held-out text either
+        if (carved_val or data.test_fraction > 0) and split_of(
+            document_hash(text), val_fraction, data.test_fraction
+        ) != "train":
+            continue  # the tokenizer never sees held-out (validation or test) text either
         yield text
         count += 1
         if count >= cfg.tokenizer.train_max_documents:

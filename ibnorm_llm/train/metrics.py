@@ -1,4 +1,4 @@
-"""What a run measures: held-out loss, throughput, model FLOPs utilization, and metrics.jsonl.
+"""What a run measures: held-out loss and bits per byte, throughput, model FLOPs utilization, and metrics.jsonl.
 
 Token counts in a metrics record:
 
@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from ibnorm_llm.data.loader import IGNORE_INDEX
+from ibnorm_llm.data.token_bytes import TokenBytes
 
 # Dense bf16 tensor-core peak FLOP/s per device (no sparsity), from the vendors' datasheets.
 # Matched as a substring of torch.cuda.get_device_name(); longer names are tried first so
@@ -90,23 +91,49 @@ def mfu(positions_per_s: float, flops_per_tok: int, peak_flops_per_device: float
 
 
 @torch.no_grad()
-def held_out_totals(model: torch.nn.Module, batches, device: torch.device | str) -> torch.Tensor:
-    """``[sum of next-token losses, number of predicted tokens]`` over ``batches`` (float64, on ``device``).
+def held_out_totals(
+    model: torch.nn.Module, batches, device: torch.device | str, byte_table: TokenBytes | None = None
+) -> torch.Tensor:
+    """``[sum of next-token losses, number of predicted tokens]`` over ``batches`` (float64, on ``device``),
+    plus a third entry, the UTF-8 bytes those tokens spell, when ``byte_table`` is given.
 
     The one held-out loss of the project: the trainer reduces it across ranks, the perplexity of
     a checkpoint divides it directly. No host sync; the model's train/eval mode is restored.
     """
     was_training = model.training
     model.eval()
-    totals = torch.zeros(2, device=device, dtype=torch.float64)
+    table = byte_table.to(device) if byte_table is not None else None
+    totals = torch.zeros(2 if table is None else 3, device=device, dtype=torch.float64)
     for batch in batches:
         batch = {k: v.to(device) for k, v in batch.items()}
         n_targets = (batch["labels"][:, 1:] != IGNORE_INDEX).sum().double()  # the model shifts labels by one
         # A batch without targets has a NaN mean loss; it adds nothing instead of poisoning the sum.
         weighted = torch.where(n_targets > 0, model(**batch).loss.double() * n_targets, 0.0)
-        totals += torch.stack([weighted, n_targets])
+        parts = [weighted, n_targets]
+        if table is not None:
+            parts.append(table.count(batch["input_ids"], batch["labels"], IGNORE_INDEX).double())
+        totals += torch.stack(parts)
     model.train(was_training)
     return totals
+
+
+def bits_per_byte(loss: float, tokens: float, n_bytes: float) -> float | None:
+    """Bits per byte of text, ``loss * tokens / (ln 2 * bytes)`` from a mean loss in nats per token;
+    tokenizer-independent, so models with different vocabularies compare on it. None without bytes."""
+    if n_bytes <= 0:
+        return None
+    return loss * tokens / (math.log(2) * n_bytes)
+
+
+def held_out_metrics(totals: list[float], prefix: str) -> dict[str, float | None]:
+    """``{prefix_loss, prefix_ppl, prefix_bpb}`` from summed :func:`held_out_totals` (with bytes)."""
+    loss_sum, count, n_bytes = totals
+    loss = loss_sum / max(count, 1.0)
+    return {
+        f"{prefix}_loss": loss,
+        f"{prefix}_ppl": math.exp(min(loss, 700.0)),
+        f"{prefix}_bpb": bits_per_byte(loss, count, n_bytes),
+    }
 
 
 def _json_safe(value: Any) -> Any:

@@ -3,7 +3,7 @@
     session = setup(cfg)                 # refuse bad settings, build, wrap, restore, run.json
     while step < max_steps:
         train_step(session, ...)         # micro batches, one host sync, optimizer step
-        log / evaluate / analyse         # periodic_report
+        log / evaluate / analyse         # periodic_report (+ the test split on the last step, eval.test)
         save a checkpoint                # periodic_checkpoint
     finish(session)                      # the eval.suite leaderboard on final/, if asked
 
@@ -26,6 +26,7 @@ from accelerate.utils import gather_object, set_seed
 from ibnorm_llm.analysis import gather_tokens, layer_report
 from ibnorm_llm.config import ConfigError, RunConfig, save_config
 from ibnorm_llm.data import IGNORE_INDEX, build_train_loader, build_val_batches, check_data_config, load_tokenizer
+from ibnorm_llm.data.token_bytes import TokenBytes, token_bytes
 from ibnorm_llm.models import build_model, count_parameters
 from ibnorm_llm.train import checkpoint as ckpt
 from ibnorm_llm.train.batching import BatchPlan, plan_batches
@@ -42,6 +43,7 @@ from ibnorm_llm.train.final_eval import FinalEval, check_final_eval
 from ibnorm_llm.train.metrics import (
     MetricsWriter,
     flops_per_token,
+    held_out_metrics,
     held_out_totals,
     mfu,
     peak_flops_for,
@@ -131,6 +133,12 @@ def evaluate(model, val_batches, accelerator) -> tuple[float, float]:
     return loss, math.exp(min(loss, 700.0))
 
 
+def evaluate_split(model, batches, accelerator, byte_table: TokenBytes, prefix: str) -> dict[str, float | None]:
+    """``{prefix_loss, prefix_ppl, prefix_bpb}`` over ``batches`` (token-weighted, all ranks)."""
+    totals = held_out_totals(model, batches, accelerator.device, byte_table)
+    return held_out_metrics(accelerator.reduce(totals, reduction="sum").tolist(), prefix)
+
+
 @dataclass
 class Session:
     """Everything setup() builds for the loop."""
@@ -145,6 +153,10 @@ class Session:
     loader: Any
     """The resumable training loader (data.build_train_loader): next() gives a batch, state_dict() its position."""
     val_batches: list
+    test_batches: list | None
+    """The test split (eval.test), evaluated once, on the last step; else None."""
+    byte_table: TokenBytes
+    """UTF-8 bytes per token id, for bits per byte."""
     flops_tok: int
     """Training FLOPs per token, for MFU."""
     peak_flops: float | None
@@ -249,8 +261,14 @@ def setup(cfg: RunConfig, final_eval: FinalEval | None = None) -> Session:
     tracker = Tracker(cfg, is_main=main, start_step=start.step, wandb_id=wandb_id)
     # Gathered once, before step 0, so too little held-out text for analysis.n_tokens fails early.
     analysis_batch = gather_tokens(val_batches, cfg.analysis.n_tokens) if cfg.analysis.every > 0 else None
+    # eval.test: the test split is read now, so a missing or too small one fails before training.
+    test_batches = (
+        build_val_batches(cfg, tokenizer, rank=accelerator.process_index, world_size=world, split="test")
+        if cfg.eval.test else None
+    )
     session = Session(
-        cfg, accelerator, strategy, plan, tokenizer, model, optimizer, loader, val_batches, flops_tok, peak,
+        cfg, accelerator, strategy, plan, tokenizer, model, optimizer, loader, val_batches, test_batches,
+        token_bytes(tokenizer), flops_tok, peak,
         resume, start, metrics, tracker, analysis_batch, final_eval,
     )
     if resume is not None:
@@ -313,7 +331,8 @@ def periodic_report(s: Session, progress: Progress, lr: float, grad_norm: float)
     """Metrics every train.log_every steps, with held-out evaluation (train.eval_every and the last
     step) and the IB analysis (analysis.every) when due."""
     tc, step = s.cfg.train, progress.step
-    do_eval = step == tc.max_steps or (tc.eval_every > 0 and step % tc.eval_every == 0)
+    is_last = step == tc.max_steps
+    do_eval = is_last or (tc.eval_every > 0 and step % tc.eval_every == 0)
     do_analysis = s.analysis_batch is not None and step % s.cfg.analysis.every == 0
     if not (do_eval or do_analysis or step % tc.log_every == 0):
         return
@@ -332,8 +351,11 @@ def periodic_report(s: Session, progress: Progress, lr: float, grad_norm: float)
     }
     record.update(_learnable_lams(s.strategy.plain_model(s.model)))
     if do_eval:
-        progress.last_eval, ppl = evaluate(s.model, s.val_batches, s.accelerator)
-        record.update(eval_loss=progress.last_eval, eval_ppl=ppl)
+        held_out = s.val_batches[: tc.eval_batches]  # the first train.eval_batches micro batches of data.val_tokens
+        record.update(evaluate_split(s.model, held_out, s.accelerator, s.byte_table, "eval"))
+        progress.last_eval = record["eval_loss"]
+        if is_last and s.test_batches is not None:
+            record.update(evaluate_split(s.model, s.test_batches, s.accelerator, s.byte_table, "test"))
     if do_analysis and (s.accelerator.is_main_process or s.strategy.shards_parameters):
         # Only the main rank logs it; a sharded model's forward needs every rank all the same.
         record.update(layer_report(s.strategy.plain_model(s.model), s.analysis_batch, s.cfg.analysis))

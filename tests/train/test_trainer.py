@@ -192,3 +192,19 @@ def test_eval_suite_is_refused_under_a_multi_process_launch(tiny_overrides, monk
     with pytest.raises(ConfigError, match=r"eval.suite=v1 .* 2 processes.*eval/leaderboard.py"):
         train(tiny_config([*tiny_overrides, "run_name=multi", "eval.suite=v1"]))
     assert not (tmp_path / "runs").exists()
+
+
+def test_held_out_evaluation_reads_train_eval_batches_micro_batches(monkeypatch, tiny_overrides):
+    seen = []
+    real = trainer.evaluate_split
+
+    def spy(model, batches, accelerator, byte_table, prefix):
+        seen.append((prefix, len(batches)))
+        return real(model, batches, accelerator, byte_table, prefix)
+
+    monkeypatch.setattr(trainer, "evaluate_split", spy)
+    cfg = tiny_config([*tiny_overrides, "run_name=eval_batches", "train.max_steps=2", "train.eval_every=1",
+                       "train.eval_batches=1", "train.micro_batch_size=2"])
+    assert len(trainer.build_val_batches(cfg, trainer.load_tokenizer(cfg), rank=0, world_size=1)) > 1
+    train(cfg)
+    assert seen == [("eval", 1), ("eval", 1)]

@@ -62,7 +62,7 @@ def build_comparison(summaries: Sequence[RunSummary], baseline: str | None = Non
         raise ResultError(f"--baseline {baseline}: no result uses that norm; norms present: {', '.join(norms)}")
     suite = summaries[0].suite
     metric_by_task = _metric_by_task(summaries)
-    columns = _columns(suite, metric_by_task, any(s.held_out for s in summaries))
+    columns = _columns(suite, metric_by_task, summaries)
     groups = _group_by_seed(summaries)
 
     baseline_norms: dict[str | None, str | None] = {}
@@ -140,13 +140,20 @@ def _metric_by_task(summaries: Sequence[RunSummary]) -> dict[str, str]:
     return {task: m for task, (m, _) in metric.items()}
 
 
-def _columns(suite: str, metric_by_task: Mapping[str, str], has_held_out: bool) -> tuple[Column, ...]:
+def _columns(suite: str, metric_by_task: Mapping[str, str], summaries: Sequence[RunSummary]) -> tuple[Column, ...]:
     known = task_names(suite)
     ordered = [t for t in known if t in metric_by_task] + sorted(set(metric_by_task) - set(known))
-    columns = [Column(t, f"{t} ({metric_by_task[t]})", True, True) for t in ordered]
+    chance = {t: 100.0 * score.chance for s in summaries for t, score in s.tasks.items() if score.chance is not None}
+    columns = [Column(t, f"{t} ({metric_by_task[t]})", True, True, chance.get(t)) for t in ordered]
     columns += [Column(f"{s}_avg", f"{s} avg", True, True) for s in suite_parts(suite)]
-    if has_held_out:
-        columns += [Column("loss", "held-out loss", False, False), Column("ppl", "held-out ppl", False, False)]
+    # Bits per byte of the correct continuation: lower is better, comparable across tokenizers.
+    columns += [Column(f"{t}_bpb", f"{t} bpb", False, False) for t in ordered
+                if any(s.tasks[t].bpb is not None for s in summaries if t in s.tasks)]
+    if any(s.held_out for s in summaries):
+        columns += [Column("loss", "held-out loss", False, False)]
+        if any(s.held_out and s.held_out.bpb is not None for s in summaries):
+            columns += [Column("bpb", "held-out bpb", False, False)]
+        columns += [Column("ppl", "held-out ppl", False, False)]
     return tuple(columns)
 
 
@@ -175,9 +182,13 @@ def _group_by_seed(summaries: Sequence[RunSummary]) -> dict[tuple, list[RunSumma
 def _cells(runs: Sequence[RunSummary], columns: Sequence[Column], suite: str) -> tuple[dict, dict]:
     cells: dict[str, Cell] = {}
     for col in columns:
-        if col.key in ("loss", "ppl"):
+        if col.key in ("loss", "ppl", "bpb"):
             values = {r.seed: getattr(r.held_out, col.key) for r in runs if r.held_out is not None}
-            cells[col.key] = Cell(values)
+            cells[col.key] = Cell({seed: v for seed, v in values.items() if v is not None})
+        elif col.key.endswith("_bpb"):
+            task = col.key[: -len("_bpb")]
+            cells[col.key] = Cell({r.seed: r.tasks[task].bpb for r in runs
+                                   if task in r.tasks and r.tasks[task].bpb is not None})
         elif col.key.endswith("_avg") and col.key[: -len("_avg")] in SUITES:
             tasks = task_names(col.key[: -len("_avg")])
             values = {

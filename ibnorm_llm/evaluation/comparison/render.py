@@ -50,9 +50,11 @@ def _score_cell(row: Row, col: Column) -> str:
         return f"{MISSING} (missing: {', '.join(missing)})" if missing else MISSING
     text = _num(cell.mean, col)
     if cell.n >= 2:
-        return f"{text} ± {_num(cell.sd, col)} sd"
-    if cell.stderr is not None:
-        return f"{text} ± {_num(cell.stderr, col)} se"
+        text = f"{text} ± {_num(cell.sd, col)} sd"
+    elif cell.stderr is not None:
+        text = f"{text} ± {_num(cell.stderr, col)} se"
+    if col.chance is not None and cell.mean <= col.chance:
+        text += " (≤ chance)"
     return text
 
 
@@ -106,8 +108,10 @@ def to_markdown(comparison: Comparison, title: str = "Norm comparison") -> str:
         "",
         "Scores are the harness metric × 100. `a ± b sd`: mean and sample standard deviation over seeds; "
         "`a ± b se`: single-seed value and the harness's standard error. Suite averages are the mean of the "
-        "suite's six tasks, per seed. Bold: best in its column (higher is better for scores, lower for loss "
-        f"and perplexity). {MISSING}: missing.",
+        "suite's tasks, per seed. `(≤ chance)`: at or below the task's chance level (guessing among the "
+        "choices), so it cannot rank models. bpb: bits per byte (of the correct continuation for a task, of "
+        "the held-out text for held-out bpb), lower is better and comparable across tokenizers. Bold: best in "
+        f"its column (higher is better for scores, lower for loss, bpb and perplexity). {MISSING}: missing.",
         "",
         "## Scores",
         "",

@@ -49,6 +49,10 @@ class TaskScore:
     """The harness metric as a fraction in [0, 1]."""
     stderr: float | None
     n: int | None
+    chance: float | None = None
+    """The metric's value when guessing (a fraction); scores at or below it cannot rank models."""
+    bpb: float | None = None
+    """Bits per byte of the correct continuation (small suite)."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,8 @@ class HeldOut:
     loss: float
     ppl: float
     tokens: int
+    bpb: float | None = None
+    """Bits per byte of the held-out text (summaries written before it existed have none)."""
 
 
 @dataclass(frozen=True)
@@ -129,8 +135,9 @@ def parse_summary(data: Any, source: str) -> RunSummary:
          "offline_data": bool, "step": int|null, "tokens": int|null,
          "run": {"run_name": str, "preset": str|null, "norm": str|null, "variant": str|null,
                  "lam": float|null, "seed": int|null, "norm_options": {...} (optional), ...},
-         "tasks": {task: {"metric": str, "value": float in [0, 1], "stderr": float|null, "n": int|null}},
-         "perplexity": {"loss": float, "ppl": float, "tokens": int} | null,
+         "tasks": {task: {"metric": str, "value": float in [0, 1], "stderr": float|null, "n": int|null,
+                          optional: "chance": float|null, "bpb": float|null}},
+         "perplexity": {"loss": float, "ppl": float, "tokens": int, optional: "bpb": float|null} | null,
          optional: "smoke", "max_gen_toks", "batch_size", "dtype", "bootstrap_iters", "notes": [str]}
 
     Other keys (subtask scores, the run config, file lists) are the runner's record and are not
@@ -159,11 +166,15 @@ def parse_summary(data: Any, source: str) -> RunSummary:
         if not 0.0 <= value <= 1.0:
             raise ResultError(f"{source}: '{where}value' = {value} is outside [0, 1]; summaries store fractions")
         stderr = _field(entry, "stderr", (int, float), source, where, nullable=True)
+        chance, bpb = (_field(entry, k, (int, float), source, where, nullable=True) if k in entry else None
+                       for k in ("chance", "bpb"))
         tasks[task] = TaskScore(
             metric=_field(entry, "metric", (str,), source, where),
             value=value,
             stderr=None if stderr is None else float(stderr),
             n=_field(entry, "n", (int,), source, where, nullable=True),
+            chance=None if chance is None else float(chance),
+            bpb=None if bpb is None else float(bpb),
         )
     ppl = _field(data, "perplexity", (dict,), source, nullable=True)
     held_out = None
@@ -172,6 +183,7 @@ def parse_summary(data: Any, source: str) -> RunSummary:
             loss=float(_field(ppl, "loss", (int, float), source, "perplexity.")),
             ppl=float(_field(ppl, "ppl", (int, float), source, "perplexity.")),
             tokens=_field(ppl, "tokens", (int,), source, "perplexity."),
+            bpb=_field(ppl, "bpb", (int, float), source, "perplexity.", nullable=True) if "bpb" in ppl else None,
         )
     return RunSummary(
         source=source,

@@ -12,16 +12,18 @@ import numpy as np
 @dataclass(frozen=True)
 class Column:
     key: str
-    """A task name, '<suite>_avg', 'loss' or 'ppl'."""
+    """A task name, '<task>_bpb', '<suite>_avg', 'loss', 'bpb' or 'ppl'."""
     title: str
     higher_is_better: bool
     percent: bool
     """Task scores and suite averages are shown in percent."""
+    chance: float | None = None
+    """A task score's chance level in the column's units (percent); scores at or below it are marked."""
 
     @property
     def decimals(self) -> int:
         """Display precision; ties at this precision count as equally best."""
-        return 4 if self.key == "loss" else 2
+        return 4 if self.key in ("loss", "bpb") or self.key.endswith("_bpb") else 2
 
 
 @dataclass(frozen=True)

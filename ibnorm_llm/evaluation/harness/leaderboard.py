@@ -107,14 +107,38 @@ def _score(results: dict[str, Any], name: str, spec: TaskSpec) -> dict[str, Any]
     }
 
 
+SIDE_METRICS = ("acc", "acc_norm")
+"""Reported beside the headline metric when the harness computed them (the small suite shows both)."""
+
+
+def _side_metrics(results: dict[str, Any], tree: TaskTree) -> dict[str, Any]:
+    spec = tree.spec
+    entry = results["results"].get(spec.name, {})
+    extra: dict[str, Any] = {m: float(entry[f"{m},{spec.filter}"]) for m in SIDE_METRICS
+                             if isinstance(entry.get(f"{m},{spec.filter}"), (int, float))}
+    if spec.chance is not None:
+        extra["chance"] = spec.chance
+    if spec.continuation_bpb:
+        from ibnorm_llm.evaluation.harness.continuation_bpb import continuation_bpb, gold_resolver
+
+        (leaf,) = tree.leaves  # the small suite's entries are single tasks
+        samples = (results.get("samples") or {}).get(leaf.name)
+        if samples is None:
+            raise KeyError(f"{leaf.name}: no per-sample log for the bits per byte of the correct continuation")
+        extra["bpb"] = continuation_bpb(samples, gold_resolver(leaf))
+    return extra
+
+
 def summarize(
     results: dict[str, Any], trees: list[TaskTree], included: dict[str, tuple[str, ...]]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Headline score per leaderboard entry and per subtask/sub-group, from the harness results."""
+    """Headline score per entry (plus acc/acc_norm, chance level and continuation bits per byte
+    where they apply) and per subtask/sub-group, from the harness results and per-sample logs."""
     tasks, subtasks = {}, {}
     for tree in trees:
         spec = tree.spec
-        tasks[spec.name] = {**_score(results, spec.name, spec), "num_fewshot": spec.num_fewshot}
+        tasks[spec.name] = {**_score(results, spec.name, spec), "num_fewshot": spec.num_fewshot,
+                            **_side_metrics(results, tree)}
         if tree.is_group:
             members = [g.name for g in tree.groups[1:]] + list(included[spec.name])
             subtasks[spec.name] = {m: _score(results, m, spec) for m in members if m in results["results"]}

@@ -14,7 +14,8 @@ import torch
 
 from ibnorm_llm.config import RunConfig
 from ibnorm_llm.data import DataError, build_val_batches
-from ibnorm_llm.train.metrics import held_out_totals
+from ibnorm_llm.data.token_bytes import token_bytes
+from ibnorm_llm.train.metrics import bits_per_byte, held_out_totals
 
 
 def mean_loss(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]], device: str) -> tuple[float, int]:
@@ -26,10 +27,15 @@ def mean_loss(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]], de
 
 
 def held_out_perplexity(model: torch.nn.Module, tokenizer, config: RunConfig, device: str) -> dict[str, float | int]:
-    """``{"loss", "ppl", "tokens"}`` on the run's validation rows (single process)."""
+    """``{"loss", "ppl", "bpb", "tokens", "bytes"}`` on the run's validation rows (single process);
+    bpb is bits per byte, loss * tokens / (ln 2 * bytes)."""
     try:
         batches = build_val_batches(config, tokenizer, rank=0, world_size=1)
     except DataError as err:
         raise DataError(f"held-out perplexity: {err} (or skip it with --no-perplexity)") from err
-    loss, tokens = mean_loss(model, batches, device)
-    return {"loss": loss, "ppl": math.exp(min(loss, 700.0)), "tokens": tokens}
+    loss_sum, count, n_bytes = held_out_totals(model, batches, device, token_bytes(tokenizer)).tolist()
+    if count == 0:
+        raise ValueError("held-out perplexity: the validation batches contain no target tokens")
+    loss = loss_sum / count
+    return {"loss": loss, "ppl": math.exp(min(loss, 700.0)), "bpb": bits_per_byte(loss, count, n_bytes),
+            "tokens": int(count), "bytes": int(n_bytes)}

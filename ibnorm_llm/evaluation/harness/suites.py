@@ -1,4 +1,8 @@
-"""The Open LLM Leaderboard task suites as data: harness task -> shots, headline metric.
+"""The task suites as data: harness task -> shots, headline metric, chance level.
+
+``v1``/``v2`` are the Open LLM Leaderboards; ``small`` is a suite whose tasks are above chance
+at 60M-350M parameters (0-shot, cloze formulation: each answer is scored as a continuation of
+the question), reporting acc, acc_norm and the bits per byte of the correct continuation.
 
 Names, shot counts and metrics follow lm-evaluation-harness 0.4.13 (pinned in pyproject) and
 the two leaderboards (reference.md, frameworks.md section 5). Every task is run with the shot
@@ -34,6 +38,10 @@ class TaskSpec:
     """The harness filter whose metric is reported (gsm8k: strict-match)."""
     generative: bool = False
     """Scored by generating text (gets the smoke generation length under ``smoke``)."""
+    chance: float | None = None
+    """The headline metric's expected value when guessing uniformly among the choices (None: not one number)."""
+    continuation_bpb: bool = False
+    """Also report the bits per byte of the correct continuation, from the harness's per-sample log-likelihoods."""
 
     @property
     def result_key(self) -> str:
@@ -45,11 +53,11 @@ SUITES: dict[str, tuple[TaskSpec, ...]] = {
     # Leaderboard I (harness group `openllm`); truthfulqa_mc2 by name, since the `truthfulqa`
     # tag would also pull mc1 and the generative variant.
     "v1": (
-        TaskSpec("arc_challenge", 25, "acc_norm", "arc"),
-        TaskSpec("hellaswag", 10, "acc_norm", "hellaswag"),
-        TaskSpec("mmlu", 5, "acc", "mmlu/default"),
+        TaskSpec("arc_challenge", 25, "acc_norm", "arc", chance=0.25),
+        TaskSpec("hellaswag", 10, "acc_norm", "hellaswag", chance=0.25),
+        TaskSpec("mmlu", 5, "acc", "mmlu/default", chance=0.25),
         TaskSpec("truthfulqa_mc2", 0, "acc", "truthfulqa"),  # the harness calls the mc2 score `acc`
-        TaskSpec("winogrande", 5, "acc", "winogrande"),
+        TaskSpec("winogrande", 5, "acc", "winogrande", chance=0.5),
         TaskSpec("gsm8k", 5, "exact_match", "gsm8k", filter="strict-match", generative=True),
     ),
     # Leaderboard II (harness group `leaderboard`), with the harness's own settings.
@@ -57,34 +65,48 @@ SUITES: dict[str, tuple[TaskSpec, ...]] = {
         TaskSpec("leaderboard_ifeval", 0, "prompt_level_strict_acc", "leaderboard/ifeval", generative=True),
         TaskSpec("leaderboard_bbh", 3, "acc_norm", "leaderboard/bbh_mc"),
         TaskSpec("leaderboard_math_hard", 4, "exact_match", "leaderboard/math", generative=True),
-        TaskSpec("leaderboard_gpqa", 0, "acc_norm", "leaderboard/gpqa"),
+        TaskSpec("leaderboard_gpqa", 0, "acc_norm", "leaderboard/gpqa", chance=0.25),
         TaskSpec("leaderboard_musr", 0, "acc_norm", "leaderboard/musr"),
-        TaskSpec("leaderboard_mmlu_pro", 5, "acc", "leaderboard/mmlu_pro"),
+        TaskSpec("leaderboard_mmlu_pro", 5, "acc", "leaderboard/mmlu_pro", chance=0.1),
+    ),
+    # Small models: tasks above chance at 60M-350M in the cloze formulation, 0-shot. acc_norm
+    # (log-likelihood per character) where answers differ in length; lambada scores the last word.
+    "small": (
+        TaskSpec("arc_easy", 0, "acc_norm", "arc", chance=0.25, continuation_bpb=True),
+        TaskSpec("arc_challenge", 0, "acc_norm", "arc", chance=0.25, continuation_bpb=True),
+        TaskSpec("piqa", 0, "acc_norm", "piqa", chance=0.5, continuation_bpb=True),
+        TaskSpec("sciq", 0, "acc", "sciq", chance=0.25, continuation_bpb=True),
+        TaskSpec("lambada_openai", 0, "acc", "lambada", chance=0.0, continuation_bpb=True),
+        TaskSpec("hellaswag", 0, "acc_norm", "hellaswag", chance=0.25, continuation_bpb=True),
+        TaskSpec("winogrande", 0, "acc", "winogrande", chance=0.5, continuation_bpb=True),
     ),
 }
 """Suite name -> its tasks, in leaderboard order."""
 
-SUITE_CHOICES = ("v1", "v2", "all")
+SUITE_CHOICES = ("small", "v1", "v2", "all")
+LEADERBOARDS = ("v1", "v2")
+"""What ``all`` covers: both leaderboards (the small suite is asked for by name)."""
 
-_BY_NAME = {spec.name: spec for specs in SUITES.values() for spec in specs}
+# Leaderboard entries by name (the small suite reuses some names with other shot counts).
+_BY_NAME = {spec.name: spec for part in LEADERBOARDS for spec in SUITES[part]}
 
 
 def suite_parts(suite: str) -> tuple[str, ...]:
-    """The leaderboards (keys of :data:`SUITES`) that ``v1``, ``v2`` or ``all`` (v1 then v2) covers."""
+    """The suites (keys of :data:`SUITES`) that ``small``, ``v1``, ``v2`` or ``all`` (v1 then v2) covers."""
     if suite == "all":
-        return tuple(SUITES)
+        return LEADERBOARDS
     if suite not in SUITES:
         raise SuiteError(f"unknown suite {suite!r}: choose one of {', '.join(SUITE_CHOICES)}")
     return (suite,)
 
 
 def suite_tasks(suite: str) -> tuple[TaskSpec, ...]:
-    """The tasks of ``v1``, ``v2`` or ``all`` (v1 then v2)."""
+    """The tasks of ``small``, ``v1``, ``v2`` or ``all`` (v1 then v2)."""
     return tuple(spec for part in suite_parts(suite) for spec in SUITES[part])
 
 
 def task_names(suite: str) -> tuple[str, ...]:
-    """The task names of ``v1``, ``v2`` or ``all``, in leaderboard order."""
+    """The task names of ``small``, ``v1``, ``v2`` or ``all``, in suite order."""
     return tuple(spec.name for spec in suite_tasks(suite))
 
 

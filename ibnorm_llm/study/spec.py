@@ -1,0 +1,158 @@
+"""A study file: what is compared (arms), against what (baseline), tuned over what grid, with which seeds.
+
+    name: tiny_norms
+    base: llama_tiny_rmsnorm.yaml          # a config name or path
+    overrides: {train.max_steps: 400}      # dotted keys, applied to every run
+    arms:                                  # the things compared; dotted keys per arm
+      rmsnorm: {model.norm.kind: rmsnorm}
+      ibnorm_l: {model.norm.kind: ibnorm, model.norm.variant: L}
+    baseline: rmsnorm
+    tune: {optim.lr: [1.0e-3, 3.0e-3, 1.0e-2]}   # grid tuned separately for every arm
+    seeds: [0, 1, 2]
+    eval: {suite: none}                    # or small / v1 / v2 / all, on every final run
+
+Every problem raises :class:`StudyError` naming the key and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ibnorm_llm.config import ConfigError, resolve_config_path, yaml_load
+
+
+class StudyError(ValueError):
+    """A bad study file or a study that cannot go on; the message names the problem and the fix."""
+
+
+EVAL_SUITES = ("none", "small", "v1", "v2", "all")
+_TOP_KEYS = ("name", "base", "overrides", "arms", "baseline", "tune", "seeds", "eval")
+_EVAL_KEYS = ("suite", "limit", "batch_size", "offline_data", "smoke")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class StudyEval:
+    """The evaluation suite run on every final run's checkpoint (eval/leaderboard.py options)."""
+
+    suite: str = "none"
+    limit: int | None = None
+    batch_size: int = 8
+    offline_data: str | None = None
+    smoke: bool = False
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    name: str
+    base: str
+    overrides: dict[str, Any]
+    arms: dict[str, dict[str, Any]]
+    baseline: str
+    tune: dict[str, list[Any]]
+    seeds: tuple[int, ...]
+    eval: StudyEval = field(default_factory=StudyEval)
+    source: str = "<study>"
+    """The file it was read from (for messages)."""
+
+
+def _mapping(value: Any, key: str, source: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise StudyError(f"{source}: '{key}' must be a mapping of dotted config keys to values, got {value!r}")
+    return dict(value)
+
+
+def _check_name(value: Any, key: str, source: str) -> str:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise StudyError(f"{source}: {key}={value!r} must be a name of letters, digits, '_', '-' or '.' (used in run names)")
+    return value
+
+
+def _parse_eval(raw: Any, source: str) -> StudyEval:
+    data = _mapping(raw, "eval", source)
+    for key in data:
+        if key not in _EVAL_KEYS:
+            close = difflib.get_close_matches(key, _EVAL_KEYS, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(_EVAL_KEYS)}"
+            raise StudyError(f"{source}: unknown key 'eval.{key}'{hint}")
+    result = StudyEval(**data)
+    if result.suite not in EVAL_SUITES:
+        raise StudyError(f"{source}: eval.suite={result.suite!r} must be one of {', '.join(EVAL_SUITES)}")
+    for key in ("limit", "batch_size"):
+        value = getattr(result, key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            raise StudyError(f"{source}: eval.{key}={value!r} must be a positive integer")
+    if not isinstance(result.smoke, bool):
+        raise StudyError(f"{source}: eval.smoke={result.smoke!r} must be true or false")
+    return result
+
+
+def parse_study(data: Any, source: str = "<study>") -> StudySpec:
+    """Check a decoded study file (see the module docstring for the schema)."""
+    if not isinstance(data, dict):
+        raise StudyError(f"{source}: the top level must be a mapping with keys {', '.join(_TOP_KEYS)}")
+    for key in data:
+        if key not in _TOP_KEYS:
+            close = difflib.get_close_matches(str(key), _TOP_KEYS, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(_TOP_KEYS)}"
+            raise StudyError(f"{source}: unknown key '{key}'{hint}")
+    for key in ("name", "base", "arms", "baseline", "seeds"):
+        if key not in data:
+            raise StudyError(f"{source}: missing key '{key}' (a study needs {', '.join(('name', 'base', 'arms', 'baseline', 'seeds'))})")
+    name = _check_name(data["name"], "name", source)
+    base = data["base"]
+    if not isinstance(base, str):
+        raise StudyError(f"{source}: base={base!r} must be a config name (configs/) or a path")
+    try:
+        resolve_config_path(base)
+    except ConfigError as err:
+        raise StudyError(f"{source}: base: {err}") from None
+    arms_raw = _mapping(data["arms"], "arms", source)
+    if not arms_raw:
+        raise StudyError(f"{source}: 'arms' is empty; list the things compared, e.g. rmsnorm: {{model.norm.kind: rmsnorm}}")
+    arms = {}
+    for arm, settings in arms_raw.items():
+        _check_name(arm, f"arms.{arm}", source)
+        arms[arm] = _mapping(settings, f"arms.{arm}", source)
+    baseline = data["baseline"]
+    if baseline not in arms:
+        raise StudyError(f"{source}: baseline={baseline!r} is not one of the arms ({', '.join(arms)})")
+    tune = _mapping(data.get("tune"), "tune", source)
+    for key, values in tune.items():
+        if not isinstance(values, list) or not values:
+            raise StudyError(f"{source}: tune.{key}={values!r} must be a non-empty list of values")
+        if len(set(map(repr, values))) != len(values):
+            raise StudyError(f"{source}: tune.{key} lists a value twice: {values!r}")
+        for arm, settings in arms.items():
+            if key in settings:
+                raise StudyError(f"{source}: {key} is both tuned and fixed by arms.{arm}; tune it or fix it, not both")
+    seeds = data["seeds"]
+    if (not isinstance(seeds, list) or not seeds
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
+        raise StudyError(f"{source}: seeds={seeds!r} must be a non-empty list of non-negative integers, e.g. [0, 1, 2]")
+    if len(set(seeds)) != len(seeds):
+        raise StudyError(f"{source}: seeds={seeds!r} lists a seed twice")
+    return StudySpec(
+        name=name, base=base, overrides=_mapping(data.get("overrides"), "overrides", source), arms=arms,
+        baseline=baseline, tune=tune, seeds=tuple(seeds), eval=_parse_eval(data.get("eval"), source), source=source,
+    )
+
+
+def load_study(path: str | Path) -> StudySpec:
+    """Read and check a study file."""
+    path = Path(path)
+    if not path.is_file():
+        found = sorted(p.name for p in Path("studies").glob("*.yaml")) if Path("studies").is_dir() else []
+        hint = f" Studies here: {', '.join(found)}." if found else ""
+        raise StudyError(f"--study {path}: no such file.{hint}")
+    try:
+        data = yaml_load(path.read_text())
+    except Exception as err:  # yaml.YAMLError and decoding errors alike: name the file
+        raise StudyError(f"{path}: not valid YAML ({err})") from None
+    return parse_study(data, str(path))

@@ -1,0 +1,75 @@
+"""Run a study: every arm tuned on validation, the chosen settings at several seeds, test-split numbers.
+
+    python scripts/study.py --study studies/tiny_norms.yaml                 # -> runs/study/<name>/report.md
+    python scripts/study.py --study studies/tiny_norms.yaml --dry-run       # the plan, nothing runs
+    python scripts/study.py --study studies/llama60m_norms.yaml --out runs/llama60m_study \\
+        --launcher "accelerate launch --config_file launch/ddp.yaml"
+
+Protocol: every arm is tuned over the study's grid at its first seed (grid keys an arm's norm
+does not take are skipped for it); each arm's best point is chosen on the validation split and
+run with the remaining seeds; final numbers come from a test split selection never saw. Every
+run is an ordinary training run under --out; rerunning the same command skips finished runs and
+resumes interrupted ones. See docs/studies.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from ibnorm_llm.study import StudyError, StudyRunner, build_plan, load_study, write_report
+from ibnorm_llm.study.plan import StudyPlan
+from ibnorm_llm.study.runner import eval_command, run_state, training_command
+
+
+def describe_plan(plan: StudyPlan, launcher: str | None) -> str:
+    spec = plan.spec
+    tuning = plan.tuning_runs()
+    n_final = len(plan.grids) * (len(spec.seeds) - 1)
+    lines = [f"study {spec.name}: {len(plan.grids)} arms, baseline {spec.baseline}, seeds {list(spec.seeds)}, "
+             f"out {plan.out}"]
+    lines += [f"note: {note}" for note in plan.notes]
+    for arm, grid in plan.grids.items():
+        lines.append(f"arm {arm}: {len(grid.points)} grid point(s)")
+        lines += [f"  skip {key}: {reason}" for key, reason in grid.skipped.items()]
+    lines.append(f"1) tuning at seed {plan.tuning_seed}: {len(tuning)} runs")
+    for run in tuning:
+        lines.append(f"  [{run_state(run)}] {run.name}: {shlex.join(training_command(run, launcher))}")
+    lines.append("2) per arm, the point with the lowest final validation loss is chosen (selection.json)")
+    lines.append(f"3) final runs: the chosen point at seeds {list(spec.seeds[1:])}: {n_final} runs "
+                 "(names known after step 2)")
+    if spec.eval.suite != "none":
+        example = plan.final_runs({arm: grid.points[0] for arm, grid in plan.grids.items()})[0]
+        lines.append(f"4) eval suite {spec.eval.suite} on every final run, e.g. {shlex.join(eval_command(plan, example))}")
+    lines.append(f"report: {plan.out / 'report.md'} (+ report.csv, runs.csv, lr_sensitivity.png, loss_curves.png); "
+                 f"{len(tuning) + n_final} training runs in all")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--study", required=True, type=Path, help="study file (see studies/)")
+    parser.add_argument("--out", type=Path, help="study folder (default runs/study/<name>)")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and the commands; run nothing")
+    parser.add_argument("--launcher", help="command that runs each training instead of this Python, e.g. "
+                                           "'accelerate launch --config_file launch/ddp.yaml'")
+    args = parser.parse_args(argv)
+    try:
+        spec = load_study(args.study)
+        plan = build_plan(spec, args.out or Path("runs/study") / spec.name)
+        if args.dry_run:
+            print(describe_plan(plan, args.launcher))
+            return 0
+        results = StudyRunner(plan, launcher=args.launcher).run()
+        report = write_report(results)
+    except StudyError as err:
+        print(f"study error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {report}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
