@@ -399,6 +399,10 @@ def finish(s: Session, progress: Progress) -> TrainResult:
         s.tracker.log({"step": progress.step, **eval_scores})
     s.tracker.close()
     s.metrics.close()
+    # Tear the process group down while every rank is still here: left to interpreter exit, its
+    # background threads can be destroyed mid-use and abort one rank after a successful run.
+    s.accelerator.wait_for_everyone()
+    s.accelerator.end_training()
     return TrainResult(
         run_dir=s.cfg.run_dir, final_checkpoint=final, steps=progress.step, tokens=progress.tokens,
         train_loss=progress.record.get("loss"), eval_loss=progress.last_eval,

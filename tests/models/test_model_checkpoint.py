@@ -167,7 +167,9 @@ def test_every_layout_loads_with_remote_code_and_generates_with_the_kv_cache(tmp
     results = _load_in_fresh_process(directories, tmp_path)
     assert results.keys() == expected.keys()
     for name, result in results.items():
-        assert result["max_logit_diff"] == 0 and result["resaved_max_logit_diff"] == 0, name
+        # In-package RMSNorm/IBNorm run the compiled CPU operator; the copy loaded without ibnorm_llm has
+        # no csrc/ to build it from and runs the formula, so fp32 rounding may differ (never the tokens).
+        assert result["max_logit_diff"] <= 1e-4 and result["resaved_max_logit_diff"] <= 1e-4, name
         assert result["cached"] == result["uncached"] == expected[name], name
 
 
