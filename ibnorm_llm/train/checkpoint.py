@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ibnorm_llm.checkpoint import COMPLETE, STATE_DIR, is_complete
+from ibnorm_llm.checkpoint import COMPLETE, RUN_CONFIG_FILE, STATE_DIR, TRAINER_STATE_FILE, is_complete
 from ibnorm_llm.config import ConfigError, RunConfig, save_config
 
 
@@ -64,7 +64,7 @@ def read_state(path: Path) -> TrainerState:
             f"train.resume={path}: not a complete checkpoint (no {STATE_DIR}/{COMPLETE}); "
             "point it at a runs/<name>/checkpoints/step_<N> or final directory, or use train.resume=auto"
         )
-    return TrainerState(**json.loads((path / STATE_DIR / "trainer.json").read_text()))
+    return TrainerState(**json.loads((path / STATE_DIR / TRAINER_STATE_FILE).read_text()))
 
 
 def find_latest(run_dir: Path) -> Path | None:
@@ -170,7 +170,7 @@ def write_model_dir(directory: Path, *, accelerator, strategy, model, tokenizer,
     if accelerator.is_main_process:
         strategy.plain_model(model).save_pretrained(directory, state_dict=full_state, safe_serialization=True)
         tokenizer.save_pretrained(directory)
-        save_config(cfg, directory / "config.yaml")
+        save_config(cfg, directory / RUN_CONFIG_FILE)
 
 
 def write_training_state(state_dir: Path, *, accelerator, strategy, model, optimizer, loader) -> None:
@@ -183,7 +183,7 @@ def write_training_state(state_dir: Path, *, accelerator, strategy, model, optim
 
 def _commit(tmp: Path, target: Path, state: TrainerState) -> None:
     """Mark ``tmp`` complete and rename it into place (main process, after every rank wrote)."""
-    (tmp / STATE_DIR / "trainer.json").write_text(json.dumps(asdict(state), indent=2))
+    (tmp / STATE_DIR / TRAINER_STATE_FILE).write_text(json.dumps(asdict(state), indent=2))
     (tmp / STATE_DIR / COMPLETE).write_text(f"step {state.step}\n")
     _fsync_tree(tmp)
     old = target.parent / f".old_{target.name}"

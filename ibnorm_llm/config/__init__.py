@@ -1,0 +1,129 @@
+"""Run configuration: frozen dataclasses per section, YAML as their serialization.
+
+Merge order: dataclass defaults <- YAML file <- ``dotted.key=value`` overrides.
+Every key is checked: an unknown key, a wrong type or an invalid value raises
+:class:`ConfigError` naming the dotted key, and for unknown keys the closest valid one.
+
+    cfg = load_config("configs/llama_tiny_ibnorm_l.yaml", ["train.max_steps=20"])
+    cfg.model.norm.kind        # 'ibnorm'
+    save_config(cfg, "runs/x/config.yaml")
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .checks import check_values
+from .convert import from_dict, to_dict
+from .errors import ConfigError
+from .sections import (
+    AnalysisConfig,
+    DataConfig,
+    EvalConfig,
+    LoggingConfig,
+    ModelConfig,
+    NormConfig,
+    NormOverride,
+    OptimConfig,
+    RunConfig,
+    TokenizerConfig,
+    TrainConfig,
+)
+from .yaml12 import yaml_load
+
+__all__ = [
+    "CONFIG_DIR", "AnalysisConfig", "ConfigError", "DataConfig", "EvalConfig", "LoggingConfig", "ModelConfig",
+    "NormConfig", "NormOverride", "OptimConfig", "RunConfig", "TokenizerConfig", "TrainConfig", "config_from_tree",
+    "config_to_yaml", "from_dict", "load_config", "parse_override", "replace", "resolve_config_path", "save_config",
+    "to_dict", "yaml_load",
+]
+
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+
+def resolve_config_path(name_or_path: str | Path) -> Path:
+    """A path as given, or a bare name looked up in ``configs/`` (``.yaml`` optional)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    # configs/ of the checkout this package runs from (editable install), then of the working directory.
+    candidates = [d / name for d in (CONFIG_DIR, Path("configs")) for name in (path.name, f"{path.name}.yaml")]
+    for candidate in candidates:
+        if path.parent == Path(".") and candidate.is_file():
+            return candidate
+    available = sorted(p.name for p in CONFIG_DIR.glob("*.yaml"))
+    close = difflib.get_close_matches(path.name, available, n=3)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    raise ConfigError(f"config file '{name_or_path}' not found (looked in . and {CONFIG_DIR}).{hint}")
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    node = tree
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {dotted}: '{part}' is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``model.norm.lam=4`` -> ("model.norm.lam", 4); the value is parsed as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r}: expected dotted.key=value, e.g. train.max_steps=100")
+    try:
+        value = yaml_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({err})") from None
+    return key.strip(), value
+
+
+def config_from_tree(tree: dict[str, Any]) -> RunConfig:
+    cfg = from_dict(RunConfig, tree)
+    check_values(cfg)
+    return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Defaults <- YAML at ``path`` (a path or a name in configs/) <- ``key=value`` overrides."""
+    tree: dict[str, Any] = {}
+    if path is not None:
+        resolved = resolve_config_path(path)
+        try:
+            tree = yaml_load(resolved.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{resolved}: not valid YAML ({err})") from None
+        if not isinstance(tree, dict):
+            raise ConfigError(f"{resolved}: the top level must be a mapping of sections")
+    for text in overrides:
+        key, value = parse_override(text)
+        _set_dotted(tree, key, value)
+    return config_from_tree(tree)
+
+
+def config_to_yaml(cfg: RunConfig) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def save_config(cfg: RunConfig, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(config_to_yaml(cfg))
+
+
+def replace(obj: Any, dotted: str, value: Any) -> Any:
+    """A copy of a (nested) frozen config with one dotted key changed and re-validated."""
+    tree = to_dict(obj)
+    _set_dotted(tree, dotted, value)
+    if isinstance(obj, RunConfig):
+        return config_from_tree(tree)
+    return from_dict(type(obj), tree)

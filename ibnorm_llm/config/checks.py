@@ -1,0 +1,100 @@
+"""Value checks that need more than a type or span sections: one place, keyed by dotted path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import ConfigError
+from .sections import DataConfig, RunConfig
+
+_POSITIVE_INT = (
+    "data.seq_len", "data.val_tokens", "data.shuffle_buffer", "data.num_workers",
+    "tokenizer.vocab_size", "tokenizer.train_max_documents", "train.max_steps", "train.micro_batch_size", "train.keep_last",
+    "train.eval_batches", "train.log_every", "analysis.n_tokens", "eval.batch_size",
+)
+_NON_NEGATIVE = (
+    "optim.weight_decay", "optim.warmup_steps", "optim.grad_clip", "train.checkpoint_every",
+    "train.eval_every", "analysis.every", "analysis.beta",
+)
+
+
+def check_values(cfg: RunConfig) -> None:
+    for key in _POSITIVE_INT:
+        value = _get(cfg, key)
+        if value <= 0:
+            raise ConfigError(f"{key}={value}: must be a positive integer")
+    for key in _NON_NEGATIVE:
+        value = _get(cfg, key)
+        if value < 0:
+            raise ConfigError(f"{key}={value}: must be >= 0")
+    if not cfg.optim.lr > 0:
+        raise ConfigError(f"optim.lr={cfg.optim.lr}: must be > 0")
+    if not 0 <= cfg.optim.min_lr_ratio <= 1:
+        raise ConfigError(f"optim.min_lr_ratio={cfg.optim.min_lr_ratio}: must be in [0, 1]")
+    if not all(0 <= b < 1 for b in cfg.optim.betas):
+        raise ConfigError(f"optim.betas={list(cfg.optim.betas)}: each must be in [0, 1)")
+    if not 0 < cfg.data.val_fraction < 1:
+        raise ConfigError(f"data.val_fraction={cfg.data.val_fraction}: must be in (0, 1)")
+    _check_test_split(cfg)
+    for key in ("train.global_batch_size", "train.global_batch_tokens", "eval.limit"):
+        value = _get(cfg, key)
+        if value is not None and value <= 0:
+            raise ConfigError(f"{key}={value}: must be a positive integer (or null)")
+    if cfg.train.global_batch_size is not None and cfg.train.global_batch_tokens is not None:
+        raise ConfigError(
+            "train.global_batch_size and train.global_batch_tokens are both set: set only one "
+            "(sequences or tokens per optimizer step)"
+        )
+    _check_source_keys(cfg.data)
+    if cfg.data.source == "files" and not cfg.data.files:
+        raise ConfigError("data.files is empty but data.source=files: list text/JSONL/Parquet paths or globs")
+    if not cfg.run_name or "/" in cfg.run_name:
+        raise ConfigError(f"run_name={cfg.run_name!r}: must be a non-empty folder name without '/'")
+    for override in cfg.model.norm_overrides:
+        override.block_indices()
+
+
+# Keys that only mean something for one data.source: setting one for another source is an error,
+# so `data.files=[x]` without `data.source=files` does not silently train on the built-in corpus.
+_SOURCE_ONLY_KEYS = {
+    "files": ("files", "txt_sample_by"),
+    "hf": ("hf_name", "hf_config", "train_split", "val_split", "test_split", "shuffle_buffer", "num_workers"),
+}
+
+
+def _check_test_split(cfg: RunConfig) -> None:
+    data = cfg.data
+    if not 0 <= data.test_fraction < 1 or data.val_fraction + data.test_fraction >= 1:
+        raise ConfigError(
+            f"data.test_fraction={data.test_fraction}: must be in [0, 1) with data.val_fraction + data.test_fraction "
+            f"< 1 (data.val_fraction={data.val_fraction}), so that documents remain to train on"
+        )
+    if data.test_split is not None and data.test_fraction > 0:
+        raise ConfigError(
+            f"data.test_split={data.test_split!r} and data.test_fraction={data.test_fraction} are both set: the test "
+            "split is either a dataset split of its own or carved out of train_split by hash; set only one"
+        )
+    if cfg.eval.test and data.test_fraction == 0 and data.test_split is None:
+        raise ConfigError(
+            "eval.test=true but the data has no test split: set data.test_fraction (e.g. 0.05) to hold out a share "
+            "of documents by hash, or (data.source=hf) data.test_split to a split of the dataset"
+        )
+
+
+def _check_source_keys(data: DataConfig) -> None:
+    defaults = DataConfig()
+    for source, keys in _SOURCE_ONLY_KEYS.items():
+        if data.source == source:
+            continue
+        for key in keys:
+            if getattr(data, key) != getattr(defaults, key):
+                raise ConfigError(
+                    f"data.{key} is set but data.source={data.source}: it applies only to data.source={source}; "
+                    f"set data.source={source} or remove data.{key}"
+                )
+
+
+def _get(obj: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj

@@ -1,0 +1,302 @@
+"""The run config's sections: one frozen dataclass per YAML section, each field documented
+right under it; ``__post_init__`` checks what one section can check alone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from ibnorm_llm.norms import NormSpec
+
+from .errors import ConfigError
+
+NormConfig = NormSpec
+"""``model.norm``, ``model.final_norm`` and ``model.norm_overrides[].norm``: ``{kind, **options}``
+(see :class:`ibnorm_llm.norms.NormSpec`); checked against the norm registry when the config loads."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class NormOverride:
+    """A different norm for a range of decoder blocks (the paper's open question 2)."""
+
+    layers: str
+    """Inclusive block range 'first-last' (e.g. '0-3') or a single block index ('5')."""
+    norm: NormConfig
+    """The norm those blocks use instead of ``model.norm``."""
+
+    def block_indices(self) -> range:
+        text = str(self.layers).strip()
+        try:
+            first, dash, last = text.partition("-")
+            first_i = int(first)
+            last_i = int(last) if dash else first_i  # '5-' is an error, not block 5
+        except ValueError:
+            raise ConfigError(
+                f"model.norm_overrides[].layers={self.layers!r}: expected 'first-last' like '0-3' or one index like '5'"
+            ) from None
+        if first_i < 0 or last_i < first_i:
+            raise ConfigError(f"model.norm_overrides[].layers={self.layers!r}: need 0 <= first <= last")
+        return range(first_i, last_i + 1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    preset: str = "llama-tiny"
+    """A preset name from ibnorm_llm.models.presets.PRESETS, e.g. llama-60m or gpt2-124m."""
+    norm: NormConfig = field(default_factory=NormConfig)
+    """The norm of every block and of the final norm (unless overridden)."""
+    norm_overrides: tuple[NormOverride, ...] = ()
+    """Per-block-range norms; later entries win where ranges overlap."""
+    final_norm: NormConfig | None = None
+    """The norm before the LM head; None = same as ``model.norm``."""
+    norm_placement: Literal["pre", "post", "peri", "mix"] = "pre"
+    """Where the block norms sit: pre (Pre-LN, x + F(N(x))), post (Post-LN, N(x + F(x))), peri
+    (Peri-LN, x + N_out(F(N_in(x)))) or mix (Mix-LN: post in the first blocks, pre in the rest)."""
+    mix_ln_fraction: float | None = None
+    """norm_placement=mix: share of blocks, counted from the first, that use Post-LN
+    (floor(fraction * n_layers), in (0, 1)); None = the Mix-LN paper's 0.25."""
+    norm_scaling: Literal["none", "lns"] = "none"
+    """lns: LayerNorm Scaling, every norm output of block l (counted from 1) times 1/sqrt(l)."""
+    qk_norm: NormConfig | None = None
+    """A norm over each attention head's queries and keys (before RoPE); None = none."""
+    d_model: int | None = None
+    """Override the preset's width."""
+    n_layers: int | None = None
+    """Override the preset's depth."""
+    n_heads: int | None = None
+    """Override the preset's attention heads."""
+    n_kv_heads: int | None = None
+    """Override the preset's key/value heads (LLaMA only)."""
+    d_ff: int | None = None
+    """Override the preset's MLP width."""
+    max_seq_len: int | None = None
+    """Override the preset's maximum positions."""
+    tie_embeddings: bool | None = None
+    """Share the token embedding with the LM head; None = the preset's choice (LLaMA untied, GPT-2 tied)."""
+    init_std: float | None = None
+    """Std of the normal init of linear and embedding weights; None = 0.02."""
+    gradient_checkpointing: bool = False
+    """Recompute block activations in the backward to save memory."""
+
+    def __post_init__(self) -> None:
+        for name in ("d_model", "n_layers", "n_heads", "n_kv_heads", "d_ff", "max_seq_len"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"model.{name}={value}: must be a positive integer (or null for the preset's)")
+        if self.init_std is not None and not self.init_std > 0:
+            raise ConfigError(f"model.init_std={self.init_std}: must be > 0 (or null for 0.02)")
+        if self.mix_ln_fraction is not None:
+            if self.norm_placement != "mix":
+                raise ConfigError(
+                    f"model.mix_ln_fraction={self.mix_ln_fraction} is set but model.norm_placement="
+                    f"{self.norm_placement}: it applies only to norm_placement=mix; remove it or set that"
+                )
+            if not 0 < self.mix_ln_fraction < 1:
+                raise ConfigError(
+                    f"model.mix_ln_fraction={self.mix_ln_fraction}: must be in (0, 1), the share of blocks "
+                    "using Post-LN (e.g. 0.25, the paper's)"
+                )
+
+    def norm_for_block(self, index: int) -> NormConfig:
+        chosen = self.norm
+        for override in self.norm_overrides:
+            if index in override.block_indices():
+                chosen = override.norm
+        return chosen
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    source: Literal["builtin", "files", "hf"] = "builtin"
+    """builtin (offline corpus from Python's own docs), files (local text/JSONL/Parquet) or hf (hub, streamed)."""
+    files: tuple[str, ...] = ()
+    """source=files: paths or globs of .txt, .jsonl/.json or .parquet files."""
+    txt_sample_by: Literal["document", "paragraph", "line"] = "paragraph"
+    """source=files, .txt files: one document per file, per blank-line-separated paragraph, or per line."""
+    hf_name: str = "allenai/c4"
+    """source=hf: dataset name (or a local dataset directory with the same layout)."""
+    hf_config: str | None = "en"
+    """source=hf: dataset configuration name."""
+    train_split: str = "train"
+    """source=hf: split to train on."""
+    val_split: str | None = "validation"
+    """source=hf: split for held-out evaluation; None = hold out data.val_fraction of the train split by hash."""
+    text_field: str = "text"
+    """Field holding the document text (JSONL, Parquet, hub)."""
+    seq_len: int = 256
+    """Tokens per training sequence."""
+    packing: Literal["concat", "pad"] = "concat"
+    """concat: documents joined with EOS and cut into seq_len blocks; pad: one document per row, padded (GaLore)."""
+    val_fraction: float = 0.05
+    """Share of documents held out for validation (chosen by a hash of the text; local corpora and hf without val_split)."""
+    test_fraction: float = 0.0
+    """Share of documents held out as a test split, by the same hash, disjoint from train and validation
+    (0 = no test split). source=hf carves it from train_split unless test_split names a split of its own."""
+    test_split: str | None = None
+    """source=hf: a dataset split to use as the test split instead of carving data.test_fraction out of train_split."""
+    val_tokens: int = 8192
+    """Held-out tokens used for evaluation, in total over all ranks (val_tokens // seq_len rows, pad included)."""
+    shuffle_seed: int = 42
+    """Seed of the document/stream shuffle."""
+    shuffle_buffer: int = 10000
+    """source=hf: documents per shuffle window (a resume re-reads at most one window)."""
+    num_workers: int = 1
+    """source=hf: background threads tokenizing the stream ahead of training."""
+    cache_dir: str = ".cache/ibnorm_llm/tokens"
+    """Where token shards of local and built-in corpora are cached."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TokenizerConfig:
+    name_or_path: str = "tokenizers/builtin-sp-4k"
+    """A hub tokenizer (t5-base, gpt2) or a local directory. Local when it exists, starts with '.', '/' or '~',
+    or lies under tokenizers/; anything else is a hub name."""
+    train_if_missing: bool = True
+    """When name_or_path is a missing local directory: train a SentencePiece tokenizer there on data.*."""
+    vocab_size: int = 4096
+    """Vocabulary size when training a SentencePiece tokenizer."""
+    model_type: Literal["bpe", "unigram"] = "bpe"
+    """SentencePiece algorithm when training."""
+    train_max_documents: int = 200000
+    """At most this many corpus documents are used to train a SentencePiece tokenizer."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class OptimConfig:
+    name: Literal["adamw", "adam"] = "adamw"
+    """adamw (decoupled decay) or adam (the GaLore paper recipe)."""
+    lr: float = 1e-3
+    """Peak learning rate."""
+    betas: tuple[float, float] = (0.9, 0.95)
+    """Adam betas."""
+    eps: float = 1e-8
+    """Adam epsilon."""
+    weight_decay: float = 0.1
+    """Decay of matrices only; norms, biases and embeddings are never decayed."""
+    warmup_steps: int = 100
+    """Linear warmup steps."""
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    """Decay after warmup."""
+    min_lr_ratio: float = 0.1
+    """Final learning rate as a fraction of the peak."""
+    grad_clip: float = 1.0
+    """Max global gradient norm; 0 disables clipping."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    max_steps: int = 1000
+    """Optimizer steps to train."""
+    micro_batch_size: int = 8
+    """Sequences per device per forward pass."""
+    global_batch_size: int | None = None
+    """Sequences per optimizer step across all devices (set this or global_batch_tokens)."""
+    global_batch_tokens: int | None = None
+    """Tokens per optimizer step across all devices (set this or global_batch_size)."""
+    seed: int = 0
+    """Seed of initialization, dropout and data order."""
+    precision: Literal["fp32", "bf16-mixed", "bf16-pure"] = "fp32"
+    """fp32 (CPU), bf16-mixed (autocast, fp32 master weights) or bf16-pure (the paper: whole model in bf16)."""
+    checkpoint_every: int = 1000
+    """Save a checkpoint every N steps (and always at the end); 0 = only at the end."""
+    keep_last: int = 3
+    """Keep the newest K step checkpoints (final/ is always kept)."""
+    resume: str = "none"
+    """none, auto (newest complete checkpoint of this run) or a checkpoint directory."""
+    eval_every: int = 500
+    """Evaluate held-out loss every N steps (and at the end); 0 = only at the end."""
+    eval_batches: int = 16
+    """Micro batches per held-out evaluation: the first N of the data.val_tokens held-out rows (the
+    test split of eval.test is always evaluated whole)."""
+    log_every: int = 10
+    """Write metrics every N steps."""
+    skip_nonfinite: bool = False
+    """Skip (and count) steps with a non-finite loss or gradient instead of stopping."""
+    peak_flops: float | None = None
+    """Peak FLOP/s per device for MFU when the device is not in the built-in table."""
+    compile: bool = False
+    """torch.compile the model (in place; per decoder block under FSDP2)."""
+    allow_slow_cpu_bf16: bool = False
+    """Run bf16-mixed/bf16-pure on a machine without CUDA (emulated, >100x slower than fp32; for tests)."""
+    reuse_freed_memory: bool = True
+    """CPU runs: keep freed memory in the process for the next step (glibc mallopt; see train/cpu_memory.py)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoggingConfig:
+    wandb: Literal["auto", "off", "offline", "online"] = "auto"
+    """auto = online with WANDB_API_KEY set, else offline."""
+    wandb_project: str = "ibnorm_llm"
+    """W&B project name."""
+    progress: bool = True
+    """Progress bar on the main process."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalConfig:
+    suite: Literal["none", "small", "v1", "v2", "all"] = "none"
+    """Task suite run in-process on final/ after training (single-process runs); none = skip.
+    small: the small-model suite (cloze, above chance at 60M-350M); v1/v2/all: the Open LLM Leaderboards."""
+    test: bool = False
+    """Also evaluate the data test split on the final model: test_loss, test_ppl and test_bpb in the
+    final metrics record (needs data.test_fraction > 0, or data.test_split with source=hf)."""
+    limit: int | None = None
+    """Examples per task (None = all)."""
+    batch_size: int = 8
+    """Fixed evaluation batch size (scores depend on it)."""
+    offline_data: str | None = None
+    """Local task data directory (eval/offline_data layout)."""
+    smoke: bool = False
+    """Short generations and partial task groups allowed (for offline smoke data)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AnalysisConfig:
+    """Information-bottleneck analysis (ibnorm_llm.analysis; scripts/analyze.py)."""
+
+    every: int = 0
+    """Log per-layer IB values and activation statistics every N steps; 0 = off."""
+    n_tokens: int = 1024
+    """Tokens sampled for the mutual-information estimates (at least 16)."""
+    beta: float = 1.0
+    """IB trade-off: I(Y;T_l) - beta * I(T_{l-1};T_l)."""
+    alpha: float = 1.01
+    """Renyi entropy order (> 0, != 1; 1.01 approximates Shannon)."""
+    width_rule: Literal["median_scaled", "median", "silverman"] = "median_scaled"
+    """Gaussian kernel width: median_scaled (median distance x d_eff^(1/3); keeps the dependent/
+    independent gap in high dimension), median (median distance) or silverman (Silverman's rule)."""
+    target: Literal["onehot", "embedding"] = "onehot"
+    """Representation of the next-token target Y: onehot (token identity) or embedding (input embedding row)."""
+    seed: int = 0
+    """Seed of the token sample (and of the shuffles behind the chance levels)."""
+    chance: bool = True
+    """Also estimate each MI term with one side shuffled (the estimator's bias without dependence)."""
+
+    def __post_init__(self) -> None:
+        if self.n_tokens < 16:
+            raise ConfigError(
+                f"analysis.n_tokens={self.n_tokens}: the estimates need at least 16 tokens (1024 is the default)"
+            )
+        if not (self.alpha > 0 and self.alpha != 1):
+            raise ConfigError(f"analysis.alpha={self.alpha}: the Renyi order must be > 0 and != 1 (e.g. 1.01)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    run_name: str = "run"
+    """Folder name under out_dir; also the W&B run name."""
+    out_dir: str = "runs"
+    """Where run folders are created."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.run_name
