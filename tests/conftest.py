@@ -1,8 +1,13 @@
 """Fixtures shared across test folders."""
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
+from ibnorm_llm.data import builtin_corpus
+from ibnorm_llm.data.tokenizer import train_sentencepiece
 from ibnorm_llm.evaluation.harness.offline import OFFLINE_ENV
 
 
@@ -30,3 +35,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def data_files(tmp_path_factory) -> dict[str, Path]:
+    """300 built-in documents as a JSONL corpus and a 512-token SentencePiece tokenizer, one per session."""
+    base = tmp_path_factory.mktemp("train_data")
+    corpus = base / "docs.jsonl"
+    corpus.write_text("".join(json.dumps({"text": d}) + "\n" for d in builtin_corpus()[:300]))
+    train_sentencepiece(builtin_corpus()[:300], base / "sp512", vocab_size=512, model_type="bpe")
+    return {"corpus": corpus, "tokenizer": base / "sp512", "cache": base / "cache"}

@@ -35,9 +35,9 @@ def run_script(*args: str) -> subprocess.CompletedProcess:
                           timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
-def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path, tiny_data):
+def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path, data_files):
     out = tmp_path / "out"
-    result = run_script("--study", str(study(tmp_path, tiny_data)), "--out", str(out), "--dry-run",
+    result = run_script("--study", str(study(tmp_path, data_files)), "--out", str(out), "--dry-run",
                         "--launcher", "accelerate launch --config_file launch/ddp.yaml")
     assert result.returncode == 0, result.stderr
     assert "1) tuning at seed 0: 4 runs" in result.stdout
@@ -47,15 +47,15 @@ def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path, tiny_data):
     assert not list(out.glob("e2e_*"))
 
 
-def test_bad_study_file_exits_2_naming_the_key(tmp_path, tiny_data):
-    result = run_script("--study", str(study(tmp_path, tiny_data, baseline="nope")), "--dry-run")
+def test_bad_study_file_exits_2_naming_the_key(tmp_path, data_files):
+    result = run_script("--study", str(study(tmp_path, data_files, baseline="nope")), "--dry-run")
     assert result.returncode == 2 and "baseline='nope' is not one of the arms" in result.stderr
 
 
 @pytest.mark.slow
-def test_scaled_down_study_trains_selects_and_reports(tmp_path, tiny_data):
+def test_scaled_down_study_trains_selects_and_reports(tmp_path, data_files):
     out = tmp_path / "out"
-    path = study(tmp_path, tiny_data)
+    path = study(tmp_path, data_files)
     result = run_script("--study", str(path), "--out", str(out), "--launcher", sys.executable)
     assert result.returncode == 0, result.stderr[-3000:]
     runs = sorted(p.name for p in out.glob("e2e_*") if p.is_dir())

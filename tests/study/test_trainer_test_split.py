@@ -7,10 +7,10 @@ from ibnorm_llm.train.metrics import read_metrics
 from ibnorm_llm.train.trainer import train
 
 
-def test_final_record_has_test_split_numbers_and_bits_per_byte(tmp_path, tiny_data):
-    overrides = {**tiny_run_overrides(tiny_data), "train.max_steps": 4, "train.eval_every": 2}
+def test_final_record_has_test_split_numbers_and_bits_per_byte(tmp_path, data_files):
+    overrides = {**tiny_run_overrides(data_files), "train.max_steps": 4, "train.eval_every": 2}
     cfg = load_config("llama_tiny_rmsnorm.yaml", [
-        *(f"{k}={v}" for k, v in overrides.items() if k != "data.files"), f"data.files=[{tiny_data['corpus']}]",
+        *(f"{k}={v}" for k, v in overrides.items() if k != "data.files"), f"data.files=[{data_files['corpus']}]",
         f"out_dir={tmp_path}", "data.test_fraction=0.1", "eval.test=true",
     ])
     records = read_metrics(train(cfg).run_dir / "metrics.jsonl")
