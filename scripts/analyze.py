@@ -88,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     for label, report in reports.items():
         values = ", ".join(f"{row['layer']}: {row['ib_value']:.3f}" for row in report["layers"])
         print(f"{label}: IB value per block {{{values}}} ({report['seconds']['total']:.1f} s)", file=sys.stderr)
+        for norm in report["norms"]:
+            if norm["saturated_share"] is not None:
+                kurtosis = norm["after"]["excess_kurtosis"]
+                print(f"  {norm['name']}: {norm['saturated_share']:.1%} of the input past the knee, excess kurtosis "
+                      f"after the norm {kurtosis if kurtosis is None else f'{kurtosis:.2f}'}", file=sys.stderr)
     print(f"wrote {out / 'analysis.json'}, {out / 'ib_per_layer.png'}, {out / 'kurtosis_per_layer.png'}", file=sys.stderr)
     return 0
 

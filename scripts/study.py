@@ -15,6 +15,7 @@ resumes interrupted ones. See docs/studies.md.
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -38,13 +39,22 @@ def describe_plan(plan: StudyPlan, launcher: str | None) -> str:
     for run in tuning:
         lines.append(f"  [{run_state(run)}] {run.name}: {shlex.join(training_command(run, launcher))}")
     lines.append("2) per arm, the point with the lowest final validation loss is chosen (selection.json)")
+    followers = [arm for arm in plan.grids if not plan.tunes_itself(arm)]
+    if followers:
+        lines.append(f"   then {len(followers)} arms run at their anchor's chosen point, seed {plan.tuning_seed}: "
+                     + ", ".join(f"{arm} (from {spec.anchor(arm)})" for arm in followers))
+    if spec.final_seeds == "best_per_anchor":
+        n_final = len(set(map(spec.anchor, plan.grids))) * (len(spec.seeds) - 1)
+        lines.append("   per anchor and the arms tuned from it, only the best on validation runs the later seeds")
     lines.append(f"3) final runs: the chosen point at seeds {list(spec.seeds[1:])}: {n_final} runs "
                  "(names known after step 2)")
+    if spec.analyze is not None:
+        lines.append(f"   then the IB analysis of every final checkpoint ({json.dumps(spec.analyze)})")
     if spec.eval.suite != "none":
         example = plan.final_runs({arm: grid.points[0] for arm, grid in plan.grids.items()})[0]
         lines.append(f"4) eval suite {spec.eval.suite} on every final run, e.g. {shlex.join(eval_command(plan, example))}")
     lines.append(f"report: {plan.out / 'report.md'} (+ report.csv, runs.csv, lr_sensitivity.png, loss_curves.png); "
-                 f"{len(tuning) + n_final} training runs in all")
+                 f"{len(tuning) + len(followers) + n_final} training runs in all")
     return "\n".join(lines)
 
 
@@ -55,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="print the plan and the commands; run nothing")
     parser.add_argument("--launcher", help="command that runs each training instead of this Python, e.g. "
                                            "'accelerate launch --config_file launch/ddp.yaml'")
+    parser.add_argument("--jobs", type=int, default=1, help="trainings run at once, each with cores/jobs threads "
+                                                                 "(default 1)")
     args = parser.parse_args(argv)
     try:
         spec = load_study(args.study)
@@ -62,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             print(describe_plan(plan, args.launcher))
             return 0
-        results = StudyRunner(plan, launcher=args.launcher).run()
+        results = StudyRunner(plan, launcher=args.launcher, jobs=args.jobs).run()
         report = write_report(results)
     except StudyError as err:
         print(f"study error: {err}", file=sys.stderr)

@@ -16,6 +16,7 @@ from ibnorm_llm.analysis.capture import Batch, capture
 from ibnorm_llm.analysis.ib import check_layers, ib_values, target_gram
 from ibnorm_llm.analysis.renyi import matrix_entropy
 from ibnorm_llm.config import AnalysisConfig, to_dict
+from ibnorm_llm.norms.saturation import has_saturated_range, saturated_share
 
 
 def analyze_model(
@@ -49,12 +50,16 @@ def analyze_model(
     norms = []
     for name, inputs in captured.norm_inputs.items():
         groups = captured.norm_groups[name]
+        module = model.get_submodule(name)
         norms.append({
             "name": name,
             "block": captured.norm_blocks[name],
             "num_groups": groups,
             "before": activation_stats(inputs, groups, name=f"{name} input"),
             "after": activation_stats(captured.norm_outputs[name], groups, name=f"{name} output"),
+            # the norm sees rows of its own width (one head's features for a query/key norm)
+            "saturated_share": saturated_share(module, inputs.reshape(-1, module.dim))
+            if has_saturated_range(module) else None,
         })
     return {
         "analysis": to_dict(cfg),
@@ -72,7 +77,8 @@ def layer_report(model: nn.Module, batch: Batch, cfg: AnalysisConfig | None = No
 
     ``analysis/ib/<block>``, ``analysis/i_target/<block>``, ``analysis/i_previous/<block>`` and,
     per norm (HF module name), ``analysis/kurtosis_before|after/<name>`` and
-    ``analysis/beyond3_before|after/<name>``. Undefined statistics (constant activations) are
+    ``analysis/beyond3_before|after/<name>`` and, for norms with a saturated range (IBNorm, DyT, Derf),
+    ``analysis/saturated/<name>`` (share of the input past the knee). Undefined statistics (constant activations) are
     left out. Runs one no-grad forward in eval mode and restores the model's mode; pass the
     unwrapped model. Cost: one forward plus about 3 eigendecompositions of (n_tokens, n_tokens)
     per block.
@@ -90,5 +96,7 @@ def layer_report(model: nn.Module, batch: Batch, cfg: AnalysisConfig | None = No
             for key, short in (("excess_kurtosis", "kurtosis"), ("frac_beyond_3std", "beyond3")):
                 if stats[key] is not None:
                     scalars[f"analysis/{short}_{when}/{norm['name']}"] = stats[key]
+        if norm["saturated_share"] is not None:
+            scalars[f"analysis/saturated/{norm['name']}"] = norm["saturated_share"]
     scalars["analysis/seconds"] = report["seconds"]["total"]
     return scalars

@@ -279,3 +279,13 @@ class IBNorm(nn.Module):
             f"affine={self.affine}, bias={self.use_bias}, eps={self.eps}, "
             f"learnable_lam={self.learnable_lam}, impl={self.impl}"
         )
+
+
+def compression_slope(d: torch.Tensor, variant: str, lam: Lam, lam_role: str = "rate") -> torch.Tensor:
+    """TEMPORARY (rate role only) until the lam_role branch lands."""
+    r = d.abs()
+    if variant == "S":
+        return torch.where(r <= 1.0 / lam, 1.0, 1.0 / lam).to(d.dtype)
+    if variant == "L":
+        return 1.0 / (1.0 + lam * r)
+    return 1.0 - torch.tanh(lam * r).pow(2)

@@ -91,12 +91,30 @@ class StudyPlan:
         )
         return Run(arm, point, seed, name, overrides, self.out)
 
-    def tuning_runs(self) -> list[Run]:
-        return [self.run(arm, point, self.tuning_seed) for arm, grid in self.grids.items() for point in grid.points]
+    def tunes_itself(self, arm: str) -> bool:
+        return self.spec.anchor(arm) == arm
 
-    def final_runs(self, chosen: dict[str, Point]) -> list[Run]:
-        """The chosen point of every arm at every seed (the first seed's run is its tuning run)."""
-        return [self.run(arm, chosen[arm], seed) for arm in self.grids for seed in self.spec.seeds]
+    def tuning_runs(self) -> list[Run]:
+        """Every grid point of the arms that tune their own grid, at the first seed."""
+        return [self.run(arm, point, self.tuning_seed) for arm, grid in self.grids.items()
+                if self.tunes_itself(arm) for point in grid.points]
+
+    def point_for(self, arm: str, chosen: dict[str, Point]) -> Point:
+        """``arm``'s point: its own choice, or its anchor's restricted to the keys ``arm`` takes."""
+        if arm in chosen:
+            return chosen[arm]
+        skipped = self.grids[arm].skipped
+        return Point(tuple((k, v) for k, v in chosen[self.spec.anchor(arm)].values if k not in skipped))
+
+    def follower_runs(self, chosen: dict[str, Point]) -> list[Run]:
+        """Arms that reuse an anchor's tuned point, at that point and the first seed."""
+        return [self.run(arm, self.point_for(arm, chosen), self.tuning_seed)
+                for arm in self.grids if not self.tunes_itself(arm)]
+
+    def final_runs(self, chosen: dict[str, Point], arms: list[str] | None = None) -> list[Run]:
+        """The chosen point of ``arms`` (default every arm) at every seed (the first seed's run is its tuning run)."""
+        return [self.run(arm, self.point_for(arm, chosen), seed) for arm in (arms or list(self.grids))
+                for seed in self.spec.seeds]
 
     def config(self, run: Run) -> RunConfig:
         return load_config(self.spec.base, list(run.overrides))

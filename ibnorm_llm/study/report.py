@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ibnorm_llm.study.claims import claims_section
 from ibnorm_llm.study.plan import Point
 from ibnorm_llm.study.plots import plot_curves, plot_sensitivity
 from ibnorm_llm.study.results import Measurement, RunResult
@@ -256,6 +257,8 @@ def write_report(results: StudyResults) -> Path:
     lines = [f"# Study {spec.name}: {', '.join(spec.arms)} (baseline {spec.baseline})", "",
              "## What this study supports", ""]
     lines += [f"- {line}" for line in verdicts(arms, spec.baseline)]
+    if spec.claims == "ibnorm_paper":
+        lines += ["", *claims_section(results)]
     lines += [
         "", "## Protocol", "",
         f"- Base config `{spec.base}` with {json.dumps(spec.overrides) if spec.overrides else 'no overrides'}; "

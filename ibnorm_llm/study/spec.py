@@ -11,12 +11,25 @@
     seeds: [0, 1, 2]
     eval: {suite: none}                    # or small / v1 / v2 / all, on every final run
 
+Large designs (studies/ibnorm_readings.yaml) add, all optional:
+
+    arm_grid:                              # more arms: the product of the levels, named level_level_...
+      reading: {std_rate: {model.norm.deviation: std}, ...}
+      variant: {S: {model.norm.variant: S}, ...}
+    exclude: [raw_rate_S_lam0.5]           # generated arms that cannot run (named, so nothing vanishes silently)
+    tune_from: {"raw_rate_*": raw_rate_L_lam4}   # arms matching a pattern reuse that arm's tuned point
+    final_seeds: best_per_anchor           # or all (default): which arms run the seeds after the first
+    analyze: {n_tokens: 512}               # IB analysis + norm statistics of every final checkpoint
+    claims: ibnorm_paper                   # the report's table of the IBNorm paper's claims
+
 Every problem raises :class:`StudyError` naming the key and the fix.
 """
 
 from __future__ import annotations
 
 import difflib
+import fnmatch
+import itertools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +43,10 @@ class StudyError(ValueError):
 
 
 EVAL_SUITES = ("none", "small", "v1", "v2", "all")
-_TOP_KEYS = ("name", "base", "overrides", "arms", "baseline", "tune", "seeds", "eval")
+_TOP_KEYS = ("name", "base", "overrides", "arms", "baseline", "tune", "seeds", "eval", "arm_grid", "exclude",
+             "tune_from", "final_seeds", "analyze", "claims")
+FINAL_SEEDS = ("all", "best_per_anchor")
+CLAIMS = ("none", "ibnorm_paper")
 _EVAL_KEYS = ("suite", "limit", "batch_size", "offline_data", "smoke")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -58,6 +74,18 @@ class StudySpec:
     eval: StudyEval = field(default_factory=StudyEval)
     source: str = "<study>"
     """The file it was read from (for messages)."""
+    tune_from: dict[str, str] = field(default_factory=dict)
+    """arm -> the arm whose tuned point it reuses (it runs no grid of its own)."""
+    final_seeds: str = "all"
+    """``all``: every arm runs every seed; ``best_per_anchor``: of an anchor and the arms tuned from it, only
+    the one with the lowest validation loss at the first seed runs the later seeds (other arms: all)."""
+    analyze: dict[str, Any] | None = None
+    """``analysis.*`` settings for the IB analysis of every final checkpoint, or None (no analysis)."""
+    claims: str = "none"
+
+    def anchor(self, arm: str) -> str:
+        """The arm whose tuning ``arm`` uses (itself when it tunes its own grid)."""
+        return self.tune_from.get(arm, arm)
 
 
 def _mapping(value: Any, key: str, source: str) -> dict[str, Any]:
@@ -102,7 +130,7 @@ def parse_study(data: Any, source: str = "<study>") -> StudySpec:
             close = difflib.get_close_matches(str(key), _TOP_KEYS, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(_TOP_KEYS)}"
             raise StudyError(f"{source}: unknown key '{key}'{hint}")
-    for key in ("name", "base", "arms", "baseline", "seeds"):
+    for key in ("name", "base", "baseline", "seeds"):
         if key not in data:
             raise StudyError(f"{source}: missing key '{key}' (a study needs {', '.join(('name', 'base', 'arms', 'baseline', 'seeds'))})")
     name = _check_name(data["name"], "name", source)
@@ -113,13 +141,16 @@ def parse_study(data: Any, source: str = "<study>") -> StudySpec:
         resolve_config_path(base)
     except ConfigError as err:
         raise StudyError(f"{source}: base: {err}") from None
-    arms_raw = _mapping(data["arms"], "arms", source)
-    if not arms_raw:
+    if "arms" not in data and "arm_grid" not in data:
+        raise StudyError(f"{source}: missing key 'arms' (a study needs arms, or an arm_grid)")
+    arms_raw = _mapping(data.get("arms"), "arms", source)
+    if not arms_raw and "arm_grid" not in data:
         raise StudyError(f"{source}: 'arms' is empty; list the things compared, e.g. rmsnorm: {{model.norm.kind: rmsnorm}}")
     arms = {}
     for arm, settings in arms_raw.items():
         _check_name(arm, f"arms.{arm}", source)
         arms[arm] = _mapping(settings, f"arms.{arm}", source)
+    arms.update(_grid_arms(data.get("arm_grid"), data.get("exclude"), arms, source))
     baseline = data["baseline"]
     if baseline not in arms:
         raise StudyError(f"{source}: baseline={baseline!r} is not one of the arms ({', '.join(arms)})")
@@ -138,10 +169,83 @@ def parse_study(data: Any, source: str = "<study>") -> StudySpec:
         raise StudyError(f"{source}: seeds={seeds!r} must be a non-empty list of non-negative integers, e.g. [0, 1, 2]")
     if len(set(seeds)) != len(seeds):
         raise StudyError(f"{source}: seeds={seeds!r} lists a seed twice")
+    final_seeds = data.get("final_seeds", "all")
+    if final_seeds not in FINAL_SEEDS:
+        raise StudyError(f"{source}: final_seeds={final_seeds!r} must be one of {', '.join(FINAL_SEEDS)}")
+    claims = data.get("claims", "none")
+    if claims not in CLAIMS:
+        raise StudyError(f"{source}: claims={claims!r} must be one of {', '.join(CLAIMS)}")
+    analyze = data.get("analyze")
+    if analyze is not None:
+        analyze = _mapping(analyze, "analyze", source)
     return StudySpec(
         name=name, base=base, overrides=_mapping(data.get("overrides"), "overrides", source), arms=arms,
         baseline=baseline, tune=tune, seeds=tuple(seeds), eval=_parse_eval(data.get("eval"), source), source=source,
+        tune_from=_tune_from(data.get("tune_from"), arms, source), final_seeds=final_seeds, analyze=analyze,
+        claims=claims,
     )
+
+
+def _grid_arms(raw: Any, exclude: Any, explicit: dict[str, dict[str, Any]], source: str) -> dict[str, dict[str, Any]]:
+    """The product of ``arm_grid``'s factor levels as arms named ``level_level_...``, minus ``exclude``."""
+    factors = _mapping(raw, "arm_grid", source)
+    if exclude is not None and not (isinstance(exclude, list) and all(isinstance(e, str) for e in exclude)):
+        raise StudyError(f"{source}: exclude={exclude!r} must be a list of generated arm names")
+    if not factors:
+        if exclude:
+            raise StudyError(f"{source}: exclude is given without an arm_grid to exclude from")
+        return {}
+    level_sets = []
+    for factor, levels in factors.items():
+        levels = _mapping(levels, f"arm_grid.{factor}", source)
+        if not levels:
+            raise StudyError(f"{source}: arm_grid.{factor} has no levels; give level: {{dotted.key: value}} pairs")
+        for level, settings in levels.items():
+            _check_name(level, f"arm_grid.{factor}.{level}", source)
+            _mapping(settings, f"arm_grid.{factor}.{level}", source)
+        level_sets.append(list(levels.items()))
+    arms: dict[str, dict[str, Any]] = {}
+    for combination in itertools.product(*level_sets):
+        name = "_".join(level for level, _ in combination)
+        settings: dict[str, Any] = {}
+        for _level, level_settings in combination:
+            for key, value in level_settings.items():
+                if key in settings and settings[key] != value:
+                    raise StudyError(f"{source}: arm_grid levels of {name} set {key} twice ({settings[key]!r}, "
+                                     f"{value!r}); each key belongs to one factor")
+                settings[key] = value
+        arms[name] = settings
+    for name in exclude or []:
+        if name not in arms:
+            close = difflib.get_close_matches(name, arms, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise StudyError(f"{source}: exclude names {name!r}, which the arm_grid does not generate{hint}")
+        del arms[name]
+    for name in arms:
+        if name in explicit:
+            raise StudyError(f"{source}: arm {name!r} is both listed under arms and generated by arm_grid")
+    return arms
+
+
+def _tune_from(raw: Any, arms: dict[str, dict[str, Any]], source: str) -> dict[str, str]:
+    """``{pattern: anchor}`` expanded to ``{arm: anchor}``; anchors tune their own grid, and an arm matches one pattern."""
+    patterns = _mapping(raw, "tune_from", source)
+    result: dict[str, str] = {}
+    for pattern, anchor in patterns.items():
+        if anchor not in arms:
+            raise StudyError(f"{source}: tune_from.{pattern}: {anchor!r} is not an arm")
+        matched = [arm for arm in arms if fnmatch.fnmatchcase(arm, pattern) and arm != anchor]
+        if not matched:
+            raise StudyError(f"{source}: tune_from pattern {pattern!r} matches no arm besides its anchor")
+        for arm in matched:
+            if arm in result:
+                raise StudyError(f"{source}: arm {arm} matches two tune_from patterns ({result[arm]!r} and {anchor!r})")
+            result[arm] = anchor
+    for arm, anchor in result.items():
+        if anchor in result:
+            raise StudyError(f"{source}: tune_from: {arm} would reuse {anchor}, which itself reuses {result[anchor]}; "
+                             "an anchor must tune its own grid")
+    return result
 
 
 def load_study(path: str | Path) -> StudySpec:

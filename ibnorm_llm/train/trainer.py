@@ -50,6 +50,7 @@ from ibnorm_llm.train.metrics import (
     peak_flops_notice,
 )
 from ibnorm_llm.train.optim import build_optimizer, lr_at, set_lr
+from ibnorm_llm.train.saturation_watch import binarizing_warnings, saturation_record, saturation_watch
 from ibnorm_llm.train.strategies import Strategy
 from ibnorm_llm.train.tracking import Tracker, package_versions, quiet_libraries, wandb_run_id, write_run_metadata
 
@@ -352,7 +353,12 @@ def periodic_report(s: Session, progress: Progress, lr: float, grad_norm: float)
     record.update(_learnable_lams(s.strategy.plain_model(s.model)))
     if do_eval:
         held_out = s.val_batches[: tc.eval_batches]  # the first train.eval_batches micro batches of data.val_tokens
-        record.update(evaluate_split(s.model, held_out, s.accelerator, s.byte_table, "eval"))
+        with saturation_watch(s.strategy.plain_model(s.model)) as counts:
+            record.update(evaluate_split(s.model, held_out, s.accelerator, s.byte_table, "eval"))
+        saturation = saturation_record(counts, lambda t: s.accelerator.reduce(t.to(s.accelerator.device), reduction="sum"))
+        record.update(saturation)
+        for warning in binarizing_warnings(saturation, step):
+            s.tracker.write(warning)
         progress.last_eval = record["eval_loss"]
         if is_last and s.test_batches is not None:
             record.update(evaluate_split(s.model, s.test_batches, s.accelerator, s.byte_table, "test"))

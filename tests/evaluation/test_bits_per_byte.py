@@ -33,8 +33,9 @@ def sp_tokenizer(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def byte_level_tokenizer():
-    from tokenizers import ByteLevelBPETokenizer
     from transformers import PreTrainedTokenizerFast
+
+    from tokenizers import ByteLevelBPETokenizer
 
     raw = ByteLevelBPETokenizer()
     raw.train_from_iterator(builtin_corpus()[:150], vocab_size=400, special_tokens=["<|endoftext|>"])

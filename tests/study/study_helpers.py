@@ -23,8 +23,9 @@ def norm_label(cfg) -> str:
 class FakeTrainer:
     """``execute`` for StudyRunner: reads the run's config and writes metrics.jsonl and a complete final/."""
 
-    def __init__(self, losses: LossTable, fail_on: int | None = None):
-        self.losses, self.fail_on = losses, fail_on
+    def __init__(self, losses: LossTable, fail_on: int | None = None, by_config: bool = False):
+        """``by_config``: ``losses`` takes the run's whole config instead of (norm label, lr, seed)."""
+        self.losses, self.fail_on, self.by_config = losses, fail_on, by_config
         self.calls: list[str] = []
         self.configs: dict[str, dict] = {}
 
@@ -37,7 +38,7 @@ class FakeTrainer:
         if self.fail_on is not None and len(self.calls) == self.fail_on:
             (cfg.run_dir / "checkpoints" / "step_2" / STATE_DIR).mkdir(parents=True)  # interrupted midway
             return 1
-        losses = self.losses(norm_label(cfg), cfg.optim.lr, cfg.train.seed)
+        losses = self.losses(cfg) if self.by_config else self.losses(norm_label(cfg), cfg.optim.lr, cfg.train.seed)
         if losses is None:
             return NONFINITE_EXIT
         validation, test = losses
