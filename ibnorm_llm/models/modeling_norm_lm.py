@@ -40,17 +40,18 @@ from .norm_blocks import (
     block_placements,
     norm_output_scale,
 )
-from .norm_registry import NORMS, build_norm
+from .norm_registry import NORMS, build_norm, with_legacy_options
 
 NORM_CODE_FILE = "norm_registry.py"
 
 
 def _check_norm_spec(spec: object, where: str) -> dict:
+    """The spec, checked; one saved before IBNorm's ``lam_role`` existed gets the reading it had then."""
     if not isinstance(spec, dict) or spec.get("kind") not in NORMS:
         raise ValueError(
             f"{where}={spec!r}: expected a mapping with 'kind' one of {', '.join(NORMS)} plus that norm's options"
         )
-    return spec
+    return with_legacy_options(spec)
 
 
 def _check_block_layout(config: "NormLlamaConfig | NormGPT2Config") -> None:
@@ -61,7 +62,7 @@ def _check_block_layout(config: "NormLlamaConfig | NormGPT2Config") -> None:
     if config.norm_scaling not in NORM_SCALINGS:
         raise ValueError(f"norm_scaling={config.norm_scaling!r}: must be one of {', '.join(NORM_SCALINGS)}")
     if config.qk_norm is not None:
-        _check_norm_spec(config.qk_norm, "qk_norm")
+        config.qk_norm = _check_norm_spec(config.qk_norm, "qk_norm")
 
 
 def _resolve_norm_fields(config: "NormLlamaConfig | NormGPT2Config", baseline: dict) -> None:
@@ -71,14 +72,13 @@ def _resolve_norm_fields(config: "NormLlamaConfig | NormGPT2Config", baseline: d
         config.block_norms = [dict(config.norm) for _ in range(config.num_hidden_layers)]
     if config.final_norm is None:
         config.final_norm = dict(config.norm)
-    _check_norm_spec(config.final_norm, "final_norm")
+    config.final_norm = _check_norm_spec(config.final_norm, "final_norm")
     if not isinstance(config.block_norms, list) or len(config.block_norms) != config.num_hidden_layers:
         count = len(config.block_norms) if isinstance(config.block_norms, list) else config.block_norms
         raise ValueError(
             f"block_norms has {count} entries but the model has {config.num_hidden_layers} blocks: give one norm per block"
         )
-    for i, spec in enumerate(config.block_norms):
-        _check_norm_spec(spec, f"block_norms[{i}]")
+    config.block_norms = [_check_norm_spec(spec, f"block_norms[{i}]") for i, spec in enumerate(config.block_norms)]
     _check_block_layout(config)
 
 

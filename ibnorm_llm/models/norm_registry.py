@@ -6,6 +6,6 @@ checkpoint with the registry's own source and copies the norm modules it imports
 (see ``modeling_norm_lm._write_norm_code``). The norm code exists once in the repository.
 """
 
-from ibnorm_llm.norms import NORMS, build_norm
+from ibnorm_llm.norms import NORMS, build_norm, with_legacy_options
 
-__all__ = ["NORMS", "build_norm"]
+__all__ = ["NORMS", "build_norm", "with_legacy_options"]

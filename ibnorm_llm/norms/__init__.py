@@ -40,9 +40,17 @@ NORMS: dict[str, type[nn.Module]] = {
     "seednorm": SeeDNorm,
 }
 
+RECORDED_OPTIONS: dict[str, tuple[str, ...]] = {"ibnorm": ("deviation", "lam_role")}
+"""Options every spec of a kind carries explicitly, defaults included, so a saved config or checkpoint
+means the same after a default changes. IBNorm's reading of its unpublished compression (deviation
+units, the role of lambda) changed its default once; specs written before then lack ``lam_role`` and
+are read with :data:`LEGACY_OPTIONS` (see :func:`with_legacy_options`)."""
+LEGACY_OPTIONS: dict[str, dict[str, object]] = {"ibnorm": {"deviation": "raw", "lam_role": "rate"}}
+"""The reading a saved IBNorm spec had when it was written before ``lam_role`` existed."""
+
 __all__ = [
-    "NORMS", "DyT", "IBNorm", "LayerNorm", "NormOptionError", "NormSpec", "NormalNorm", "RMSNorm",
-    "accepted_options", "build_norm", "check_norm_spec", "compress", "ibnorm_reference", "option_names", "option_types",
+    "LEGACY_OPTIONS", "NORMS", "RECORDED_OPTIONS", "DyT", "IBNorm", "LayerNorm", "NormOptionError", "NormSpec", "NormalNorm", "RMSNorm",
+    "accepted_options", "build_norm", "with_legacy_options", "check_norm_spec", "compress", "ibnorm_reference", "option_names", "option_types",
 ]
 
 
@@ -89,6 +97,25 @@ def option_names() -> tuple[str, ...]:
     return tuple(dict.fromkeys(name for kind in NORMS for name in accepted_options(kind)))
 
 
+def with_legacy_options(spec: dict[str, Any]) -> dict[str, Any]:
+    """A norm spec mapping read from a file saved before ``lam_role`` existed, with the reading it
+    had then written out: an IBNorm spec without ``lam_role`` gets ``deviation: raw`` (unless set)
+    and ``lam_role: rate``. Specs of other kinds, and IBNorm specs that name a ``lam_role``, are
+    returned unchanged."""
+    legacy = LEGACY_OPTIONS.get(spec.get("kind"))
+    if legacy is None or spec.get("lam_role") is not None:
+        return spec
+    return {**spec, **{k: v for k, v in legacy.items() if spec.get(k) is None}}
+
+
+def _recorded_defaults(kind: str, options: dict[str, Any]) -> dict[str, Any]:
+    names = RECORDED_OPTIONS.get(kind, ())
+    if not names or kind not in NORMS:
+        return options
+    params = inspect.signature(NORMS[kind].__init__).parameters
+    return {**options, **{name: params[name].default for name in names if name not in options}}
+
+
 def check_norm_spec(spec: NormSpec) -> None:
     """Check ``spec`` against the registry: a known kind (ValueError), options its constructor
     takes and values it accepts (NormOptionError naming the option). Builds one norm of a small
@@ -104,7 +131,8 @@ def check_norm_spec(spec: NormSpec) -> None:
 class NormSpec:
     """One norm as data: a registry name plus the options set for it, ``{kind, **options}``.
 
-    Options left unset (or ``None``) take the norm's own default. Immutable and hashable, so
+    Options left unset (or ``None``) take the norm's own default; the options of ``RECORDED_OPTIONS``
+    (IBNorm's reading) are written out with that default, so they are always explicit. Immutable and hashable, so
     equal specs share one resolved norm. An option is readable as an attribute
     (``spec.lam``: ``None`` when unset) when some registered norm takes it.
     """
@@ -114,7 +142,8 @@ class NormSpec:
 
     def __init__(self, kind: str = "rmsnorm", **options: Any) -> None:
         object.__setattr__(self, "kind", kind)
-        object.__setattr__(self, "_options", tuple((k, v) for k, v in options.items() if v is not None))
+        options = _recorded_defaults(kind, {k: v for k, v in options.items() if v is not None})
+        object.__setattr__(self, "_options", tuple(options.items()))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NormSpec:
