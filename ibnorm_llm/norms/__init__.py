@@ -23,7 +23,7 @@ from torch import nn
 
 from .derf import Derf
 from .dyt import DyT
-from .ibnorm import IBNorm, compress, ibnorm_reference
+from .ibnorm import IBNorm, compress, compression_slope, ibnorm_reference
 from .layernorm import LayerNorm
 from .normalnorm import NormalNorm
 from .rmsnorm import RMSNorm
@@ -42,7 +42,8 @@ NORMS: dict[str, type[nn.Module]] = {
 
 __all__ = [
     "NORMS", "DyT", "IBNorm", "LayerNorm", "NormOptionError", "NormSpec", "NormalNorm", "RMSNorm",
-    "accepted_options", "build_norm", "check_norm_spec", "compress", "ibnorm_reference", "option_names", "option_types",
+    "accepted_options", "build_norm", "check_norm_spec", "compress", "compression_slope", "ibnorm_reference",
+    "option_names", "option_types",
 ]
 
 
