@@ -23,7 +23,7 @@ from torch import nn
 
 from .derf import Derf
 from .dyt import DyT
-from .ibnorm import IBNorm, compress, ibnorm_reference
+from .ibnorm import IBNorm, compress, compression_slope, ibnorm_reference
 from .layernorm import LayerNorm
 from .normalnorm import NormalNorm
 from .rmsnorm import RMSNorm
@@ -49,8 +49,9 @@ LEGACY_OPTIONS: dict[str, dict[str, object]] = {"ibnorm": {"deviation": "raw", "
 """The reading a saved IBNorm spec had when it was written before ``lam_role`` existed."""
 
 __all__ = [
-    "LEGACY_OPTIONS", "NORMS", "RECORDED_OPTIONS", "DyT", "IBNorm", "LayerNorm", "NormOptionError", "NormSpec", "NormalNorm", "RMSNorm",
-    "accepted_options", "build_norm", "with_legacy_options", "check_norm_spec", "compress", "ibnorm_reference", "option_names", "option_types",
+    "LEGACY_OPTIONS", "NORMS", "RECORDED_OPTIONS", "DyT", "IBNorm", "LayerNorm", "NormOptionError", "NormSpec",
+    "NormalNorm", "RMSNorm", "accepted_options", "build_norm", "check_norm_spec", "compress", "compression_slope",
+    "ibnorm_reference", "option_names", "option_types", "with_legacy_options",
 ]
 
 

@@ -108,7 +108,9 @@ def saves_compressed(variant: str, *, deviation: str, order: str, learnable_lam:
     ``1 - (lam c)^2``) and L's needs one exp instead of a log and a division; that outweighs the
     forward's extra store of ``c``. S gains nothing and keeps the input. T's deviations cannot
     be recovered where tanh saturates, so T keeps the input when it needs them (std units,
-    learnable lambda).
+    learnable lambda). The same under either ``lam_role``: for L and T the scale role at lambda is
+    the rate role at 1/lambda (the kernel computes it so), so what ``c`` gives back is the same,
+    and T saturates under both.
     """
     if order != "compress_first" or variant not in ("L", "T"):
         return False
@@ -154,20 +156,22 @@ def _fp32(t: torch.Tensor | None) -> torch.Tensor | None:
 # ---- what torch.compile and autograd need beside the C++ kernels ----
 
 
-def _forward_fake(x, weight, bias, lam, variant, deviation, standardize, order, num_groups, eps, save_c):
+def _forward_fake(x, weight, bias, lam, variant, deviation, standardize, order, num_groups, eps, save_c,
+                  lam_role="rate"):
     rows = x.numel() // x.shape[-1]
     return x.new_empty(x.shape), x.new_empty((4, rows, num_groups)), x.new_empty(x.shape if save_c else (0,))
 
 
 def _backward_fake(grad_y, saved, weight, stats, lam, variant, deviation, standardize, order, num_groups, from_c,
-                   need_weight, need_bias, need_lam):
+                   need_weight, need_bias, need_lam, lam_role="rate"):
     width = saved.shape[-1]
     return (saved.new_empty(saved.shape), saved.new_empty((width,) if need_weight else (0,)),
             saved.new_empty((width,) if need_bias else (0,)), saved.new_empty(()))
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    x, weight, _bias, lam, variant, deviation, standardize, order, num_groups, _eps, save_c = inputs
+    # inputs has the schema's defaults filled in: lam_role is there even when the caller left it out
+    x, weight, _bias, lam, variant, deviation, standardize, order, num_groups, _eps, save_c, lam_role = inputs
     _y, stats, c = output
     ctx.save_for_backward(c if save_c else x, weight, lam, stats)
     # stats and c only serve the backward: without this, autograd would fill an activation-sized
@@ -175,18 +179,19 @@ def _setup_context(ctx, inputs, output) -> None:
     ctx.mark_non_differentiable(stats, c)
     ctx.set_materialize_grads(False)
     ctx.options = (variant, deviation, standardize, order, num_groups, save_c)
+    ctx.lam_role = lam_role
 
 
 def _backward(ctx, grad_y, _grad_stats, _grad_c):
     saved, weight, lam, stats = ctx.saved_tensors
     need_x, need_weight, need_bias, need_lam = ctx.needs_input_grad[:4]
     if grad_y is None:  # not materialized: y itself did not reach the loss
-        return (None,) * 11
+        return (None,) * 12
     gx, gw, gb, glam = torch.ops.ibnorm_llm.ibnorm_backward(
-        grad_y, saved, weight, stats, lam, *ctx.options, need_weight, need_bias, need_lam
+        grad_y, saved, weight, stats, lam, *ctx.options, need_weight, need_bias, need_lam, ctx.lam_role
     )
     return (gx if need_x else None, gw if need_weight else None, gb if need_bias else None,
-            glam if need_lam else None, *[None] * 7)
+            glam if need_lam else None, *[None] * 8)
 
 
 def _register_fake_and_autograd() -> None:

@@ -2,13 +2,24 @@
 
 ``IBNorm(x; lam) = eta(psi(s_lam(zeta(x))))``: grouping zeta, compression s_lam,
 standardization psi, affine recovery eta. The paper does not publish its compression
-functions; the three below are OUR definitions, not the paper's.
-For a deviation ``r >= 0`` from the group mean, each has ``f(0) = 0``, ``f'(0) = 1`` and
-``0 < f' <= 1``:
+functions; the ones below are OUR readings, not the paper's. For a deviation ``r >= 0`` from
+the group mean, each has ``f(0) = 0``, ``f'(0) = 1`` and ``0 < f' <= 1``. ``lam_role`` says what
+lambda is:
+
+``rate`` (knee at 1/lam, stronger as lam grows; our first reading):
 
 - ``S``: ``r`` if ``r <= 1/lam`` else ``1/lam + (r - 1/lam)/lam``  (lam >= 1; lam = 1 is the identity)
 - ``L``: ``log1p(lam * r) / lam``  (lam > 0)
 - ``T``: ``tanh(lam * r) / lam``   (lam > 0; saturates at 1/lam)
+
+``scale`` (``lam * g(r / lam)``: knee at lam, in the units of r; the identity as lam -> inf):
+
+- ``S``: ``r`` if ``r <= lam`` else ``lam + (r - lam)/2``  (lam > 0; slope 1/2 past the knee,
+  the slope L has at its knee, so S stays the mildest and ``f' <= 1`` for every lam)
+- ``L``: ``lam * log1p(r / lam)``  (lam > 0)
+- ``T``: ``lam * tanh(r / lam)``   (lam > 0; saturates at lam)
+
+For L and T, ``scale`` at lam is ``rate`` at 1/lam; for S it is not (the slopes differ).
 """
 
 from __future__ import annotations
@@ -39,49 +50,97 @@ from .validation import (
 
 VARIANTS = ("S", "L", "T")
 DEVIATIONS = ("raw", "std")
+LAM_ROLES = ("rate", "scale")
 STANDARDIZATIONS = ("meanvar", "rms")
 ORDERS = ("compress_first", "standardize_first")
 IMPLS = ("auto", "reference", "fused", "triton")
 
+# IBNorm's defaults for the reading (deviation units and the role of lambda): the one place to
+# change them. The functions below (compress, ibnorm_reference, the kernels) take lam_role="rate"
+# when it is not given, the reading they computed before the option existed, whatever these say.
+DEFAULT_DEVIATION = "raw"
+DEFAULT_LAM_ROLE = "rate"
+
 Lam = float | torch.Tensor
 
 
-def check_lam(variant: str, lam: float) -> float:
-    """lam must be finite and > 0 (L, T) or >= 1 (S, where lam = 1 is the identity)."""
-    if variant == "S":
+def check_lam(variant: str, lam: float, lam_role: str = "rate") -> float:
+    """lam must be finite and > 0; and >= 1 for S under the rate role (where lam = 1 is the identity)."""
+    if variant == "S" and lam_role == "rate":
         try:
             return check_positive("lam", lam, minimum=1.0, inclusive=True)
         except NormOptionError as err:
-            raise NormOptionError("lam", lam, f"{err.reason} for variant S (L and T take any lam > 0)") from None
+            raise NormOptionError(
+                "lam", lam, f"{err.reason} for variant S with lam_role rate (L and T, and S with lam_role scale, "
+                "take any lam > 0)"
+            ) from None
     return check_positive("lam", lam)
 
 
-def compress(d: torch.Tensor, variant: str, lam: Lam) -> torch.Tensor:
+def _check_variant_and_role(variant: str, lam_role: str) -> None:
+    if variant not in VARIANTS:
+        raise NormOptionError("variant", variant, f"must be one of {', '.join(VARIANTS)}")
+    if lam_role not in LAM_ROLES:
+        raise NormOptionError("lam_role", lam_role, f"must be one of {', '.join(LAM_ROLES)}")
+
+
+def compress(d: torch.Tensor, variant: str, lam: Lam, lam_role: str = "rate") -> torch.Tensor:
     """Signed compression ``sign(d) * f_lam(|d|)`` of deviations ``d`` from a group mean."""
+    _check_variant_and_role(variant, lam_role)
     # sign * f(sign * d) instead of sign(d) * f(|d|): same values, but the gradient at
     # d = 0 is f'(0) = 1 rather than the 0 that sign(0) and abs'(0) would give.
     sign = torch.where(d >= 0, 1.0, -1.0).to(d.dtype)
     r = sign * d
-    if variant == "S":
-        knee = 1.0 / lam
-        f = torch.where(r <= knee, r, knee + (r - knee) / lam)
+    if lam_role == "rate":
+        if variant == "S":
+            knee = 1.0 / lam
+            f = torch.where(r <= knee, r, knee + (r - knee) / lam)
+        elif variant == "L":
+            f = torch.log1p(lam * r) / lam
+        else:
+            f = torch.tanh(lam * r) / lam
+    elif variant == "S":
+        f = torch.where(r <= lam, r, lam + (r - lam) / 2)
     elif variant == "L":
-        f = torch.log1p(lam * r) / lam
-    elif variant == "T":
-        f = torch.tanh(lam * r) / lam
+        f = lam * torch.log1p(r / lam)
     else:
-        raise NormOptionError("variant", variant, f"must be one of {', '.join(VARIANTS)}")
+        f = lam * torch.tanh(r / lam)
     return sign * f
 
 
-def _compress_group(g: torch.Tensor, variant: str, lam: Lam, deviation: str, eps: float) -> torch.Tensor:
+def compression_slope(d: torch.Tensor, variant: str, lam: Lam, lam_role: str = "rate") -> torch.Tensor:
+    """The slope ``f_lam'(|d|)`` of the compression at each element of ``d``, in (0, 1].
+
+    ``d`` in the units :func:`compress` takes (raw deviations, or std units under
+    ``deviation="std"``). The elements beyond the knee are where the slope is small (e.g. < 0.1).
+    """
+    _check_variant_and_role(variant, lam_role)
+    r = d.abs()
+    one = torch.ones_like(r)
+    if lam_role == "rate":
+        if variant == "S":
+            slope = torch.where(r <= 1.0 / lam, one, one / lam)
+        elif variant == "L":
+            slope = 1.0 / (1.0 + lam * r)
+        else:
+            slope = 1.0 - torch.tanh(lam * r).square()
+    elif variant == "S":
+        slope = torch.where(r <= lam, one, one / 2)
+    elif variant == "L":
+        slope = 1.0 / (1.0 + r / lam)
+    else:
+        slope = 1.0 - torch.tanh(r / lam).square()
+    return slope
+
+
+def _compress_group(g: torch.Tensor, variant: str, lam: Lam, lam_role: str, deviation: str, eps: float) -> torch.Tensor:
     """``s = mu + sign(d) f(r)`` per group (last dim); gradients flow through the mean."""
     mu = g.mean(-1, keepdim=True)
     d = g - mu
     if deviation == "std":
         # In std units lam means the same at every activation scale.
         d = d * torch.rsqrt(d.pow(2).mean(-1, keepdim=True) + eps)
-    return mu + compress(d, variant, lam)
+    return mu + compress(d, variant, lam, lam_role)
 
 
 def ibnorm_reference(
@@ -96,11 +155,13 @@ def ibnorm_reference(
     order: str,
     num_groups: int,
     eps: float,
+    lam_role: str = "rate",
 ) -> torch.Tensor:
     """The readable IBNorm formula over the last dim of ``x``; the fused kernels are tested against it.
 
     Statistics in fp32 (fp64 input stays fp64); output in ``x.dtype``. ``lam`` is a float
     or a 0-d tensor (learnable lambda). ``weight``/``bias`` of shape ``(width,)`` or None.
+    ``lam_role`` as :func:`compress` takes it ("rate" when not given).
     """
     xf = upcast(x)
     width = x.shape[-1]
@@ -108,10 +169,10 @@ def ibnorm_reference(
     if torch.is_tensor(lam):
         lam = lam.to(xf.dtype)
     if order == "compress_first":
-        y = standardize_groups(_compress_group(g, variant, lam, deviation, eps), standardize, eps)
+        y = standardize_groups(_compress_group(g, variant, lam, lam_role, deviation, eps), standardize, eps)
     else:
         # Ablation: compress the standardized values, no second standardization.
-        y = _compress_group(standardize_groups(g, standardize, eps), variant, lam, deviation, eps)
+        y = _compress_group(standardize_groups(g, standardize, eps), variant, lam, lam_role, deviation, eps)
     y = y.reshape(x.shape)  # (..., width)
     return apply_affine(y, weight, bias).to(x.dtype)
 
@@ -196,8 +257,10 @@ class IBNorm(nn.Module):
     ``(s - mean s) / sqrt(var s + eps)`` (``standardize="meanvar"``) or
     ``s / sqrt(mean s^2 + eps)`` (``"rms"``). ``order="standardize_first"`` applies psi
     before compressing and skips the second standardization. ``num_groups`` splits the last
-    dim into equal groups. With ``learnable_lam`` lambda is ``softplus(lam_raw)`` for L/T and
-    ``1 + softplus(lam_raw)`` for S, so it stays in the variant's valid range.
+    dim into equal groups. ``lam_role`` is the role of lambda in ``f_lam`` (module docstring):
+    ``rate`` (``g(lam r) / lam``) or ``scale`` (``lam g(r / lam)``). With ``learnable_lam`` lambda
+    is ``1 + softplus(lam_raw)`` for S under ``rate`` and ``softplus(lam_raw)`` otherwise, so it
+    stays in the reading's valid range.
     ``affine=False`` removes both gain and bias (the paper's ablation).
 
     ``impl`` picks the implementation once, here: ``reference`` (the formula above, autograd),
@@ -212,7 +275,8 @@ class IBNorm(nn.Module):
         *,
         variant: str = "L",
         lam: float = 4.0,
-        deviation: str = "raw",
+        lam_role: str = DEFAULT_LAM_ROLE,
+        deviation: str = DEFAULT_DEVIATION,
         standardize: str = "meanvar",
         order: str = "compress_first",
         num_groups: int = 1,
@@ -225,7 +289,8 @@ class IBNorm(nn.Module):
         super().__init__()
         self.dim = check_dim(dim)
         self.variant = check_choice("variant", variant, VARIANTS)
-        self.lam = check_lam(variant, lam)
+        self.lam_role = check_choice("lam_role", lam_role, LAM_ROLES)
+        self.lam = check_lam(variant, lam, lam_role)
         self.deviation = check_choice("deviation", deviation, DEVIATIONS)
         self.standardize = check_choice("standardize", standardize, STANDARDIZATIONS)
         self.order = check_choice("order", order, ORDERS)
@@ -235,15 +300,18 @@ class IBNorm(nn.Module):
         self.eps = check_positive("eps", eps)
         self.learnable_lam = check_bool("learnable_lam", learnable_lam)
         self.impl = check_choice("impl", impl, IMPLS)
-        if learnable_lam and variant == "S" and lam == 1.0:
-            raise NormOptionError("lam", lam, "must be > 1 for variant S with learnable_lam (1 + softplus never reaches 1)")
+        if learnable_lam and self._lam_floor == lam:
+            raise NormOptionError(
+                "lam", lam, "must be > 1 for variant S with lam_role rate and learnable_lam (1 + softplus never reaches 1)"
+            )
         self.lam_raw = nn.Parameter(torch.empty(())) if learnable_lam else None
         self._cpu_kernel, self._triton = prepare_impl(self.impl)
         self.reset_parameters()
 
     @property
     def _lam_floor(self) -> float:
-        return 1.0 if self.variant == "S" else 0.0
+        """The least lambda of the reading: 1 for S under the rate role (S's identity), else 0."""
+        return 1.0 if (self.variant, self.lam_role) == ("S", "rate") else 0.0
 
     @property
     def lam_value(self) -> Lam:
@@ -265,6 +333,7 @@ class IBNorm(nn.Module):
             self.bias,
             variant=self.variant,
             lam=self.lam_value,
+            lam_role=self.lam_role,
             deviation=self.deviation,
             standardize=self.standardize,
             order=self.order,
@@ -274,18 +343,9 @@ class IBNorm(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"{self.dim}, variant={self.variant}, lam={self.lam}, deviation={self.deviation}, "
+            f"{self.dim}, variant={self.variant}, lam={self.lam}, lam_role={self.lam_role}, deviation={self.deviation}, "
             f"standardize={self.standardize}, order={self.order}, num_groups={self.num_groups}, "
             f"affine={self.affine}, bias={self.use_bias}, eps={self.eps}, "
             f"learnable_lam={self.learnable_lam}, impl={self.impl}"
         )
 
-
-def compression_slope(d: torch.Tensor, variant: str, lam: Lam, lam_role: str = "rate") -> torch.Tensor:
-    """TEMPORARY (rate role only) until the lam_role branch lands."""
-    r = d.abs()
-    if variant == "S":
-        return torch.where(r <= 1.0 / lam, 1.0, 1.0 / lam).to(d.dtype)
-    if variant == "L":
-        return 1.0 / (1.0 + lam * r)
-    return 1.0 - torch.tanh(lam * r).pow(2)

@@ -56,7 +56,7 @@ def relative_slope(norm: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
         if isinstance(norm, IBNorm):
             lam = norm.lam_value
             lam = float(lam) if torch.is_tensor(lam) else lam
-            return compression_slope(_ibnorm_deviations(norm, x), norm.variant, lam, getattr(norm, 'lam_role', 'rate'))
+            return compression_slope(_ibnorm_deviations(norm, x), norm.variant, lam, norm.lam_role)
         if isinstance(norm, DyT):
             return 1.0 - torch.tanh(norm.alpha.float() * upcast(x)).pow(2)
         if isinstance(norm, Derf):

@@ -35,49 +35,72 @@ MAX_WIDTH = 65536
 
 
 @triton.jit
-def _compress(u, lam, VARIANT: tl.constexpr):
+def _rate(lam, SCALE_ROLE: tl.constexpr):
+    """L and T's rate k in g(k r) / k: lam (rate role), or 1 / lam (scale role: lam g(r / lam))."""
+    if SCALE_ROLE:
+        k = 1.0 / lam
+    else:
+        k = lam
+    return k
+
+
+@triton.jit
+def _compress(u, lam, VARIANT: tl.constexpr, SCALE_ROLE: tl.constexpr):
     """sign(u) * f_lam(|u|)."""
     r = tl.abs(u)
     if VARIANT == 0:
-        knee = 1.0 / lam
-        f = tl.where(r <= knee, r, knee + (r - knee) / lam)
+        if SCALE_ROLE:  # knee at lam, slope 1/2 beyond (not the rate reading at 1 / lam)
+            f = tl.where(r <= lam, r, lam + (r - lam) * 0.5)
+        else:
+            knee = 1.0 / lam
+            f = tl.where(r <= knee, r, knee + (r - knee) / lam)
     elif VARIANT == 1:
-        z = lam * r
+        k = _rate(lam, SCALE_ROLE)
+        z = k * r
         w = 1.0 + z
         rounded = w - 1.0
         # log1p(z) = log(w) * z / (w - 1) keeps full precision when 1 + z rounds (Goldberg);
         # where w rounds to 1, log1p(z) = z to fp32 precision.
-        f = tl.where(rounded == 0.0, z, tl.log(w) * (z / tl.where(rounded == 0.0, 1.0, rounded))) / lam
+        f = tl.where(rounded == 0.0, z, tl.log(w) * (z / tl.where(rounded == 0.0, 1.0, rounded))) / k
     else:
         # tanh(z) for z >= 0 as (1 - e^-2z) / (1 + e^-2z): no overflow for large z.
-        e = tl.exp(-2.0 * lam * r)
-        f = (1.0 - e) / (1.0 + e) / lam
+        k = _rate(lam, SCALE_ROLE)
+        e = tl.exp(-2.0 * k * r)
+        f = (1.0 - e) / (1.0 + e) / k
     return tl.where(u < 0, -f, f)
 
 
 @triton.jit
-def _slope(u, c, lam, VARIANT: tl.constexpr):
+def _slope(u, c, lam, VARIANT: tl.constexpr, SCALE_ROLE: tl.constexpr):
     """f'(|u|) in (0, 1]."""
     if VARIANT == 0:
-        slope = tl.where(tl.abs(u) <= 1.0 / lam, 1.0, 1.0 / lam)
+        if SCALE_ROLE:
+            slope = tl.where(tl.abs(u) <= lam, 1.0, 0.5)
+        else:
+            slope = tl.where(tl.abs(u) <= 1.0 / lam, 1.0, 1.0 / lam)
     elif VARIANT == 1:
-        slope = 1.0 / (1.0 + lam * tl.abs(u))
+        slope = 1.0 / (1.0 + _rate(lam, SCALE_ROLE) * tl.abs(u))
     else:
-        lc = lam * c
+        lc = _rate(lam, SCALE_ROLE) * c
         slope = 1.0 - lc * lc
     return slope
 
 
 @triton.jit
-def _dcompress_dlam(u, c, slope, lam, VARIANT: tl.constexpr):
-    """sign(u) * d f_lam(|u|) / d lam."""
+def _dcompress_dlam(u, c, slope, lam, VARIANT: tl.constexpr, SCALE_ROLE: tl.constexpr):
+    """sign(u) * d f_lam(|u|) / d lam, for lam itself in either role."""
     if VARIANT == 0:
-        inv = 1.0 / lam
         r = tl.abs(u)
-        dfdl = tl.where(r > inv, 2.0 * inv * inv * inv - (1.0 + r) * inv * inv, 0.0)
+        if SCALE_ROLE:  # lam + (r - lam) / 2 beyond the knee
+            dfdl = tl.where(r > lam, 0.5, 0.0)
+        else:
+            inv = 1.0 / lam
+            dfdl = tl.where(r > inv, 2.0 * inv * inv * inv - (1.0 + r) * inv * inv, 0.0)
         out = tl.where(u < 0, -dfdl, dfdl)
+    elif SCALE_ROLE:
+        out = (c - u * slope) / lam  # lam g(r / lam): (f - r f') / lam
     else:
-        out = (u * slope - c) / lam
+        out = (u * slope - c) / lam  # g(lam r) / lam: (r f' - f) / lam
     return out
 
 
@@ -119,10 +142,11 @@ def _standardize_backward(gshat, shat, rstd, mask, n, MEANVAR: tl.constexpr):
 
 
 @triton.jit
-def _compress_backward(gs, u, c, scale, lam, mask, n, VARIANT: tl.constexpr, STD_DEVIATION: tl.constexpr):
+def _compress_backward(gs, u, c, scale, lam, mask, n, VARIANT: tl.constexpr, SCALE_ROLE: tl.constexpr,
+                       STD_DEVIATION: tl.constexpr):
     """(dL/dv, per-element dL/dlam terms) for s = mu + sign(u) f(|u|)."""
-    slope = _slope(u, c, lam, VARIANT)
-    glam = tl.where(mask, gs * _dcompress_dlam(u, c, slope, lam, VARIANT), 0.0)
+    slope = _slope(u, c, lam, VARIANT, SCALE_ROLE)
+    glam = tl.where(mask, gs * _dcompress_dlam(u, c, slope, lam, VARIANT, SCALE_ROLE), 0.0)
     gu = tl.where(mask, gs * slope, 0.0)
     gv = gu - _group_mean(gu, n)
     if STD_DEVIATION:
@@ -135,7 +159,7 @@ def _ibnorm_fwd_kernel(
     x_ptr, w_ptr, b_ptr, lam_ptr, y_ptr, stats_ptr,
     n_rows, n, eps,
     G: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr,
-    VARIANT: tl.constexpr, STD_DEVIATION: tl.constexpr, MEANVAR: tl.constexpr,
+    VARIANT: tl.constexpr, SCALE_ROLE: tl.constexpr, STD_DEVIATION: tl.constexpr, MEANVAR: tl.constexpr,
     COMPRESS_FIRST: tl.constexpr, HAS_W: tl.constexpr, HAS_B: tl.constexpr,
 ):
     row = tl.program_id(0).to(tl.int64)
@@ -149,14 +173,14 @@ def _ibnorm_fwd_kernel(
 
     if COMPRESS_FIRST:
         mu, scale = _compress_stats(v, mask, n, eps, STD_DEVIATION)
-        s = mu + _compress((v - mu) * scale, lam, VARIANT)
+        s = mu + _compress((v - mu) * scale, lam, VARIANT, SCALE_ROLE)
         mean, rstd = _standardize_stats(s, mask, n, eps, MEANVAR)
         shat = (s - mean) * rstd
     else:
         mean, rstd = _standardize_stats(v, mask, n, eps, MEANVAR)
         z = (v - mean) * rstd
         mu, scale = _compress_stats(z, mask, n, eps, STD_DEVIATION)
-        shat = mu + _compress((z - mu) * scale, lam, VARIANT)
+        shat = mu + _compress((z - mu) * scale, lam, VARIANT, SCALE_ROLE)
 
     y = shat
     if HAS_W:
@@ -180,7 +204,7 @@ def _ibnorm_bwd_kernel(
     x_ptr, w_ptr, lam_ptr, gy_ptr, stats_ptr, gx_ptr, gw_part_ptr, gb_part_ptr, glam_part_ptr,
     n_rows, n, rows_per_program,
     G: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr,
-    VARIANT: tl.constexpr, STD_DEVIATION: tl.constexpr, MEANVAR: tl.constexpr,
+    VARIANT: tl.constexpr, SCALE_ROLE: tl.constexpr, STD_DEVIATION: tl.constexpr, MEANVAR: tl.constexpr,
     COMPRESS_FIRST: tl.constexpr, HAS_W: tl.constexpr,
 ):
     pid = tl.program_id(0)
@@ -216,16 +240,16 @@ def _ibnorm_bwd_kernel(
 
         if COMPRESS_FIRST:
             u = tl.where(mask, (v - mu) * scale, 0.0)
-            c = _compress(u, lam, VARIANT)
+            c = _compress(u, lam, VARIANT, SCALE_ROLE)
             shat = tl.where(mask, (mu + c - mean) * rstd, 0.0)
             gs = _standardize_backward(gshat, shat, rstd, mask, n, MEANVAR)
-            gv, glam = _compress_backward(gs, u, c, scale, lam, mask, n, VARIANT, STD_DEVIATION)
+            gv, glam = _compress_backward(gs, u, c, scale, lam, mask, n, VARIANT, SCALE_ROLE, STD_DEVIATION)
         else:
             z = tl.where(mask, (v - mean) * rstd, 0.0)
             u = tl.where(mask, (z - mu) * scale, 0.0)
-            c = _compress(u, lam, VARIANT)
+            c = _compress(u, lam, VARIANT, SCALE_ROLE)
             shat = tl.where(mask, mu + c, 0.0)
-            gz, glam = _compress_backward(gshat, u, c, scale, lam, mask, n, VARIANT, STD_DEVIATION)
+            gz, glam = _compress_backward(gshat, u, c, scale, lam, mask, n, VARIANT, SCALE_ROLE, STD_DEVIATION)
             gv = _standardize_backward(gz, z, rstd, mask, n, MEANVAR)
 
         tl.store(gx_ptr + row * width + offs, gv.to(gx_ptr.dtype.element_ty), mask=mask)
@@ -238,7 +262,14 @@ def _ibnorm_bwd_kernel(
     tl.store(glam_part_ptr + pid, tl.sum(tl.sum(glam_acc, axis=1), axis=0))
 
 
-def _launch_config(width: int, num_groups: int, variant: str, deviation: str, standardize: str, order: str) -> dict:
+def _scale_role(lam_role: str) -> bool:
+    if lam_role not in ("rate", "scale"):
+        raise ValueError(f"lam_role={lam_role!r}: must be one of rate, scale")
+    return lam_role == "scale"
+
+
+def _launch_config(width: int, num_groups: int, variant: str, deviation: str, standardize: str, order: str,
+                   lam_role: str) -> dict:
     if width > MAX_WIDTH:
         raise ValueError(f"Triton IBNorm supports widths up to {MAX_WIDTH}, got {width}; use impl='fused'")
     n = width // num_groups
@@ -246,7 +277,7 @@ def _launch_config(width: int, num_groups: int, variant: str, deviation: str, st
     block_n = triton.next_power_of_2(n)
     return dict(
         G=num_groups, BLOCK_G=block_g, BLOCK_N=block_n,
-        VARIANT=_VARIANT_CODES[variant], STD_DEVIATION=deviation == "std",
+        VARIANT=_VARIANT_CODES[variant], SCALE_ROLE=_scale_role(lam_role), STD_DEVIATION=deviation == "std",
         MEANVAR=standardize == "meanvar", COMPRESS_FIRST=order == "compress_first",
         num_warps=min(16, max(1, block_g * block_n // 256)),
     )
@@ -259,10 +290,10 @@ def _backward_programs(x: torch.Tensor, n_rows: int) -> int:
 
 
 def _forward(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, lam: torch.Tensor,
-             variant: str, deviation: str, standardize: str, order: str, num_groups: int, eps: float
-             ) -> tuple[torch.Tensor, torch.Tensor]:
+             variant: str, deviation: str, standardize: str, order: str, num_groups: int, eps: float,
+             lam_role: str = "rate") -> tuple[torch.Tensor, torch.Tensor]:
     width = x.shape[-1]
-    config = _launch_config(width, num_groups, variant, deviation, standardize, order)
+    config = _launch_config(width, num_groups, variant, deviation, standardize, order, lam_role)
     x2 = x.reshape(-1, width).contiguous()  # (rows, width)
     n_rows = x2.shape[0]
     y = torch.empty_like(x2)
@@ -278,10 +309,10 @@ def _forward(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | 
 
 
 def _backward(grad_y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | None, lam: torch.Tensor,
-              stats: torch.Tensor, variant: str, deviation: str, standardize: str, order: str, num_groups: int
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+              stats: torch.Tensor, variant: str, deviation: str, standardize: str, order: str, num_groups: int,
+              lam_role: str = "rate") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     width = x.shape[-1]
-    config = _launch_config(width, num_groups, variant, deviation, standardize, order)
+    config = _launch_config(width, num_groups, variant, deviation, standardize, order, lam_role)
     x2 = x.reshape(-1, width).contiguous()
     n_rows = x2.shape[0]
     gy2 = grad_y.reshape(-1, width).contiguous()
@@ -301,11 +332,12 @@ def _backward(grad_y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | None
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    x, weight, bias, lam, variant, deviation, standardize, order, num_groups, _eps = inputs
+    # inputs has the defaults filled in: lam_role is there even when the caller left it out
+    x, weight, bias, lam, variant, deviation, standardize, order, num_groups, _eps, lam_role = inputs
     ctx.save_for_backward(x, weight, lam, output[1])
     ctx.mark_non_differentiable(output[1])  # the statistics only serve the backward
     ctx.set_materialize_grads(False)
-    ctx.options = (variant, deviation, standardize, order, num_groups)
+    ctx.options = (variant, deviation, standardize, order, num_groups, lam_role)
     ctx.dtypes = tuple(None if t is None else t.dtype for t in (weight, bias, lam))
 
 
@@ -314,10 +346,12 @@ def _autograd_backward(ctx, grad_y, _grad_stats):
     gx, gw, gb, glam = torch.ops.ibnorm_llm.ibnorm_triton_backward(grad_y, x, weight, lam, stats, *ctx.options)
     needs = ctx.needs_input_grad[:4]
     grads = [g.to(dtype) if need else None for g, need, dtype in zip((gw, gb, glam), needs[1:], ctx.dtypes, strict=True)]
-    return (gx if needs[0] else None, *grads, *[None] * 6)
+    return (gx if needs[0] else None, *grads, *[None] * 7)
 
 
 # Defined once per process: a checkpoint's copy of this module finds them defined by ibnorm_llm's.
+# lam_role comes last and defaults to rate, the reading before the option existed, so an older
+# copy's calls without it keep their meaning.
 if not hasattr(torch.ops.ibnorm_llm, "ibnorm_triton_forward"):
     triton_op("ibnorm_llm::ibnorm_triton_backward", mutates_args=())(_backward)
     triton_op("ibnorm_llm::ibnorm_triton_forward", mutates_args=())(_forward).register_autograd(

@@ -15,16 +15,22 @@ import sys
 
 import pytest
 
-# (variant, deviation, standardize, order, num_groups, affine, learnable lambda, dtype):
-# together every variant, deviation, standardization and order; groups; affine off;
-# weight without bias; a width that is not a power of two; bf16 input.
+# (variant, deviation, standardize, order, num_groups, affine, learnable lambda, dtype, lam_role):
+# together every variant, deviation, standardization, order and role of lambda; groups; affine off;
+# weight without bias; a width that is not a power of two; bf16 input. Every reading against a
+# float64 formula: tests/norms/test_ibnorm_readings.py.
 CASES = [
-    ("L", "raw", "meanvar", "compress_first", 1, "weight-and-bias", True, "float32"),
-    ("S", "std", "rms", "standardize_first", 3, "weight-only", False, "float32"),
-    ("T", "std", "meanvar", "compress_first", 2, "none", True, "float32"),
-    ("L", "raw", "rms", "standardize_first", 1, "weight-and-bias", False, "float32"),
-    ("S", "raw", "meanvar", "compress_first", 4, "weight-and-bias", True, "float32"),
-    ("T", "raw", "rms", "compress_first", 1, "weight-only", False, "bfloat16"),
+    ("L", "raw", "meanvar", "compress_first", 1, "weight-and-bias", True, "float32", "rate"),
+    ("S", "std", "rms", "standardize_first", 3, "weight-only", False, "float32", "rate"),
+    ("T", "std", "meanvar", "compress_first", 2, "none", True, "float32", "rate"),
+    ("L", "raw", "rms", "standardize_first", 1, "weight-and-bias", False, "float32", "rate"),
+    ("S", "raw", "meanvar", "compress_first", 4, "weight-and-bias", True, "float32", "rate"),
+    ("T", "raw", "rms", "compress_first", 1, "weight-only", False, "bfloat16", "rate"),
+    ("S", "raw", "meanvar", "compress_first", 2, "weight-and-bias", True, "float32", "scale"),
+    ("L", "std", "rms", "standardize_first", 3, "weight-only", True, "float32", "scale"),
+    ("T", "std", "meanvar", "compress_first", 1, "weight-and-bias", True, "float32", "scale"),
+    ("S", "std", "rms", "standardize_first", 1, "none", True, "float32", "scale"),
+    ("L", "raw", "meanvar", "compress_first", 4, "weight-and-bias", False, "bfloat16", "scale"),
 ]
 ROWS, WIDTH = 7, 24  # 7 rows over 4 backward programs leaves the last one short
 
@@ -35,16 +41,17 @@ def _check_case(case, device: str = "cpu", rows: int = ROWS, width: int = WIDTH)
     from ibnorm_llm.norms import IBNorm, ibnorm_reference
     from ibnorm_llm.norms.triton_ibnorm import ibnorm_triton
 
-    variant, deviation, standardize, order, num_groups, affine, learnable, dtype_name = case
+    variant, deviation, standardize, order, num_groups, affine, learnable, dtype_name, lam_role = case
     dtype = getattr(torch, dtype_name)
     gen = torch.Generator().manual_seed(0)
     normal = torch.randn(rows, width, generator=gen)
     x = (normal / torch.randn(3, rows, width, generator=gen).pow(2).mean(0).sqrt() + 0.3).to(device, dtype)
     weight = None if affine == "none" else (1 + 0.3 * torch.randn(width, generator=gen)).to(device)
     bias = (0.2 * torch.randn(width, generator=gen)).to(device) if affine == "weight-and-bias" else None
-    lam0 = {"S": 2.5, "L": 4.0, "T": 3.0}[variant]
+    # under scale the knee is lam itself, in the deviations' units (S takes lam < 1 there)
+    lam0 = {"rate": {"S": 2.5, "L": 4.0, "T": 3.0}, "scale": {"S": 0.7, "L": 1.5, "T": 1.2}}[lam_role][variant]
     opts = dict(variant=variant, deviation=deviation, standardize=standardize, order=order,
-                num_groups=num_groups, eps=1e-5)
+                num_groups=num_groups, eps=1e-5, lam_role=lam_role)
     grad_out = torch.randn(rows, width, generator=gen).to(device, dtype)
 
     results = []
@@ -68,7 +75,7 @@ def _check_case(case, device: str = "cpu", rows: int = ROWS, width: int = WIDTH)
         torch.testing.assert_close(got[name], ref[name], **tol, msg=lambda m, name=name: f"{case} {name}: {m}")
 
     # The module dispatches to the kernels when asked.
-    norm = IBNorm(width, impl="triton", num_groups=num_groups).to(device)
+    norm = IBNorm(width, impl="triton", num_groups=num_groups, lam_role=lam_role).to(device)
     assert norm(x.float()).shape == x.shape
 
 
@@ -91,8 +98,9 @@ def test_triton_kernels_match_reference_on_cuda(case):
 def test_triton_kernels_match_reference_on_cuda_at_model_width(dtype_name):
     # Real widths take the kernels' multi-block paths (several row blocks per program, the
     # backward's per-program weight-gradient partials) that the tiny cases above do not.
-    _check_case(("L", "raw", "meanvar", "compress_first", 1, "weight-and-bias", True, dtype_name),
-                device="cuda", rows=4096, width=2048)
+    for lam_role in ("rate", "scale"):
+        _check_case(("L", "raw", "meanvar", "compress_first", 1, "weight-and-bias", True, dtype_name, lam_role),
+                    device="cuda", rows=4096, width=2048)
 
 
 @pytest.mark.gpu

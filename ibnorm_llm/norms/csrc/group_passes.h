@@ -15,8 +15,38 @@ typedef struct {
     int variant;        /* 0 S, 1 L, 2 T, 3 identity (no compression) */
     int std_deviation;  /* deviations in units of the group std */
     int meanvar;        /* standardize: 1 meanvar, 0 rms */
+    /* L, T: f = g(lam r) / lam with this lam, the rate: lambda itself under the rate role, 1 / lambda
+       under the scale role (lambda g(r / lambda) is the rate reading at 1 / lambda); inv_lam = 1 / lam */
     float lam, inv_lam, eps;
+    /* S: f = r up to the knee, then slope tail (inv_tail = 1 / tail). Rate role: knee 1 / lambda,
+       tail 1 / lambda; scale role: knee lambda, tail 1/2. Not the rate reading at 1 / lambda. */
+    float knee, tail, inv_tail;
+    /* df/dlambda, for the user's lambda in either role. S, beyond the knee:
+       s_dlam0 - (1 + r) s_dlam1 (rate: 2 / lambda^3 - (1 + r) / lambda^2; scale: 1/2). L, T:
+       (r f' - f) dlam_coef (rate: dlam_coef = 1 / lambda; scale: -1 / lambda, as lambda g(r / lambda)
+       gives (f - r f') / lambda). */
+    float s_dlam0, s_dlam1, dlam_coef;
 } params_t;
+
+/* The parameters of one call: lambda is the user's, in the role scale_role says (0 rate, 1 scale). */
+static inline params_t make_params(int variant, int std_deviation, int meanvar, float lambda, int scale_role, float eps) {
+    params_t p;
+    float inv = 1.0f / lambda;
+    p.variant = variant;
+    p.std_deviation = std_deviation;
+    p.meanvar = meanvar;
+    p.eps = eps;
+    if (scale_role) {
+        p.lam = inv; p.inv_lam = lambda;
+        p.knee = lambda; p.tail = 0.5f; p.inv_tail = 2.0f;
+        p.s_dlam0 = 0.5f; p.s_dlam1 = 0.0f; p.dlam_coef = -inv;
+    } else {
+        p.lam = lambda; p.inv_lam = inv;
+        p.knee = inv; p.tail = inv; p.inv_tail = lambda;
+        p.s_dlam0 = 2.0f * inv * inv * inv; p.s_dlam1 = inv * inv; p.dlam_coef = inv;
+    }
+    return p;
+}
 
 /* c = sign(u) f(|u|) */
 #define INLINE static inline __attribute__((always_inline))
@@ -24,7 +54,7 @@ typedef struct {
 INLINE float compress_one(float u, const params_t *p, const int variant) {
     float r = fabsf(u), f;
     switch (variant) {
-    case 0: f = r <= p->inv_lam ? r : p->inv_lam + (r - p->inv_lam) * p->inv_lam; break;
+    case 0: f = r <= p->knee ? r : p->knee + (r - p->knee) * p->tail; break;
     case 1: f = fast_log1p_scaled(r, p->lam, p->inv_lam); break;
     case 2: f = fast_tanh(p->lam * r) * p->inv_lam; break;
     default: f = r;
@@ -35,7 +65,7 @@ INLINE float compress_one(float u, const params_t *p, const int variant) {
 /* f'(|u|) */
 INLINE float slope_one(float u, float c, const params_t *p, const int variant) {
     switch (variant) {
-    case 0: return fabsf(u) <= p->inv_lam ? 1.0f : p->inv_lam;
+    case 0: return fabsf(u) <= p->knee ? 1.0f : p->tail;
     case 1: return 1.0f / (1.0f + p->lam * fabsf(u));
     case 2: { float lc = p->lam * c; return 1.0f - lc * lc; }
     default: return 1.0f;
@@ -48,11 +78,11 @@ INLINE float slope_one(float u, float c, const params_t *p, const int variant) {
    free (its u = atanh(lam c) / lam is lost where tanh saturates, so T saves the input whenever
    u is needed: std units or a learnable lambda). */
 INLINE void recover_from_c(float c, const params_t *p, const int variant, const int need_u, float *u, float *slope) {
-    float rc = fabsf(c), inv = p->inv_lam;
+    float rc = fabsf(c), inv = p->inv_lam, knee = p->knee;
     switch (variant) {
     case 0:
-        *slope = rc <= inv ? 1.0f : inv;
-        if (need_u) *u = copysignf(rc <= inv ? rc : inv + (rc - inv) * p->lam, c);
+        *slope = rc <= knee ? 1.0f : p->tail;
+        if (need_u) *u = copysignf(rc <= knee ? rc : knee + (rc - knee) * p->inv_tail, c);
         break;
     case 1:
         if (need_u) {
@@ -69,12 +99,12 @@ INLINE void recover_from_c(float c, const params_t *p, const int variant, const 
     }
 }
 
-/* sign(u) df(|u|)/dlam */
+/* sign(u) df(|u|)/dlambda, for the user's lambda (params_t says how in each role) */
 INLINE float dlam_one(float u, float c, float slope, const params_t *p, const int variant) {
-    float inv = p->inv_lam, r = fabsf(u);
+    float r = fabsf(u);
     switch (variant) {
-    case 0: { float d = r > inv ? 2.0f * inv * inv * inv - (1.0f + r) * inv * inv : 0.0f; return u < 0.0f ? -d : d; }
-    case 1: case 2: return (u * slope - c) * inv;
+    case 0: { float d = r > p->knee ? p->s_dlam0 - (1.0f + r) * p->s_dlam1 : 0.0f; return u < 0.0f ? -d : d; }
+    case 1: case 2: return (u * slope - c) * p->dlam_coef;
     default: return 0.0f;
     }
 }

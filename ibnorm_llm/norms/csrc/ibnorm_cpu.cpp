@@ -23,11 +23,13 @@
 /* Forward over rows [row_begin, row_end) of a (rows, G*n) matrix; stats is (4, rows, G):
    mu, a, a mean (compress_first: of the standardized values, subtracted under meanvar only;
    standardize_first: the one subtracted, 0 under rms), rstd. c_saved (compress_first only;
-   NULL: not wanted) receives c, shaped as x. */
+   NULL: not wanted) receives c, shaped as x. lam is the user's lambda, in the role scale_role says
+   (make_params turns it into the constants the loops use). */
 static void forward_rows(const float *x, const float *w, const float *b, float *y, float *stats, float *c_saved,
                         int64_t row_begin, int64_t row_end, int64_t rows, int G, int n,
-                        int variant, int std_deviation, int meanvar, int compress_first, float lam, float eps) {
-    params_t p = {variant, std_deviation, meanvar, lam, 1.0f / lam, eps};
+                        int variant, int std_deviation, int meanvar, int compress_first, float lam, int scale_role,
+                        float eps) {
+    params_t p = make_params(variant, std_deviation, meanvar, lam, scale_role, eps);
     /* scratch, then ones and zeros standing in for a missing weight or bias: tests of the
        pointers inside the loops would keep them from vectorizing */
     std::vector<float> scratch(3 * (size_t)n);
@@ -79,9 +81,9 @@ static void forward_rows(const float *x, const float *w, const float *b, float *
 static void backward_rows(const float *x, const float *w, const float *gy, const float *stats, float *gx,
                          float *gw_part, float *gb_part, double *glam,
                          int64_t row_begin, int64_t row_end, int64_t rows, int G, int n,
-                         int variant, int std_deviation, int meanvar, int compress_first, float lam, int need_lam,
-                         int from_c) {
-    params_t p = {variant, std_deviation, meanvar, lam, 1.0f / lam, 0.0f};
+                         int variant, int std_deviation, int meanvar, int compress_first, float lam, int scale_role,
+                         int need_lam, int from_c) {
+    params_t p = make_params(variant, std_deviation, meanvar, lam, scale_role, 0.0f);
     /* Eight scratch rows, each SCRATCH_SKEW floats more than a row apart: rows a power-of-two
        size apart would share their low address bits with each other (and with x, gy, gx) and
        the CPU would stall loads on stores to unrelated addresses (4K aliasing). */
@@ -153,7 +155,7 @@ namespace {
 constexpr int64_t kMinElementsPerThread = 1 << 15;
 
 struct Options {
-    int variant, std_deviation, meanvar, compress_first, num_groups, n;
+    int variant, std_deviation, meanvar, compress_first, scale_role, num_groups, n;
     int64_t rows, width;
 };
 
@@ -166,7 +168,8 @@ int variant_code(std::string_view variant) {
 }
 
 Options parse_options(const at::Tensor &x, std::string_view variant, std::string_view deviation,
-                      std::string_view standardize, std::string_view order, int64_t num_groups) {
+                      std::string_view standardize, std::string_view order, int64_t num_groups,
+                      std::string_view lam_role) {
     TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == at::kFloat, "ibnorm CPU kernel: x must be a float32 CPU tensor");
     TORCH_CHECK(x.dim() >= 1 && num_groups >= 1 && x.size(-1) % num_groups == 0,
                 "ibnorm CPU kernel: num_groups must divide the last dimension");
@@ -174,11 +177,13 @@ Options parse_options(const at::Tensor &x, std::string_view variant, std::string
     TORCH_CHECK(standardize == "meanvar" || standardize == "rms", "ibnorm: standardize must be meanvar or rms");
     TORCH_CHECK(order == "compress_first" || order == "standardize_first",
                 "ibnorm: order must be compress_first or standardize_first");
+    TORCH_CHECK(lam_role == "rate" || lam_role == "scale", "ibnorm: lam_role must be rate or scale");
     Options o;
     o.variant = variant_code(variant);
     o.std_deviation = deviation == "std";
     o.meanvar = standardize == "meanvar";
     o.compress_first = order == "compress_first";
+    o.scale_role = lam_role == "scale";
     o.width = x.size(-1);
     o.rows = o.width == 0 ? 0 : x.numel() / o.width;
     o.num_groups = (int)num_groups;
@@ -203,8 +208,8 @@ int64_t grain_rows(int64_t width) { return std::max<int64_t>(1, kMinElementsPerT
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ibnorm_forward(
         const at::Tensor &x_in, const std::optional<at::Tensor> &weight, const std::optional<at::Tensor> &bias,
         const at::Tensor &lam, std::string_view variant, std::string_view deviation, std::string_view standardize,
-        std::string_view order, int64_t num_groups, double eps, bool save_c) {
-    const Options o = parse_options(x_in, variant, deviation, standardize, order, num_groups);
+        std::string_view order, int64_t num_groups, double eps, bool save_c, std::string_view lam_role) {
+    const Options o = parse_options(x_in, variant, deviation, standardize, order, num_groups, lam_role);
     TORCH_CHECK(!save_c || o.compress_first, "ibnorm CPU kernel: save_c needs order=compress_first");
     const at::Tensor x = x_in.contiguous();
     at::Tensor y = at::empty_like(x);
@@ -215,7 +220,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ibnorm_forward(
     at::parallel_for(0, o.rows, grain_rows(o.width), [&](int64_t begin, int64_t end) {
         forward_rows(x.data_ptr<float>(), w, b, y.data_ptr<float>(), stats.data_ptr<float>(),
                      save_c ? c.data_ptr<float>() : nullptr, begin, end, o.rows, o.num_groups, o.n, o.variant,
-                     o.std_deviation, o.meanvar, o.compress_first, l, (float)eps);
+                     o.std_deviation, o.meanvar, o.compress_first, l, o.scale_role, (float)eps);
     });
     return {y, stats, c};
 }
@@ -224,8 +229,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> ibnorm_backward(
         const at::Tensor &grad_y, const at::Tensor &saved_in, const std::optional<at::Tensor> &weight,
         const at::Tensor &stats_in, const at::Tensor &lam, std::string_view variant, std::string_view deviation,
         std::string_view standardize, std::string_view order, int64_t num_groups, bool from_c, bool need_weight,
-        bool need_bias, bool need_lam) {
-    const Options o = parse_options(saved_in, variant, deviation, standardize, order, num_groups);
+        bool need_bias, bool need_lam, std::string_view lam_role) {
+    const Options o = parse_options(saved_in, variant, deviation, standardize, order, num_groups, lam_role);
     TORCH_CHECK(grad_y.sizes() == saved_in.sizes() && grad_y.scalar_type() == at::kFloat,
                 "ibnorm CPU kernel: grad_y must be float32 and shaped as the saved activation");
     const at::Tensor saved = saved_in.contiguous(), gy = grad_y.contiguous(), stats = stats_in.contiguous();
@@ -244,7 +249,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> ibnorm_backward(
                       need_weight ? gw_parts.data_ptr<float>() + part * o.width : nullptr,
                       need_bias ? gb_parts.data_ptr<float>() + part * o.width : nullptr, &glams[part], begin, end,
                       o.rows, o.num_groups, o.n, o.variant, o.std_deviation, o.meanvar, o.compress_first, l,
-                      need_lam, from_c);
+                      o.scale_role, need_lam, from_c);
     });
     double glam = 0.0;
     for (double g : glams) glam += g;
@@ -276,12 +281,15 @@ at::Tensor ibnorm_elementwise(std::string_view fn, const at::Tensor &x_in) {
 
 }  // namespace
 
+// lam_role comes last and defaults to rate, the reading before the option existed: a checkpoint's
+// copy of an older cpu_ops.py calls these operators without it and keeps its meaning.
 TORCH_LIBRARY_FRAGMENT(ibnorm_llm, m) {
     m.def("ibnorm_forward(Tensor x, Tensor? weight, Tensor? bias, Tensor lam, str variant, str deviation, "
-          "str standardize, str order, int num_groups, float eps, bool save_c) -> (Tensor, Tensor, Tensor)");
+          "str standardize, str order, int num_groups, float eps, bool save_c, str lam_role=\"rate\") "
+          "-> (Tensor, Tensor, Tensor)");
     m.def("ibnorm_backward(Tensor grad_y, Tensor saved, Tensor? weight, Tensor stats, Tensor lam, str variant, "
           "str deviation, str standardize, str order, int num_groups, bool from_c, bool need_weight, "
-          "bool need_bias, bool need_lam) -> (Tensor, Tensor, Tensor, Tensor)");
+          "bool need_bias, bool need_lam, str lam_role=\"rate\") -> (Tensor, Tensor, Tensor, Tensor)");
     m.def("ibnorm_elementwise(str fn, Tensor x) -> Tensor");
 }
 
