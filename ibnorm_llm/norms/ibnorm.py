@@ -109,7 +109,8 @@ def compress(d: torch.Tensor, variant: str, lam: Lam, lam_role: str = "rate") ->
 
 
 def compression_slope(d: torch.Tensor, variant: str, lam: Lam, lam_role: str = "rate") -> torch.Tensor:
-    """The slope ``f_lam'(|d|)`` of the compression at each element of ``d``, in (0, 1].
+    """The slope ``f_lam'(|d|)`` of the compression at each element of ``d``: in (0, 1] (T's rounds to 0
+    where tanh saturates in floating point).
 
     ``d`` in the units :func:`compress` takes (raw deviations, or std units under
     ``deviation="std"``). The elements beyond the knee are where the slope is small (e.g. < 0.1).

@@ -17,6 +17,9 @@ CASES = [(kind, {}) for kind in NORMS if kind != "ibnorm"] + [
     ("ibnorm", {"impl": impl, "variant": variant, "learnable_lam": True, "num_groups": 2, "deviation": deviation})
     for impl in ("reference", "fused", "auto")
     for variant, deviation in (("L", "raw"), ("T", "std"))
+] + [  # the scale role of lambda through the CPU operator (S with lam < 1: only valid under scale)
+    ("ibnorm", {"impl": "fused", "variant": "S", "lam": 0.7, "lam_role": "scale", "learnable_lam": True,
+                "num_groups": 2, "deviation": "std"}),
 ]
 
 
