@@ -18,6 +18,7 @@ from ibnorm_llm.config import (
     save_config,
 )
 from ibnorm_llm.norms import NORMS, NormOptionError, NormSpec
+from ibnorm_llm.norms.ibnorm import DEFAULT_DEVIATION, DEFAULT_LAM_ROLE
 
 
 def write_yaml(tmp_path, tree, name="cfg.yaml"):
@@ -124,7 +125,7 @@ def test_replace_revalidates():
     assert replace(cfg, "train.seed", 7).train.seed == 7
     with pytest.raises(ConfigError):
         replace(cfg, "train.seed", "x")
-    assert NormConfig(kind="ibnorm", lam=3.0).options() == {"lam": 3.0}
+    assert NormConfig(kind="rmsnorm", eps=1e-6).options() == {"eps": 1e-6}
 
 
 def test_command_line_values_follow_yaml_1_2():
@@ -181,7 +182,11 @@ def test_a_newly_registered_norm_is_configurable_without_touching_the_config(mon
 
 def test_norm_spec_is_one_immutable_value():
     spec = NormSpec("ibnorm", variant="L", lam=4.0, eps=None)
-    assert spec.options() == {"variant": "L", "lam": 4.0} and spec.to_dict() == {"kind": "ibnorm", **spec.options()}
+    # IBNorm's reading (deviation units, lambda's role) is always written out, defaults included.
+    reading = {"deviation": DEFAULT_DEVIATION, "lam_role": DEFAULT_LAM_ROLE}
+    assert spec.options() == {"variant": "L", "lam": 4.0, **reading}
+    assert spec.to_dict() == {"kind": "ibnorm", **spec.options()}
+    assert NormSpec("rmsnorm", eps=None).options() == {}
     assert spec == NormSpec("ibnorm", lam=4.0, variant="L") and len({spec, NormSpec("ibnorm", lam=4.0, variant="L")}) == 1
     assert pickle.loads(pickle.dumps(spec)) == spec
     with pytest.raises(AttributeError, match="immutable"):
