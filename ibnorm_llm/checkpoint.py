@@ -21,10 +21,9 @@ from pathlib import Path
 import yaml
 from transformers import AutoTokenizer
 
-from ibnorm_llm.config import ConfigError, RunConfig, config_from_tree, yaml_load
+from ibnorm_llm.config import ConfigError, RunConfig, config_from_tree, legacy_norm_options, yaml_load
 from ibnorm_llm.data.tokenizer import ensure_special_tokens
 from ibnorm_llm.models import load_model
-from ibnorm_llm.norms import with_legacy_options
 
 STATE_DIR = "trainer_state"
 COMPLETE = "COMPLETE"
@@ -117,24 +116,6 @@ def inspect_checkpoint(path: str | Path, *, tokenizer: bool = True) -> Checkpoin
         state = json.loads((path / STATE_DIR / TRAINER_STATE_FILE).read_text())
         step, tokens = int(state["step"]), int(state["tokens"])
     return CheckpointInfo(path=path, config=config, step=step, tokens=tokens)
-
-
-def legacy_norm_options(tree: dict) -> dict:
-    """A saved run config's tree with every norm spec read as it was written (``with_legacy_options``):
-    a checkpoint saved before IBNorm's ``lam_role`` existed keeps the reading it was trained with."""
-    model = tree.get("model")
-    if not isinstance(model, dict):
-        return tree
-    model = dict(model)
-    for key in ("norm", "final_norm", "qk_norm"):
-        if isinstance(model.get(key), dict):
-            model[key] = with_legacy_options(model[key])
-    if isinstance(model.get("norm_overrides"), list):
-        model["norm_overrides"] = [
-            {**o, "norm": with_legacy_options(o["norm"])} if isinstance(o, dict) and isinstance(o.get("norm"), dict)
-            else o for o in model["norm_overrides"]
-        ]
-    return {**tree, "model": model}
 
 
 def load_checkpoint(path: str | Path, *, device: str = "cpu", dtype=None, tokenizer: bool = True) -> Checkpoint:

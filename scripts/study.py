@@ -33,6 +33,9 @@ def describe_plan(plan: StudyPlan, launcher: str | None) -> str:
              f"out {plan.out}"]
     lines += [f"note: {note}" for note in plan.notes]
     for arm, grid in plan.grids.items():
+        if not plan.tunes_itself(arm):
+            lines.append(f"arm {arm}: reuses {spec.anchor(arm)}'s tuned point")
+            continue
         lines.append(f"arm {arm}: {len(grid.points)} grid point(s)")
         lines += [f"  skip {key}: {reason}" for key, reason in grid.skipped.items()]
     lines.append(f"1) tuning at seed {plan.tuning_seed}: {len(tuning)} runs")

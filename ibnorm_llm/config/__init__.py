@@ -20,6 +20,7 @@ import yaml
 from .checks import check_values
 from .convert import from_dict, to_dict
 from .errors import ConfigError
+from .legacy import legacy_norm_options
 from .sections import (
     AnalysisConfig,
     DataConfig,
@@ -38,7 +39,7 @@ from .yaml12 import yaml_load
 __all__ = [
     "CONFIG_DIR", "AnalysisConfig", "ConfigError", "DataConfig", "EvalConfig", "LoggingConfig", "ModelConfig",
     "NormConfig", "NormOverride", "OptimConfig", "RunConfig", "TokenizerConfig", "TrainConfig", "config_from_tree",
-    "config_to_yaml", "from_dict", "load_config", "parse_override", "replace", "resolve_config_path", "save_config",
+    "config_to_yaml", "from_dict", "legacy_norm_options", "load_config", "parse_override", "replace", "resolve_config_path", "save_config",
     "to_dict", "yaml_load",
 ]
 

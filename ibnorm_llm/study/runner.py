@@ -95,7 +95,8 @@ class StudyResults:
 
 
 def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    sys.stderr.write(message + "\n")  # one write per line: parallel jobs' lines do not interleave
+    sys.stderr.flush()
 
 
 Execute = Callable[[list[str], Path], int]
