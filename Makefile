@@ -14,7 +14,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo study test test-fast lint bench gpu-check clean-runs
+.PHONY: install demo study study-readings test test-fast lint bench gpu-check clean-runs
 
 # torch is (re)installed only when none is there or TORCH is given on the command line, so a
 # later `make test` after a pyproject change keeps a GPU build chosen with `make install TORCH=...`.
@@ -34,9 +34,15 @@ demo: $(STAMP)
 	$(PY) scripts/demo.py
 
 # The tiny CPU study (studies/tiny_norms.yaml: RMSNorm vs IBNorm-S/L/T, 3 learning rates, 3 seeds):
-# runs/study/report.md; rerunning continues where it stopped (docs/studies.md).
+# runs/study/report.md; rerunning continues where it stopped (docs/studies.md). STUDY_JOBS trainings
+# run at once, each on cores/STUDY_JOBS threads (tiny models use two threads poorly).
+STUDY_JOBS ?= 2
 study: $(STAMP)
-	$(PY) scripts/study.py --study studies/tiny_norms.yaml --out runs/study
+	$(PY) scripts/study.py --study studies/tiny_norms.yaml --out runs/study --jobs $(STUDY_JOBS)
+
+# Which IBNorm? The four readings of the compression against the paper's claims (about an hour on 2 cores).
+study-readings: $(STAMP)
+	$(PY) scripts/study.py --study studies/ibnorm_readings.yaml --out runs/ibnorm_readings --jobs $(STUDY_JOBS)
 
 test: $(STAMP)
 	$(VENV)/bin/pytest -q

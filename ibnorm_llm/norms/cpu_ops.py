@@ -67,12 +67,22 @@ def _sources() -> Path:
     return installed
 
 
+def _source_key(csrc: Path) -> str:
+    """The build is keyed by its sources too: two versions of the package (two checkouts, a
+    checkpoint's copy) sharing one extension cache must never load each other's operators."""
+    digest = hashlib.sha256()
+    for path in sorted(csrc.iterdir()):
+        if path.suffix in (".cpp", ".h"):
+            digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:10]
+
+
 def _build() -> None:
     from torch.utils import cpp_extension
 
     csrc = _sources()
     cpp_extension.load(
-        name=f"ibnorm_llm_cpu_{_cpu_key()}",
+        name=f"ibnorm_llm_cpu_{_cpu_key()}_{_source_key(csrc)}",
         sources=[str(csrc / name) for name in SOURCES],
         extra_include_paths=[str(csrc)],
         extra_cflags=list(CFLAGS),
