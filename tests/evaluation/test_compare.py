@@ -316,3 +316,15 @@ def test_norm_options_split_rows_but_share_the_baseline():
     ibnorm_rows = [r for r in comparison.rows if r.norm == "ibnorm"]
     assert len(ibnorm_rows) == 2
     assert all(comparison.rows[r.baseline_index].norm == "rmsnorm" for r in ibnorm_rows)
+
+
+def test_cli_skips_folders_without_results_with_a_note(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("compare_cli", Path(__file__).parents[2] / "eval" / "compare.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    unfinished = tmp_path / "unfinished"
+    (unfinished / "tasks").mkdir(parents=True)  # what a failed evaluation used to leave behind
+    cli.main([str(RESULTS / "rmsnorm_s0"), str(RESULTS / "ibnorm_l4_s0"), str(unfinished), "--out", str(tmp_path / "o")])
+    captured = capsys.readouterr()
+    assert f"note: skipping {unfinished}: no summary.json" in captured.err
+    assert "2 rows from 2 results" in captured.out
