@@ -34,7 +34,7 @@ from ibnorm_llm.data.token_bytes import TokenBytes, token_bytes
 from ibnorm_llm.models import build_model, count_parameters
 from ibnorm_llm.train import checkpoint as ckpt
 from ibnorm_llm.train import run_folder
-from ibnorm_llm.train.batching import BatchPlan, plan_batches
+from ibnorm_llm.train.batching import BatchPlan, batch_notice, batch_source, plan_batches
 from ibnorm_llm.train.cpu_memory import reuse_freed_memory
 from ibnorm_llm.train.distributed import (
     build_accelerator,
@@ -321,6 +321,7 @@ def setup(cfg: RunConfig, final_eval: FinalEval | None = None) -> Session:
             "processes": processes, "distributed_type": processes[0]["distributed_type"],
             "sharding": processes[0]["sharding"], "sharded_params": processes[0]["sharded_params"],
             "precision": cfg.train.precision, **asdict(plan), "global_batch_size": plan.global_batch_size,
+            "global_batch_set_by": batch_source(cfg.train),
             "tokens_per_step": plan.tokens_per_step, "n_params": n_params, "flops_per_token": flops_tok,
             "resumed_from": str(resume) if resume else None, "start_step": start.step, "wandb_id": wandb_id,
             "config_changes": _config_changes(cfg, resume, start.step, changes),
@@ -337,6 +338,8 @@ def setup(cfg: RunConfig, final_eval: FinalEval | None = None) -> Session:
         for change in changes:
             tracker.write(f"train.resume_allow_changes: {change['key']} {change['from']} -> {change['to']} "
                           f"from step {start.step} (recorded in run.json)")
+    if notice := batch_notice(cfg.train, plan):
+        tracker.write(notice)
     if notice := peak_flops_notice(processes[0]["device"], processes[0]["device_name"], peak):
         tracker.write(notice)
     return session

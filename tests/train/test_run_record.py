@@ -194,3 +194,24 @@ def test_failed_checkpoint_write_keeps_the_previous_and_removes_the_temporary(ti
     root = ckpt.checkpoints_root(cfg.run_dir)
     assert sorted(p.name for p in root.iterdir()) == ["step_2"]
     assert ckpt.checkpoint_problem(root / "step_2") is None
+
+
+def test_documented_tokenizer_call_never_prompts_without_the_package(tiny_overrides, tmp_path):
+    """docs/training.md's two lines in a fresh process where ibnorm_llm cannot be imported, stdin closed."""
+    import subprocess
+    import sys
+
+    final = train(tiny_config([*tiny_overrides, "run_name=docs", "train.max_steps=1"])).final_checkpoint
+    code = (
+        "import sys\nsys.modules['ibnorm_llm'] = None\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n"
+        f"model = AutoModelForCausalLM.from_pretrained({str(final)!r}, trust_remote_code=True)\n"
+        f"tok = AutoTokenizer.from_pretrained({str(final)!r}, trust_remote_code=True)\n"
+        "print('ok', len(tok), tok.eos_token)"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env.update(HF_MODULES_CACHE=str(tmp_path / "hf_modules"), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    (tmp_path / "cwd").mkdir()
+    proc = subprocess.run([sys.executable, "-I", "-c", code], cwd=tmp_path / "cwd", env=env, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "[y/N]" not in proc.stdout + proc.stderr and proc.stdout.startswith("ok 512")
