@@ -56,7 +56,7 @@ _ABSENT = object()
 
 def _fmt(value: Any) -> str:
     if value is _ABSENT:
-        return "(absent)"
+        return "(unset)"
     if value is None:
         return "null"
     if isinstance(value, (list, tuple)):
