@@ -328,3 +328,16 @@ def test_cli_skips_folders_without_results_with_a_note(tmp_path, capsys):
     captured = capsys.readouterr()
     assert f"note: skipping {unfinished}: no summary.json" in captured.err
     assert "2 rows from 2 results" in captured.out
+
+
+def test_best_is_only_marked_among_rows_of_the_same_step_and_tokens():
+    longer = raw("ibnorm_t2_s0")  # a run trained 4x longer, with the highest scores of all
+    longer.update(step=40000, tokens=4 * (longer.get("tokens") or 1))
+    for entry in longer["tasks"].values():
+        entry["value"] = 0.99
+    longer["perplexity"]["ppl"] = 1.5
+    comparison = build_comparison(load_summaries(sorted(RESULTS.iterdir())) + [parse_summary(longer, "longer.json")])
+    (index,) = [i for i, row in enumerate(comparison.rows) if row.step == 40000]
+    # alone at its step, it has nothing to beat; the step-10000 rows keep their own best
+    assert all(index not in marked for marked in comparison.best.values())
+    assert [comparison.rows[i].label for i in comparison.best["arc_challenge"]] == [LABEL_L4]

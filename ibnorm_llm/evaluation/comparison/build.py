@@ -12,9 +12,9 @@ Conventions (also written into the Markdown):
   t-test (``scipy.stats.ttest_rel``) over matched seeds when both have exactly the same seed
   set (seed s of the run is paired with seed s of the baseline: same data order and init
   seed), otherwise Welch's t-test (``scipy.stats.ttest_ind(equal_var=False)``), named as such.
-- Best value per column: bold in Markdown; in CSV the ``best_in`` column lists the columns in
-  which the row is best. Higher is better for scores and their deltas, lower for loss and
-  perplexity. Ties (equal at display precision) are all marked.
+- Best value per column, among rows of the same step and token count (never across amounts of
+  training): bold in Markdown; in CSV the ``best_in`` column lists the columns in which the row is
+  best. Higher is better for scores and their deltas, lower for loss and perplexity. Ties (equal at display precision) are all marked.
 - Missing values are written as ``—`` (in Markdown and CSV), never as 0.
 """
 
@@ -288,19 +288,22 @@ def _delta_pct(row: Row, key: str) -> float | None:
 
 
 def _best(rows: Sequence[Row], columns: Sequence[Column], value_of, include_baselines: bool) -> dict:
+    """Per column, the rows with the best value among rows of the same step and token count: a run
+    trained longer is never "best" against shorter ones."""
     best = {}
     for col in columns:
-        scored = [
-            (i, round(v, col.decimals))
-            for i, row in enumerate(rows)
-            if (include_baselines or not row.is_baseline) and (v := value_of(row, col)) is not None
-        ]
-        if len(scored) < 2:  # nothing to beat
-            best[col.key] = frozenset()
-            continue
-        pick = max if col.higher_is_better else min
-        target = pick(v for _, v in scored)
-        best[col.key] = frozenset(i for i, v in scored if v == target)
+        marked: set[int] = set()
+        by_amount: dict[tuple, list[tuple[int, float]]] = {}
+        for i, row in enumerate(rows):
+            if (include_baselines or not row.is_baseline) and (v := value_of(row, col)) is not None:
+                by_amount.setdefault((row.step, row.tokens), []).append((i, round(v, col.decimals)))
+        for scored in by_amount.values():
+            if len(scored) < 2:  # nothing to beat
+                continue
+            pick = max if col.higher_is_better else min
+            target = pick(v for _, v in scored)
+            marked |= {i for i, v in scored if v == target}
+        best[col.key] = frozenset(marked)
     return best
 
 

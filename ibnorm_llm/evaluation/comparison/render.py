@@ -111,7 +111,8 @@ def to_markdown(comparison: Comparison, title: str = "Norm comparison") -> str:
         "suite's tasks, per seed. `(≤ chance)`: at or below the task's chance level (guessing among the "
         "choices), so it cannot rank models. bpb: bits per byte (of the correct continuation for a task, of "
         "the held-out text for held-out bpb), lower is better and comparable across tokenizers. Bold: best in "
-        f"its column (higher is better for scores, lower for loss, bpb and perplexity). {MISSING}: missing.",
+        "its column among rows of the same step and tokens (higher is better for scores, lower for loss, bpb and "
+        f"perplexity). {MISSING}: missing.",
         "",
         "## Scores",
         "",
@@ -129,7 +130,7 @@ def to_markdown(comparison: Comparison, title: str = "Norm comparison") -> str:
         "and step. p: with ≥3 seeds on both sides, a paired t-test (scipy.stats.ttest_rel) pairing seed s of "
         "the run with seed s of the baseline when both have the same seeds, otherwise Welch's t-test "
         "(unequal variances). For loss and perplexity a negative change is an improvement. Bold: best change "
-        "in its column.",
+        "in its column among rows of the same step and tokens.",
         "",
     ]
     body = []
