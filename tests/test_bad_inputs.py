@@ -97,7 +97,7 @@ ROWS = [
                                                           "--out", f"{c['tmp']}/ev"]), "--limit 0: must be a positive number"),
     ("leaderboard: unknown task", lambda c: ("leaderboard", ["--checkpoint", c["final"], "--suite", "small", "--tasks", "hellaswg",
                                                             "--out", f"{c['tmp']}/ev"]), "hellaswg"),
-    ("compare: no results", lambda c: ("compare", [str(c["tmp"]), "--out", f"{c['tmp']}/cmp"]), "none of the 1 folders holds a summary.json"),
+    ("compare: no results", lambda c: ("compare", [str(c["tmp"]), "--out", f"{c['tmp']}/cmp"]), "none of the 1 folders holds a summary.json or a training run"),
 ]
 
 
