@@ -92,8 +92,8 @@ def check_fresh_start(cfg: RunConfig, resume: Path | None) -> None:
                 f"{cfg.run_dir} that train.overwrite=true would replace; drop train.overwrite to continue the run"
             )
         return
-    if cfg.train.overwrite:
-        return
+    if cfg.train.overwrite or cfg.train.resume == "auto":
+        return  # auto without a checkpoint to continue: a run killed before its first one starts again
     found = held(cfg.run_dir)
     if found:
         shown = ", ".join(found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")

@@ -215,3 +215,15 @@ def test_documented_tokenizer_call_never_prompts_without_the_package(tiny_overri
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "[y/N]" not in proc.stdout + proc.stderr and proc.stdout.startswith("ok 512")
+
+
+def test_resume_auto_without_a_checkpoint_starts_again(tiny_overrides):
+    """A run killed before its first checkpoint left metrics only: train.resume=auto trains it from step 1."""
+    cfg = [*tiny_overrides, "run_name=early_kill", "train.max_steps=2"]
+    first = train(tiny_config(cfg))
+    shutil.rmtree(ckpt.checkpoints_root(first.run_dir))
+    with pytest.raises(RunFolderError, match="already holds a run"):
+        train(tiny_config(cfg))
+    again = train(tiny_config([*cfg, "train.resume=auto"]))
+    assert sorted(losses(again.run_dir)) == [1, 2]
+    assert json.loads((again.run_dir / "run.json").read_text())["start_step"] == 0
