@@ -55,6 +55,7 @@ def train_all(out_dir: Path, steps: int, overrides: list[str]) -> list[DemoRun]:
         cfg = load_config(BASE_CONFIG, [
             *DEMO_SETTINGS, *norm, f"run_name={name}", f"out_dir={out_dir}", f"train.max_steps={steps}",
             f"train.eval_every={max(1, steps // 4)}", f"train.checkpoint_every={steps}", "train.resume=none",
+            "train.overwrite=true",  # the demo starts afresh each time: it replaces its own earlier runs
             "logging.wandb='off'", *overrides,
         ])
         print(f"== training {name} ({steps} steps)", file=sys.stderr, flush=True)

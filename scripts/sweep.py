@@ -4,7 +4,8 @@
         --grid model.norm.variant=S,L,T model.norm.lam=2,3,4,5 train.seed=0,1,2 [--run]
 
 Writes ``sweeps/<name>/<run_name>.yaml`` per point (the fully resolved config) plus
-``commands.sh``; every point is validated through the config system before anything runs.
+``commands.sh`` (absolute paths, ``train.resume=auto``: rerunnable from any directory after a
+failure); every point is validated through the config system before anything runs.
 Each run is named after its settings, e.g. ``llama60m_ibnorm_vL_lam4_seed0``. Without
 ``--run`` the launch commands are printed; with it they run in order and the sweep stops at
 the first failure. Seeds are an axis like any other: a single-seed norm comparison is not
@@ -80,9 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grid", nargs="+", required=True, metavar="KEY=V1,V2", help="axes of the grid")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for every point")
     parser.add_argument("--out", help="sweep folder (default sweeps/<base>_<timestamp>)")
-    parser.add_argument("--launcher", default=f"{sys.executable} scripts/pretrain.py",
+    parser.add_argument("--launcher", default=f"{shlex.quote(sys.executable)} {shlex.quote(str(ROOT / 'scripts' / 'pretrain.py'))}",
                         help="command that runs one config, e.g. 'accelerate launch --config_file "
-                             "launch/ddp.yaml scripts/pretrain.py'")
+                             "launch/ddp.yaml scripts/pretrain.py' (relative paths mean the current directory)")
     parser.add_argument("--run", action="store_true", help="run the points one after another")
     args = parser.parse_args(argv)
     try:
@@ -92,15 +93,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"config error: {err}", file=sys.stderr)
         return 2
     base_stem = resolve_config_path(args.config).stem
-    # Absolute, because the runs start in the repository root whatever the current directory is.
     out = Path(args.out or f"sweeps/{base_stem}_{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+    # Every run starts in this directory (--run and commands.sh alike), so the relative paths of the
+    # configs (out_dir, data, tokenizer) and of --launcher mean what they mean here.
+    workdir = Path.cwd().resolve()
     out.mkdir(parents=True, exist_ok=True)
     commands = []
     for name, overrides in points:
         path = out / f"{name}.yaml"
         save_config(load_config(args.config, overrides), path)
-        commands.append(f"{args.launcher} --config {shlex.quote(str(path))}")
-    (out / "commands.sh").write_text("#!/bin/sh\nset -e\n" + "\n".join(commands) + "\n")
+        # resume=auto: a rerun after a failure continues unfinished runs and does not retrain finished ones
+        commands.append(f"{args.launcher} --config {shlex.quote(str(path))} train.resume=auto")
+    (out / "commands.sh").write_text(
+        "#!/bin/sh\n# Written by scripts/sweep.py. Rerun it as it is after a failure, from any directory: each run\n"
+        "# continues from its last checkpoint (train.resume=auto) and finished runs end at once.\n"
+        f"set -e\ncd {shlex.quote(str(workdir))}\n" + "\n".join(commands) + "\n"
+    )
     (out / "sweep.json").write_text(json.dumps({"base": args.config, "grid": grid, "set": args.set,
                                                 "runs": [n for n, _ in points]}, indent=2) + "\n")
     print(f"{len(points)} configs in {out}", file=sys.stderr)
@@ -109,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for i, ((name, _), command) in enumerate(zip(points, commands, strict=True)):
         print(f"[{i + 1}/{len(points)}] {name}", file=sys.stderr, flush=True)
-        code = subprocess.run(shlex.split(command), cwd=ROOT).returncode
+        code = subprocess.run(shlex.split(command), cwd=workdir).returncode
         if code != 0:
             remaining = [n for n, _ in points[i + 1:]]
             print(f"sweep stopped: run {name} failed with exit status {code}. Not started: "

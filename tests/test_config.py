@@ -200,3 +200,29 @@ def test_config_yaml_of_older_runs_lists_every_option_and_still_loads(tmp_path):
     old = load_config(Path(__file__).parent / "fixtures" / "checkpoints" / "llama_ibnorm_l" / "config.yaml")
     assert old.model.norm == NormSpec("ibnorm", variant="L", lam=4.0)
     assert "alpha_init" not in config_to_yaml(old)
+
+
+def test_bare_config_name_is_looked_up_in_dot_configs_before_the_shipped_presets(tmp_path, monkeypatch):
+    from ibnorm_llm.config import CONFIG_DIR, resolve_config_path
+
+    monkeypatch.chdir(tmp_path)
+    assert resolve_config_path("llama_tiny_rmsnorm") == CONFIG_DIR / "llama_tiny_rmsnorm.yaml"
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "llama_tiny_rmsnorm.yaml").write_text("run_name: my_copy\n")
+    assert load_config("llama_tiny_rmsnorm").run_name == "my_copy"  # ./configs wins
+    (tmp_path / "llama_tiny_rmsnorm.yaml").write_text("run_name: here\n")
+    assert load_config("llama_tiny_rmsnorm.yaml").run_name == "here"  # a path as given wins over both
+    with pytest.raises(ConfigError, match=rf"not found \(looked for ./nope, ./configs and {CONFIG_DIR}\)"):
+        load_config("nope")
+
+
+def test_deepspeed_cpu_notice_is_silenced():
+    import subprocess
+    import sys
+
+    code = ("import ibnorm_llm\nfrom deepspeed.accelerator import real_accelerator as r\nr.ds_accelerator = None\n"
+            "print(r.get_accelerator()._name)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert proc.returncode == 0, proc.stderr
+    assert "Setting accelerator to CPU" not in proc.stdout + proc.stderr

@@ -48,19 +48,21 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 
 def resolve_config_path(name_or_path: str | Path) -> Path:
-    """A path as given, or a bare name looked up in ``configs/`` (``.yaml`` optional)."""
+    """A path as given; else a bare name (``.yaml`` optional) looked up in ``./configs``, then in the
+    shipped presets (``configs/`` of the checkout this package runs from)."""
     path = Path(name_or_path)
     if path.is_file():
         return path
-    # configs/ of the checkout this package runs from (editable install), then of the working directory.
-    candidates = [d / name for d in (CONFIG_DIR, Path("configs")) for name in (path.name, f"{path.name}.yaml")]
-    for candidate in candidates:
-        if path.parent == Path(".") and candidate.is_file():
-            return candidate
+    if path.parent == Path("."):
+        for folder in (Path("configs"), CONFIG_DIR):
+            for name in (path.name, f"{path.name}.yaml"):
+                if (folder / name).is_file():
+                    return folder / name
     available = sorted(p.name for p in CONFIG_DIR.glob("*.yaml"))
     close = difflib.get_close_matches(path.name, available, n=3)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    raise ConfigError(f"config file '{name_or_path}' not found (looked in . and {CONFIG_DIR}).{hint}")
+    where = f"{path}" if path.parent != Path(".") else f"./{path}, ./configs and {CONFIG_DIR}"
+    raise ConfigError(f"config file '{name_or_path}' not found (looked for {where}).{hint}")
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import ConfigError
+from .resume import check_allow_changes
 from .sections import DataConfig, RunConfig
 
 _POSITIVE_INT = (
@@ -52,6 +53,12 @@ def check_values(cfg: RunConfig) -> None:
         raise ConfigError(f"run_name={cfg.run_name!r}: must be a non-empty folder name without '/'")
     for override in cfg.model.norm_overrides:
         override.block_indices()
+    if cfg.train.overwrite and cfg.train.resume == "auto":
+        raise ConfigError(
+            "train.overwrite=true and train.resume=auto: choose one; train.resume=auto continues the run in its "
+            "folder, train.overwrite=true (with train.resume=none) replaces it"
+        )
+    check_allow_changes(cfg)
 
 
 # Keys that only mean something for one data.source: setting one for another source is an error,

@@ -203,7 +203,14 @@ class TrainConfig:
     keep_last: int = 3
     """Keep the newest K step checkpoints (final/ is always kept)."""
     resume: str = "none"
-    """none, auto (newest complete checkpoint of this run) or a checkpoint directory."""
+    """none, auto (newest complete checkpoint of this run that loads) or a checkpoint directory."""
+    overwrite: bool = False
+    """Start afresh in a run folder that already holds checkpoints or metrics, replacing them (with
+    train.resume=none); without it such a start is refused (see docs/reliability.md)."""
+    resume_allow_changes: tuple[str, ...] = ()
+    """Config keys (dotted, e.g. model.norm.lam, or a section such as optim) allowed to differ from the
+    checkpoint's run config on resume; each change is recorded in run.json with the step it took effect.
+    Keys in ibnorm_llm.config.resume.SAFE_ON_RESUME may always change."""
     eval_every: int = 500
     """Evaluate held-out loss every N steps (and at the end); 0 = only at the end."""
     eval_batches: int = 16

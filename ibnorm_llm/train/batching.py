@@ -55,3 +55,24 @@ def plan_batches(cfg: TrainConfig, seq_len: int, world_size: int) -> BatchPlan:
             f"{per_micro_step} sequences"
         )
     return BatchPlan(micro, global_seqs // per_micro_step, world_size, seq_len)
+
+
+def batch_source(cfg: TrainConfig) -> str:
+    """What fixes the global batch (recorded in run.json): a config key, or the process count."""
+    if cfg.global_batch_tokens is not None:
+        return "train.global_batch_tokens"
+    if cfg.global_batch_size is not None:
+        return "train.global_batch_size"
+    return "train.micro_batch_size x world size"
+
+
+def batch_notice(cfg: TrainConfig, plan: BatchPlan) -> str | None:
+    """A line for launches whose global batch follows from the process count (neither
+    train.global_batch_size nor train.global_batch_tokens set, more than one process)."""
+    if plan.world_size == 1 or cfg.global_batch_size is not None or cfg.global_batch_tokens is not None:
+        return None
+    return (
+        f"global batch: {plan.global_batch_size} sequences ({plan.tokens_per_step} tokens) per step = "
+        f"train.micro_batch_size={plan.micro_batch_size} x {plan.world_size} processes; it changes with the process "
+        f"count: set train.global_batch_size={plan.global_batch_size} to keep it fixed"
+    )

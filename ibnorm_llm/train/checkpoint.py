@@ -38,6 +38,10 @@ from ibnorm_llm.checkpoint import COMPLETE, RUN_CONFIG_FILE, STATE_DIR, TRAINER_
 from ibnorm_llm.config import ConfigError, RunConfig, save_config
 
 
+class CheckpointWriteError(RuntimeError):
+    """Writing a checkpoint failed; the previous checkpoints are intact and the temporary folder removed."""
+
+
 @dataclass(frozen=True)
 class TrainerState:
     step: int
@@ -67,15 +71,109 @@ def read_state(path: Path) -> TrainerState:
     return TrainerState(**json.loads((path / STATE_DIR / TRAINER_STATE_FILE).read_text()))
 
 
-def find_latest(run_dir: Path) -> Path | None:
-    """The complete checkpoint with the most steps (final/ wins a tie), or None."""
+def _step_of(path: Path) -> int:
+    """The step a checkpoint records; from its name (step_<N>) when trainer.json cannot be read."""
+    try:
+        return int(json.loads((path / STATE_DIR / TRAINER_STATE_FILE).read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        name = path.name.removeprefix("step_")
+        return int(name) if name.isdigit() else -1
+
+
+def candidates(run_dir: Path) -> list[Path]:
+    """The complete checkpoints of a run, newest first (final/ first on a tie)."""
     root = checkpoints_root(run_dir)
     if not root.is_dir():
-        return None
-    candidates = [p for p in root.iterdir() if not p.name.startswith(".") and is_complete(p)]
-    if not candidates:
-        return None
-    return max(candidates, key=lambda p: (read_state(p).step, p.name == "final"))
+        return []
+    found = [p for p in root.iterdir() if not p.name.startswith(".") and is_complete(p)]
+    return sorted(found, key=lambda p: (_step_of(p), p.name == "final"), reverse=True)
+
+
+def find_latest(run_dir: Path) -> Path | None:
+    """The complete checkpoint with the most steps (final/ wins a tie), or None."""
+    found = candidates(run_dir)
+    return found[0] if found else None
+
+
+def _safetensors_problem(file: Path) -> str | None:
+    """Whether a safetensors file is whole: its header parses and describes exactly the bytes there."""
+    size = file.stat().st_size
+    with open(file, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            return f"{file.name} is truncated ({size} bytes)"
+        n = int.from_bytes(head, "little")
+        if n > size - 8:
+            return f"{file.name} is truncated ({size} bytes, shorter than its own header)"
+        try:
+            header = json.loads(f.read(n))
+            end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+            return f"{file.name} has an unreadable header"
+    if size != 8 + n + end:
+        return f"{file.name} is truncated ({size} bytes, its header describes {8 + n + end})"
+    return None
+
+
+def _torch_file_problem(file: Path) -> str | None:
+    """torch.save writes a zip archive whose directory sits at the end: a truncated file has none."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(file):
+            return None
+    except (zipfile.BadZipFile, OSError) as err:
+        return f"{file.relative_to(file.parents[1])} is truncated or corrupt ({err})"
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why the checkpoint at ``path`` cannot be resumed from, or None when its files are whole.
+
+    Reads headers and directories only (no tensors): trainer.json, config.yaml, every safetensors
+    file and every torch.save file (model, optimizer, per-rank state).
+    """
+    path = Path(path)
+    if not is_complete(path):
+        return f"no {STATE_DIR}/{COMPLETE} (the save was interrupted)"
+    try:
+        state = TrainerState(**json.loads((path / STATE_DIR / TRAINER_STATE_FILE).read_text()))
+    except (OSError, ValueError, TypeError) as err:
+        return f"{STATE_DIR}/{TRAINER_STATE_FILE} cannot be read ({err})"
+    if (path / RUN_CONFIG_FILE).is_file():
+        import yaml
+
+        try:
+            yaml.safe_load((path / RUN_CONFIG_FILE).read_text())
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            return f"{RUN_CONFIG_FILE} cannot be read ({type(err).__name__})"
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            weight_files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (ValueError, KeyError, TypeError) as err:
+            return f"{index.name} cannot be read ({err})"
+    elif (path / "model.safetensors").is_file():
+        weight_files = ["model.safetensors"]
+    else:
+        return "no model.safetensors (or index)"
+    for name in weight_files:
+        if not (path / name).is_file():
+            return f"{name} is missing"
+        if problem := _safetensors_problem(path / name):
+            return problem
+    for rank in range(state.world_size):
+        if not (path / STATE_DIR / f"rank_{rank}.pt").is_file():
+            return f"{STATE_DIR}/rank_{rank}.pt is missing"
+    for file in sorted((path / STATE_DIR).rglob("*")):
+        if file.suffix in (".pt", ".bin") and file.is_file():
+            problem = _torch_file_problem(file)
+        elif file.suffix == ".safetensors" and file.is_file():
+            problem = _safetensors_problem(file)
+        else:
+            continue
+        if problem:
+            return problem
+    return None
 
 
 def remove_stale(run_dir: Path) -> None:
@@ -148,17 +246,29 @@ def save_checkpoint(
     """Write ``target`` atomically (collective: every rank must call it)."""
     target = Path(target)
     tmp = target.parent / f".tmp_{target.name}"
-    if accelerator.is_main_process:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        (tmp / STATE_DIR).mkdir(parents=True)
-    accelerator.wait_for_everyone()
-    write_model_dir(tmp, accelerator=accelerator, strategy=strategy, model=model, tokenizer=tokenizer, cfg=cfg)
-    write_training_state(tmp / STATE_DIR, accelerator=accelerator, strategy=strategy, model=model,
-                         optimizer=optimizer, loader=loader)
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        _commit(tmp, target, state)
+    try:
+        if accelerator.is_main_process:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            (tmp / STATE_DIR).mkdir(parents=True)
+        accelerator.wait_for_everyone()
+        write_model_dir(tmp, accelerator=accelerator, strategy=strategy, model=model, tokenizer=tokenizer, cfg=cfg)
+        write_training_state(tmp / STATE_DIR, accelerator=accelerator, strategy=strategy, model=model,
+                             optimizer=optimizer, loader=loader)
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            _commit(tmp, target, state)
+    except Exception as err:
+        # Disk full, quota, a vanished mount...: the previous checkpoints stay as they are and the
+        # unfinished folder goes, so train.resume=auto continues from the last good one.
+        if accelerator.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+        previous = find_latest(target.parent.parent)
+        raise CheckpointWriteError(
+            f"writing checkpoint {target} failed ({type(err).__name__}: {err}); the unfinished {tmp.name} was "
+            f"removed and the newest checkpoint ({previous or 'none yet'}) is intact. Fix the cause (e.g. free space on "
+            f"the file system of {target.parent}) and continue with train.resume=auto"
+        ) from err
     accelerator.wait_for_everyone()
     return target
 
@@ -241,7 +351,14 @@ def load_model_weights(model: torch.nn.Module, path: Path) -> None:
     weights: dict[str, torch.Tensor] = {}
     for name in files:
         weights.update(load_file(path / name))
-    result = model.load_state_dict(weights, strict=False)
+    try:
+        result = model.load_state_dict(weights, strict=False)
+    except RuntimeError as err:  # shapes that differ: the first line names the model class, the next ones the tensors
+        lines = [line.strip() for line in str(err).splitlines()[1:] if line.strip()]
+        raise ConfigError(
+            f"train.resume={path}: the checkpoint's weights do not match model.* of this config ({len(lines)} "
+            f"tensor(s) differ, e.g. {lines[0] if lines else err})"
+        ) from None
     loaded = {id(p) for n, p in model.named_parameters() if n in weights}
     named = dict(model.named_parameters(remove_duplicate=False))
     missing = [k for k in result.missing_keys if not (k in named and id(named[k]) in loaded)]

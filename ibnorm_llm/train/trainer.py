@@ -13,7 +13,9 @@ strategy's methods (train.strategies) and never asks which one runs.
 
 from __future__ import annotations
 
+import json
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -24,12 +26,15 @@ from accelerate import Accelerator
 from accelerate.utils import gather_object, set_seed
 
 from ibnorm_llm.analysis import gather_tokens, layer_report
-from ibnorm_llm.config import ConfigError, RunConfig, save_config
+from ibnorm_llm.checkpoint import RUN_CONFIG_FILE
+from ibnorm_llm.config import ConfigError, RunConfig, save_config, yaml_load
+from ibnorm_llm.config.resume import resume_changes
 from ibnorm_llm.data import IGNORE_INDEX, build_train_loader, build_val_batches, check_data_config, load_tokenizer
 from ibnorm_llm.data.token_bytes import TokenBytes, token_bytes
 from ibnorm_llm.models import build_model, count_parameters
 from ibnorm_llm.train import checkpoint as ckpt
-from ibnorm_llm.train.batching import BatchPlan, plan_batches
+from ibnorm_llm.train import run_folder
+from ibnorm_llm.train.batching import BatchPlan, batch_notice, batch_source, plan_batches
 from ibnorm_llm.train.cpu_memory import reuse_freed_memory
 from ibnorm_llm.train.distributed import (
     build_accelerator,
@@ -75,15 +80,44 @@ class TrainResult:
     """eval.suite headline values keyed 'eval/<task>'; empty with eval.suite=none."""
 
 
-def resolve_resume(cfg: RunConfig) -> Path | None:
-    """The checkpoint to continue from: none, the newest complete one (auto), or a path."""
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def resolve_resume(cfg: RunConfig, warn=_warn) -> Path | None:
+    """The checkpoint to continue from: none, the newest complete one whose files are whole (auto;
+    unreadable newer ones are skipped with a warning), or a path."""
     if cfg.train.resume == "none":
         return None
     if cfg.train.resume == "auto":
-        return ckpt.find_latest(cfg.run_dir)
+        tried = []
+        for path in ckpt.candidates(cfg.run_dir):
+            problem = ckpt.checkpoint_problem(path)
+            if problem is None:
+                return path
+            warn(f"checkpoint {path} cannot be resumed from: {problem}; trying the next older one")
+            tried.append(f"{path.name} ({problem})")
+        if tried:
+            raise ConfigError(
+                f"train.resume=auto: no checkpoint of {cfg.run_dir} can be resumed from; tried {'; '.join(tried)}. "
+                "Restore a checkpoint from a copy, or start afresh with train.resume=none train.overwrite=true"
+            )
+        return None
     path = Path(cfg.train.resume)
     ckpt.read_state(path)  # raises a ConfigError naming train.resume if incomplete or missing
+    if problem := ckpt.checkpoint_problem(path):
+        raise ConfigError(f"train.resume={path}: the checkpoint cannot be resumed from: {problem}; point train.resume "
+                          "at an older checkpoint of the run")
     return path
+
+
+def resume_config_changes(cfg: RunConfig, resume: Path) -> list[dict[str, Any]]:
+    """Compare cfg with the run config saved in the checkpoint (see ibnorm_llm.config.resume):
+    refused differences raise ConfigError; allowed ones (train.resume_allow_changes) are returned."""
+    saved = resume / RUN_CONFIG_FILE
+    if not saved.is_file():  # a checkpoint from before config.yaml was saved beside the weights
+        return []
+    return resume_changes(yaml_load(saved.read_text()) or {}, cfg, str(saved))
 
 
 def check_nothing_left(cfg: RunConfig, resume: Path, state: ckpt.TrainerState) -> None:
@@ -211,30 +245,48 @@ def _build(cfg: RunConfig, accelerator, strategy, plan):
     return tokenizer, model, optimizer, loader, val_batches, n_params, flops_tok
 
 
-def _restore(session: Session) -> None:
+def _restore(resume: Path, accelerator, strategy, model, optimizer, loader) -> None:
     """Weights and optimizer state through the strategy, then this rank's data position and RNG streams."""
-    resume = session.resume
-    session.strategy.load_state(session.model, session.optimizer, resume, ckpt.state_dir(resume))
-    rank_state = ckpt.load_rank_state(resume, session.accelerator.process_index)
-    session.loader.load_state_dict(rank_state["data"])
+    strategy.load_state(model, optimizer, resume, ckpt.state_dir(resume))
+    rank_state = ckpt.load_rank_state(resume, accelerator.process_index)
+    loader.load_state_dict(rank_state["data"])
     ckpt.set_rng_state(rank_state["rng"])
 
 
+def _config_changes(cfg: RunConfig, resume: Path | None, start_step: int, changes: list[dict]) -> list[dict]:
+    """run.json's record of allowed config changes: the earlier launches' (up to this start) and this one's."""
+    earlier = []
+    run_json = cfg.run_dir / "run.json"
+    if resume is not None and run_folder.is_inside(resume, cfg.run_dir) and run_json.is_file():
+        try:
+            earlier = json.loads(run_json.read_text()).get("config_changes") or []
+        except ValueError:
+            earlier = []
+    return [c for c in earlier if c.get("step", 0) < start_step] + [{**c, "step": start_step} for c in changes]
+
+
 def setup(cfg: RunConfig, final_eval: FinalEval | None = None) -> Session:
-    """Refuse bad settings before any work, build and wrap, restore train.resume, write run.json."""
+    """Refuse bad settings before any work, build and wrap, restore train.resume, write run.json.
+
+    Every check (settings, run folder, resume checkpoint and its run config, free space, weights)
+    passes before the first write into the run folder: a refused start changes no file there.
+    """
+    run_folder.check_out_dir(cfg)
     launch = read_launch()
     accelerator = build_accelerator(cfg, launch)  # refuses bf16 on CPU before any work
     main = accelerator.is_main_process
     quiet_libraries(main)
     world = accelerator.num_processes
     check_final_eval(cfg.eval, world, final_eval)
-    check_shared_out_dir(accelerator, cfg.run_dir)
     plan = plan_batches(cfg.train, cfg.data.seq_len, world)
     strategy = build_strategy(accelerator, launch, cfg.train.precision)
-    resume = resolve_resume(cfg)
+    resume = resolve_resume(cfg, warn=_warn if main else lambda message: None)
+    run_folder.check_fresh_start(cfg, resume)
     start = ckpt.TrainerState(0, 0, 0, world, plan.grad_accum, plan.micro_batch_size, strategy.state_format)
+    changes: list[dict[str, Any]] = []
     if resume is not None:
         saved = ckpt.read_state(resume)
+        changes = resume_config_changes(cfg, resume)
         ckpt.check_compatible(saved, resume, world, plan.grad_accum, plan.micro_batch_size, strategy.state_format)
         check_nothing_left(cfg, resume, saved)
         start = replace(saved, state_format=strategy.state_format)  # recorded in checkpoints from now on
@@ -242,11 +294,26 @@ def setup(cfg: RunConfig, final_eval: FinalEval | None = None) -> Session:
     # their pages in again (see cpu_memory.py).
     cpu_malloc = reuse_freed_memory(accelerator.device.type, cfg.train.reuse_freed_memory)
     tokenizer, model, optimizer, loader, val_batches, n_params, flops_tok = _build(cfg, accelerator, strategy, plan)
+    run_folder.check_free_space(cfg, n_params, strategy.state_format)
+    if resume is not None:
+        _restore(resume, accelerator, strategy, model, optimizer, loader)  # weights that do not fit: refused here
     processes = gather_object([{**describe(accelerator), **strategy.report(model), "cpu_malloc": cpu_malloc}])
     peak = peak_flops_for(processes[0]["device_name"], cfg.train.peak_flops)
+    # Gathered once, before step 0, so too little held-out text for analysis.n_tokens fails early.
+    analysis_batch = gather_tokens(val_batches, cfg.analysis.n_tokens) if cfg.analysis.every > 0 else None
+    # eval.test: the test split is read now, so a missing or too small one fails before training.
+    test_batches = (
+        build_val_batches(cfg, tokenizer, rank=accelerator.process_index, world_size=world, split="test")
+        if cfg.eval.test else None
+    )
+    check_shared_out_dir(accelerator, cfg.run_dir)  # the first write (multi-process launches only)
+    # Every check passed: from here on the run folder is written.
     wandb_id = wandb_run_id(cfg, resume) if main else None  # read before run.json is rewritten
     metrics = MetricsWriter(cfg.run_dir / "metrics.jsonl", enabled=main)
     if main:
+        if cfg.train.overwrite and (removed := run_folder.clear_run(cfg.run_dir)):
+            print(f"train.overwrite=true: removed {', '.join(removed)} of the earlier run in {cfg.run_dir}",
+                  file=sys.stderr, flush=True)
         ckpt.remove_stale(cfg.run_dir)
         save_config(cfg, cfg.run_dir / "config.yaml")
         metrics.truncate_after(start.step)
@@ -255,26 +322,25 @@ def setup(cfg: RunConfig, final_eval: FinalEval | None = None) -> Session:
             "processes": processes, "distributed_type": processes[0]["distributed_type"],
             "sharding": processes[0]["sharding"], "sharded_params": processes[0]["sharded_params"],
             "precision": cfg.train.precision, **asdict(plan), "global_batch_size": plan.global_batch_size,
+            "global_batch_set_by": batch_source(cfg.train),
             "tokens_per_step": plan.tokens_per_step, "n_params": n_params, "flops_per_token": flops_tok,
             "resumed_from": str(resume) if resume else None, "start_step": start.step, "wandb_id": wandb_id,
+            "config_changes": _config_changes(cfg, resume, start.step, changes),
             "versions": package_versions(),
         })
     tracker = Tracker(cfg, is_main=main, start_step=start.step, wandb_id=wandb_id)
-    # Gathered once, before step 0, so too little held-out text for analysis.n_tokens fails early.
-    analysis_batch = gather_tokens(val_batches, cfg.analysis.n_tokens) if cfg.analysis.every > 0 else None
-    # eval.test: the test split is read now, so a missing or too small one fails before training.
-    test_batches = (
-        build_val_batches(cfg, tokenizer, rank=accelerator.process_index, world_size=world, split="test")
-        if cfg.eval.test else None
-    )
     session = Session(
         cfg, accelerator, strategy, plan, tokenizer, model, optimizer, loader, val_batches, test_batches,
         token_bytes(tokenizer), flops_tok, peak,
         resume, start, metrics, tracker, analysis_batch, final_eval,
     )
     if resume is not None:
-        _restore(session)
         tracker.write(f"resumed from {resume} at step {start.step}")
+        for change in changes:
+            tracker.write(f"train.resume_allow_changes: {change['key']} {change['from']} -> {change['to']} "
+                          f"from step {start.step} (recorded in run.json)")
+    if notice := batch_notice(cfg.train, plan):
+        tracker.write(notice)
     if notice := peak_flops_notice(processes[0]["device"], processes[0]["device_name"], peak):
         tracker.write(notice)
     return session

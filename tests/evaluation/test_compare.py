@@ -10,6 +10,7 @@ import csv
 import importlib.util
 import io
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -316,3 +317,69 @@ def test_norm_options_split_rows_but_share_the_baseline():
     ibnorm_rows = [r for r in comparison.rows if r.norm == "ibnorm"]
     assert len(ibnorm_rows) == 2
     assert all(comparison.rows[r.baseline_index].norm == "rmsnorm" for r in ibnorm_rows)
+
+
+def test_cli_skips_folders_without_results_with_a_note(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("compare_cli", Path(__file__).parents[2] / "eval" / "compare.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    unfinished = tmp_path / "unfinished"
+    (unfinished / "tasks").mkdir(parents=True)  # what a failed evaluation used to leave behind
+    cli.main([str(RESULTS / "rmsnorm_s0"), str(RESULTS / "ibnorm_l4_s0"), str(unfinished), "--out", str(tmp_path / "o")])
+    captured = capsys.readouterr()
+    assert f"note: skipping {unfinished}: no summary.json" in captured.err
+    assert "2 rows from 2 results" in captured.out
+
+
+def test_best_is_only_marked_among_rows_of_the_same_step_and_tokens():
+    longer = raw("ibnorm_t2_s0")  # a run trained 4x longer, with the highest scores of all
+    longer.update(step=40000, tokens=4 * (longer.get("tokens") or 1))
+    for entry in longer["tasks"].values():
+        entry["value"] = 0.99
+    longer["perplexity"]["ppl"] = 1.5
+    comparison = build_comparison(load_summaries(sorted(RESULTS.iterdir())) + [parse_summary(longer, "longer.json")])
+    (index,) = [i for i, row in enumerate(comparison.rows) if row.step == 40000]
+    # alone at its step, it has nothing to beat; the step-10000 rows keep their own best
+    assert all(index not in marked for marked in comparison.best.values())
+    assert [comparison.rows[i].label for i in comparison.best["arc_challenge"]] == [LABEL_L4]
+
+
+def _run_folder(root, name, norm, seed, eval_loss, test_loss, step=40):
+    from ibnorm_llm.config import load_config, save_config
+
+    folder = root / name
+    folder.mkdir(parents=True)
+    save_config(load_config(None, [f"run_name={name}", "model.preset=llama-60m", *norm, f"train.seed={seed}"]),
+                folder / "config.yaml")
+    records = [{"step": step // 2, "loss": 5.0, "tokens": 1000, "eval_loss": eval_loss + 1, "eval_ppl": 1.0},
+               {"step": step, "loss": 4.0, "tokens": 2000},  # a logging step without evaluation
+               {"step": step, "loss": 4.0, "tokens": 2000, "eval_loss": eval_loss, "eval_ppl": math.exp(eval_loss),
+                "eval_bpb": eval_loss / 2, "test_loss": test_loss, "test_ppl": math.exp(test_loss),
+                "test_bpb": test_loss / 2}]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return folder
+
+
+def test_training_run_folders_compare_on_held_out_and_test_numbers(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("compare_cli", Path(__file__).parents[2] / "eval" / "compare.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    runs = tmp_path / "runs"
+    ibn = ["model.norm.kind=ibnorm", "model.norm.variant=L", "model.norm.lam=4"]
+    folders = [_run_folder(runs, f"rms_s{s}", ["model.norm.kind=rmsnorm"], s, 3.0 + s / 10, 3.1 + s / 10)
+               for s in range(3)]
+    folders += [_run_folder(runs, f"ibn_s{s}", ibn, s, 2.9 + s / 10, 3.0 + s / 10) for s in range(3)]
+    unevaluated = runs / "fresh"
+    unevaluated.mkdir()
+    out = tmp_path / "cmp"
+    cli.main([*map(str, folders), str(unevaluated), "--out", str(out)])
+    assert "2 rows from 6 results" in capsys.readouterr().out
+    md = (out / "comparison.md").read_text()
+    assert "Training runs" in md and "held-out loss" in md and "test loss" in md and "test bpb" in md
+    comparison = build_comparison(load_summaries(folders))
+    (ibn_row,) = [r for r in comparison.rows if r.norm == "ibnorm"]
+    assert ibn_row.step == 40 and ibn_row.tokens == 2000 and ibn_row.n_seeds == 3
+    assert ibn_row.cells["loss"].mean == pytest.approx(3.0) and ibn_row.cells["test_loss"].mean == pytest.approx(3.1)
+    assert ibn_row.deltas["test_loss"].pct == pytest.approx(100 * (3.1 - 3.2) / 3.2)
+    with pytest.raises(ResultError, match="mixed suites"):
+        build_comparison(load_summaries([folders[0], RESULTS / "rmsnorm_s0"]))

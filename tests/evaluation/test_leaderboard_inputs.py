@@ -132,3 +132,35 @@ def test_unavailable_training_corpus_points_at_no_perplexity(tmp_path):
     cfg = load_config(None, ["data.source=files", f"data.files=[{tmp_path / 'gone.jsonl'}]"])
     with pytest.raises(DataError, match="gone.jsonl.*--no-perplexity"):
         held_out_perplexity(None, None, cfg, "cpu")
+
+
+def test_offline_hub_without_offline_data_names_task_dataset_and_both_fixes(fake_checkpoint, tmp_path, monkeypatch,
+                                                                          capsys):
+    import time
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty_hf_home"))  # nothing cached
+    monkeypatch.delenv("HF_DATASETS_CACHE", raising=False)
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
+    out = tmp_path / "out"
+    started = time.perf_counter()
+    code = load_cli().main(["--checkpoint", str(fake_checkpoint), "--suite", "small", "--tasks", "arc_easy",
+                            "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and time.perf_counter() - started < 20
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "task arc_easy needs the dataset allenai/ai2_arc from the Hugging Face Hub" in err
+    assert "HF_HUB_OFFLINE=1" in err and "--offline-data DIR" in err and "eval/prefetch.py" in err
+    assert not out.exists()
+
+
+def test_a_failed_evaluation_leaves_no_result_folder(fake_checkpoint, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("harness failed half way")
+
+    monkeypatch.setattr(leaderboard, "_build_lm", broken)
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="half way"):
+        run_leaderboard(fake_checkpoint, "small", out, tasks=["arc_easy"], offline_data=OFFLINE, smoke=True)
+    assert not out.exists()

@@ -43,3 +43,24 @@ def test_run_stops_at_first_failure(tmp_path):
     assert bad.returncode == 1
     assert "run llama_tiny_ibnorm_l_seed0 failed with exit status 1" in bad.stderr
     assert "Not started: llama_tiny_ibnorm_l_seed1" in bad.stderr and "[2/2]" not in bad.stderr
+
+
+def test_commands_file_resumes_and_works_from_any_directory(tmp_path):
+    recorder = tmp_path / "recorder.py"
+    log = tmp_path / "calls.txt"
+    recorder.write_text(f"import os, sys\nopen({str(log)!r}, 'a').write(os.getcwd() + ' ' + ' '.join(sys.argv[1:]) + '\\n')\n")
+    workdir = tmp_path / "project"
+    workdir.mkdir()
+    out = tmp_path / "sw"
+    made = subprocess.run([sys.executable, str(ROOT / "scripts" / "sweep.py"), "--config", "llama_tiny_ibnorm_l.yaml",
+                           "--grid", "train.seed=0,1", "--out", str(out), "--launcher", f"{sys.executable} {recorder}"],
+                          cwd=workdir, capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert subprocess.run(["sh", str(out / "commands.sh")], cwd=elsewhere).returncode == 0
+    calls = log.read_text().splitlines()
+    assert calls == [f"{workdir} --config {out}/llama_tiny_ibnorm_l_seed{seed}.yaml train.resume=auto" for seed in (0, 1)]
+    # The default launcher names the script by its absolute path.
+    listed = sweep("--config", "llama_tiny_ibnorm_l.yaml", "--grid", "train.seed=0", "--out", str(tmp_path / "d"))
+    assert f"{ROOT / 'scripts' / 'pretrain.py'} --config" in listed.stdout and "train.resume=auto" in listed.stdout

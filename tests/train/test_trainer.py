@@ -132,15 +132,15 @@ def test_wandb_fresh_runs_get_new_ids_and_a_resume_continues(tiny_overrides, mon
         return json.loads((result.run_dir / "run.json").read_text())["wandb_id"]
 
     first = wandb_id(train(tiny_config(cfg)))
-    second_run = train(tiny_config(cfg))  # a fresh run reusing the name must not append to the first's history
+    # a fresh run replacing the name must not append to the first's history
+    second_run = train(tiny_config([*cfg, "train.overwrite=true"]))
     second = wandb_id(second_run)
     resumed = wandb_id(train(tiny_config([*cfg, "train.max_steps=2", "train.resume=auto"])))
     assert first.startswith("wb-") and second.startswith("wb-") and first != second
     assert resumed == second
-    # Each launch writes an offline folder holding run-<id>.wandb: three launches, two W&B runs.
+    # Each launch writes an offline folder holding run-<id>.wandb; the overwrite removed the first run's.
     run_files = list((second_run.run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
-    assert len(run_files) == 3
-    assert sorted(p.stem.removeprefix("run-") for p in run_files) == sorted([first, second, second])
+    assert sorted(p.stem.removeprefix("run-") for p in run_files) == [second, second]
     # A start from another run's checkpoint is a new run: a new id.
     other = train(tiny_config([
         *tiny_overrides, "run_name=wb_other", "logging.wandb=auto", "train.max_steps=3",

@@ -12,9 +12,9 @@ Conventions (also written into the Markdown):
   t-test (``scipy.stats.ttest_rel``) over matched seeds when both have exactly the same seed
   set (seed s of the run is paired with seed s of the baseline: same data order and init
   seed), otherwise Welch's t-test (``scipy.stats.ttest_ind(equal_var=False)``), named as such.
-- Best value per column: bold in Markdown; in CSV the ``best_in`` column lists the columns in
-  which the row is best. Higher is better for scores and their deltas, lower for loss and
-  perplexity. Ties (equal at display precision) are all marked.
+- Best value per column, among rows of the same step and token count (never across amounts of
+  training): bold in Markdown; in CSV the ``best_in`` column lists the columns in which the row is
+  best. Higher is better for scores and their deltas, lower for loss and perplexity. Ties (equal at display precision) are all marked.
 - Missing values are written as ``—`` (in Markdown and CSV), never as 0.
 """
 
@@ -35,9 +35,11 @@ from ibnorm_llm.evaluation.comparison.summaries import (
     ResultError,
     RunSummary,
     load_summaries,
+    suite_parts_of,
+    task_names_of,
 )
 from ibnorm_llm.evaluation.comparison.table import Cell, Column, Comparison, Delta, Row
-from ibnorm_llm.evaluation.harness.suites import SUITES, suite_parts, task_names
+from ibnorm_llm.evaluation.harness.suites import SUITES
 from ibnorm_llm.models.presets import FAMILY_BASELINE_NORM, PRESETS
 
 _RUN_KEYS = ("preset", "norm", "variant", "lam", "seed", "run_name")
@@ -141,11 +143,11 @@ def _metric_by_task(summaries: Sequence[RunSummary]) -> dict[str, str]:
 
 
 def _columns(suite: str, metric_by_task: Mapping[str, str], summaries: Sequence[RunSummary]) -> tuple[Column, ...]:
-    known = task_names(suite)
+    known = task_names_of(suite)
     ordered = [t for t in known if t in metric_by_task] + sorted(set(metric_by_task) - set(known))
     chance = {t: 100.0 * score.chance for s in summaries for t, score in s.tasks.items() if score.chance is not None}
     columns = [Column(t, f"{t} ({metric_by_task[t]})", True, True, chance.get(t)) for t in ordered]
-    columns += [Column(f"{s}_avg", f"{s} avg", True, True) for s in suite_parts(suite)]
+    columns += [Column(f"{s}_avg", f"{s} avg", True, True) for s in suite_parts_of(suite)]
     # Bits per byte of the correct continuation: lower is better, comparable across tokenizers.
     columns += [Column(f"{t}_bpb", f"{t} bpb", False, False) for t in ordered
                 if any(s.tasks[t].bpb is not None for s in summaries if t in s.tasks)]
@@ -154,6 +156,11 @@ def _columns(suite: str, metric_by_task: Mapping[str, str], summaries: Sequence[
         if any(s.held_out and s.held_out.bpb is not None for s in summaries):
             columns += [Column("bpb", "held-out bpb", False, False)]
         columns += [Column("ppl", "held-out ppl", False, False)]
+    if any(s.test for s in summaries):  # training run folders with eval.test
+        columns += [Column("test_loss", "test loss", False, False)]
+        if any(s.test and s.test.bpb is not None for s in summaries):
+            columns += [Column("test_bpb", "test bpb", False, False)]
+        columns += [Column("test_ppl", "test ppl", False, False)]
     return tuple(columns)
 
 
@@ -182,7 +189,10 @@ def _group_by_seed(summaries: Sequence[RunSummary]) -> dict[tuple, list[RunSumma
 def _cells(runs: Sequence[RunSummary], columns: Sequence[Column], suite: str) -> tuple[dict, dict]:
     cells: dict[str, Cell] = {}
     for col in columns:
-        if col.key in ("loss", "ppl", "bpb"):
+        if col.key in ("test_loss", "test_ppl", "test_bpb"):
+            values = {r.seed: getattr(r.test, col.key.removeprefix("test_")) for r in runs if r.test is not None}
+            cells[col.key] = Cell({seed: v for seed, v in values.items() if v is not None})
+        elif col.key in ("loss", "ppl", "bpb"):
             values = {r.seed: getattr(r.held_out, col.key) for r in runs if r.held_out is not None}
             cells[col.key] = Cell({seed: v for seed, v in values.items() if v is not None})
         elif col.key.endswith("_bpb"):
@@ -190,7 +200,7 @@ def _cells(runs: Sequence[RunSummary], columns: Sequence[Column], suite: str) ->
             cells[col.key] = Cell({r.seed: r.tasks[task].bpb for r in runs
                                    if task in r.tasks and r.tasks[task].bpb is not None})
         elif col.key.endswith("_avg") and col.key[: -len("_avg")] in SUITES:
-            tasks = task_names(col.key[: -len("_avg")])
+            tasks = task_names_of(col.key[: -len("_avg")])
             values = {
                 r.seed: 100.0 * float(np.mean([r.tasks[t].value for t in tasks]))
                 for r in runs
@@ -205,7 +215,7 @@ def _cells(runs: Sequence[RunSummary], columns: Sequence[Column], suite: str) ->
                 stderr=100.0 * float(np.mean(stderrs)) if stderrs else None,
             )
     missing = {
-        s: tuple(t for t in task_names(s) if any(t not in r.tasks for r in runs)) for s in suite_parts(suite)
+        s: tuple(t for t in task_names_of(s) if any(t not in r.tasks for r in runs)) for s in suite_parts_of(suite)
     }
     return cells, {s: tasks for s, tasks in missing.items() if tasks}
 
@@ -288,19 +298,22 @@ def _delta_pct(row: Row, key: str) -> float | None:
 
 
 def _best(rows: Sequence[Row], columns: Sequence[Column], value_of, include_baselines: bool) -> dict:
+    """Per column, the rows with the best value among rows of the same step and token count: a run
+    trained longer is never "best" against shorter ones."""
     best = {}
     for col in columns:
-        scored = [
-            (i, round(v, col.decimals))
-            for i, row in enumerate(rows)
-            if (include_baselines or not row.is_baseline) and (v := value_of(row, col)) is not None
-        ]
-        if len(scored) < 2:  # nothing to beat
-            best[col.key] = frozenset()
-            continue
-        pick = max if col.higher_is_better else min
-        target = pick(v for _, v in scored)
-        best[col.key] = frozenset(i for i, v in scored if v == target)
+        marked: set[int] = set()
+        by_amount: dict[tuple, list[tuple[int, float]]] = {}
+        for i, row in enumerate(rows):
+            if (include_baselines or not row.is_baseline) and (v := value_of(row, col)) is not None:
+                by_amount.setdefault((row.step, row.tokens), []).append((i, round(v, col.decimals)))
+        for scored in by_amount.values():
+            if len(scored) < 2:  # nothing to beat
+                continue
+            pick = max if col.higher_is_better else min
+            target = pick(v for _, v in scored)
+            marked |= {i for i, v in scored if v == target}
+        best[col.key] = frozenset(marked)
     return best
 
 

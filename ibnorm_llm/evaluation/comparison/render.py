@@ -10,8 +10,8 @@ import io
 from collections.abc import Sequence
 
 from ibnorm_llm.evaluation.comparison.significance import MIN_SEEDS_FOR_TEST
+from ibnorm_llm.evaluation.comparison.summaries import TRAINING, suite_parts_of
 from ibnorm_llm.evaluation.comparison.table import Column, Comparison, Delta, Row
-from ibnorm_llm.evaluation.harness.suites import suite_parts
 
 MISSING = "—"
 
@@ -103,15 +103,18 @@ def to_markdown(comparison: Comparison, title: str = "Norm comparison") -> str:
     lines = [
         f"# {title}",
         "",
-        f"Suite {c.suite} · lm-eval {', '.join(c.harness_versions)} · limit {c.limit if c.limit is not None else 'none'}"
-        f" · task data {'offline copies' if c.offline_data else 'hub datasets'} · baseline norm per preset: {baselines}",
+        (f"Training runs · the held-out and test-split numbers of each run's last evaluated metrics record · "
+         f"baseline norm per preset: {baselines}") if c.suite == TRAINING else
+        (f"Suite {c.suite} · lm-eval {', '.join(c.harness_versions)} · limit {c.limit if c.limit is not None else 'none'}"
+         f" · task data {'offline copies' if c.offline_data else 'hub datasets'} · baseline norm per preset: {baselines}"),
         "",
         "Scores are the harness metric × 100. `a ± b sd`: mean and sample standard deviation over seeds; "
         "`a ± b se`: single-seed value and the harness's standard error. Suite averages are the mean of the "
         "suite's tasks, per seed. `(≤ chance)`: at or below the task's chance level (guessing among the "
         "choices), so it cannot rank models. bpb: bits per byte (of the correct continuation for a task, of "
         "the held-out text for held-out bpb), lower is better and comparable across tokenizers. Bold: best in "
-        f"its column (higher is better for scores, lower for loss, bpb and perplexity). {MISSING}: missing.",
+        "its column among rows of the same step and tokens (higher is better for scores, lower for loss, bpb and "
+        f"perplexity). {MISSING}: missing.",
         "",
         "## Scores",
         "",
@@ -129,7 +132,7 @@ def to_markdown(comparison: Comparison, title: str = "Norm comparison") -> str:
         "and step. p: with ≥3 seeds on both sides, a paired t-test (scipy.stats.ttest_rel) pairing seed s of "
         "the run with seed s of the baseline when both have the same seeds, otherwise Welch's t-test "
         "(unequal variances). For loss and perplexity a negative change is an improvement. Bold: best change "
-        "in its column.",
+        "in its column among rows of the same step and tokens.",
         "",
     ]
     body = []
@@ -165,7 +168,7 @@ def to_csv(comparison: Comparison) -> str:
     for col in c.columns:
         header += [col.key, f"{col.key}_sd"] + ([f"{col.key}_stderr"] if col.key in c.metric_by_task else [])
         header += [f"{col.key}_delta_pct", f"{col.key}_delta", f"{col.key}_p"]
-    header += [f"{s}_avg_missing" for s in suite_parts(c.suite)] + ["best_in", "run_names", "result_files"]
+    header += [f"{s}_avg_missing" for s in suite_parts_of(c.suite)] + ["best_in", "run_names", "result_files"]
 
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -192,7 +195,7 @@ def to_csv(comparison: Comparison) -> str:
                 best_in.append(col.key)
             if i in c.best_delta[col.key]:
                 best_in.append(f"{col.key}_delta_pct")
-        values += [";".join(row.missing.get(s, ())) or MISSING for s in suite_parts(c.suite)]
+        values += [";".join(row.missing.get(s, ())) or MISSING for s in suite_parts_of(c.suite)]
         values += [";".join(best_in) or MISSING, ";".join(row.run_names), ";".join(row.sources)]
         writer.writerow(values)
     return buffer.getvalue()

@@ -16,9 +16,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ibnorm_llm.evaluation.harness.suites import SUITE_CHOICES
+from ibnorm_llm.evaluation.harness.suites import SUITE_CHOICES, suite_parts, task_names
 
 SUMMARY_FILE = "summary.json"
+TRAINING = "training"
+"""The ``suite`` of a summary read from a training run folder: held-out and test-split numbers only."""
+
+
+def suite_parts_of(suite: str) -> tuple[str, ...]:
+    """The leaderboard suites a comparison of ``suite`` averages over (none for training runs)."""
+    return () if suite == TRAINING else suite_parts(suite)
+
+
+def task_names_of(suite: str) -> tuple[str, ...]:
+    return () if suite == TRAINING else task_names(suite)
 MUST_MATCH = {
     "suite": "suites",
     "limit": "--limit values",
@@ -84,6 +95,8 @@ class RunSummary:
     """Eval settings that must (or should) match across compared results, as far as the file has them."""
     notes: tuple[str, ...] = ()
     """The runner's notes (partial offline groups, skipped perplexity ...)."""
+    test: HeldOut | None = None
+    """The data test split (eval.test) of a training run folder; None for leaderboard results."""
 
     @property
     def preset(self) -> str | None:
@@ -202,14 +215,68 @@ def parse_summary(data: Any, source: str) -> RunSummary:
     )
 
 
+def is_run_folder(path: str | Path) -> bool:
+    """A training run folder (runs/<run_name>/: metrics.jsonl and the run config), not a leaderboard result."""
+    path = Path(path)
+    return path.is_dir() and (path / "metrics.jsonl").is_file() and (path / "config.yaml").is_file()
+
+
+def _held_out(record: Mapping[str, Any], prefix: str, tokens: int) -> HeldOut | None:
+    loss = record.get(f"{prefix}_loss")
+    if not isinstance(loss, (int, float)) or not math.isfinite(loss):
+        return None
+    ppl = record.get(f"{prefix}_ppl")
+    bpb = record.get(f"{prefix}_bpb")
+    return HeldOut(loss=float(loss), ppl=float(ppl) if isinstance(ppl, (int, float)) else math.exp(min(loss, 700.0)),
+                   tokens=tokens, bpb=float(bpb) if isinstance(bpb, (int, float)) else None)
+
+
+def load_run_folder(run_dir: str | Path) -> RunSummary:
+    """A training run folder as a summary: the run's identity from config.yaml, and the held-out
+    loss/ppl/bpb (and the test split's, with eval.test) of the last metrics record that has them;
+    step and tokens are that record's."""
+    from ibnorm_llm.checkpoint import CheckpointInfo
+    from ibnorm_llm.config import ConfigError, config_from_tree, yaml_load
+    from ibnorm_llm.evaluation.harness.run_identity import run_fields
+
+    run_dir = Path(run_dir)
+    source = str(run_dir / "metrics.jsonl")
+    try:
+        cfg = config_from_tree(yaml_load((run_dir / "config.yaml").read_text()) or {})
+    except (ConfigError, ValueError) as err:
+        raise ResultError(f"{run_dir / 'config.yaml'}: not a valid run config ({err})") from None
+    records = []
+    for number, line in enumerate((run_dir / "metrics.jsonl").read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise ResultError(f"{source} line {number}: not valid JSON; the file is damaged") from None
+    evaluated = [r for r in records if isinstance(r.get("eval_loss"), (int, float))]
+    if not evaluated:
+        raise ResultError(f"{source}: no record with a held-out loss yet (eval_loss); the run has not been evaluated")
+    last = evaluated[-1]
+    info = CheckpointInfo(path=run_dir, config=cfg, step=last.get("step"), tokens=last.get("tokens"))
+    return RunSummary(
+        source=source, checkpoint=str(run_dir), suite=TRAINING, harness_version="-", limit=None, offline_data=False,
+        step=last.get("step"), tokens=last.get("tokens"), run=run_fields(info), tasks={},
+        held_out=_held_out(last, "eval", cfg.data.val_tokens), settings={"suite": TRAINING},
+        test=_held_out(last, "test", 0),
+    )
+
+
 def load_summary(result_dir: str | Path) -> RunSummary:
-    """Read ``RESULT_DIR/summary.json`` (a path to the file itself also works)."""
+    """Read ``RESULT_DIR/summary.json`` (a path to the file itself also works), or a training run
+    folder's held-out numbers (:func:`load_run_folder`)."""
     path = Path(result_dir)
+    if path.is_dir() and not (path / SUMMARY_FILE).is_file() and is_run_folder(path):
+        return load_run_folder(path)
     if path.is_dir():
         path = path / SUMMARY_FILE
     if not path.is_file():
         raise ResultError(
-            f"{path}: no {SUMMARY_FILE} here; pass result directories written by eval/leaderboard.py --out DIR"
+            f"{path}: no {SUMMARY_FILE} here; pass result directories written by eval/leaderboard.py --out DIR "
+            "or training run folders (runs/<run_name>)"
         )
     try:
         data = json.loads(path.read_text())

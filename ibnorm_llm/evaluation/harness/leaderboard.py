@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ from typing import Any
 
 from ibnorm_llm.checkpoint import CheckpointError, CheckpointInfo, inspect_checkpoint, load_checkpoint
 from ibnorm_llm.config import to_dict
-from ibnorm_llm.evaluation.harness.offline import Coverage, check_offline_data, enable_offline_mode
+from ibnorm_llm.evaluation.harness.offline import Coverage, check_hub_data, check_offline_data, enable_offline_mode
 from ibnorm_llm.evaluation.harness.perplexity import held_out_perplexity
 from ibnorm_llm.evaluation.harness.punkt import PunktSource, ensure_punkt_tab
 from ibnorm_llm.evaluation.harness.run_identity import run_fields
@@ -198,6 +199,8 @@ def _prepare(
         enable_offline_mode()  # before lm_eval/datasets make any request
     trees = [resolve_task(spec) for spec in specs]
     coverage = check_offline_data(trees, offline_dir, allow_partial_groups=allow_partial) if offline_dir else {}
+    if offline_dir is None:
+        check_hub_data(trees, suite)
     included = {
         t.spec.name: coverage[t.spec.name].included if coverage else tuple(leaf.name for leaf in t.leaves) for t in trees
     }
@@ -255,8 +258,22 @@ def run_leaderboard(
     the harness's defaults. Every input is checked (checkpoint, suite, tasks, offline data, task
     extras) before the model is loaded.
     """
-    started = time.time()
     out_dir = Path(out_dir)
+    created = not out_dir.exists()
+    try:
+        return _run(checkpoint, suite, out_dir, tasks, limit, batch_size, offline_data, smoke, max_gen_toks,
+                    allow_partial_groups, device, dtype, seed, perplexity)
+    except BaseException:
+        # No half-written result folder: summary.json is written last, and a folder this call
+        # created goes again when it fails (compare.py also skips folders without summary.json).
+        if created and os.environ.get("RANK", "0") == "0":
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+
+
+def _run(checkpoint, suite, out_dir: Path, tasks, limit, batch_size, offline_data, smoke, max_gen_toks,
+         allow_partial_groups, device, dtype, seed, perplexity) -> dict[str, Any] | None:
+    started = time.time()
     plan = _prepare(checkpoint, suite, out_dir, tasks, limit, batch_size, max_gen_toks, offline_data,
                     allow_partial_groups or smoke)
     import lm_eval  # after _prepare: offline mode is on before datasets is imported

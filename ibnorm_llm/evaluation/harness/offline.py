@@ -120,3 +120,56 @@ def enable_offline_mode() -> None:
         import huggingface_hub.constants
 
         huggingface_hub.constants.HF_HUB_OFFLINE = True
+
+
+def hub_unreachable(timeout: float = 3.0) -> str | None:
+    """Why the Hugging Face Hub cannot be reached (an offline switch that is set, or no connection
+    within ``timeout`` seconds), or None when it can."""
+    switches = [f"{key}={os.environ[key]}" for key in OFFLINE_ENV
+                if os.environ.get(key, "").strip().upper() in ("1", "ON", "YES", "TRUE")]
+    if switches:
+        return f"{' and '.join(switches)} {'is' if len(switches) == 1 else 'are'} set"
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host, port = url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as err:
+        return f"no connection to {host}: {err.strerror or err}"
+    return None
+
+
+def _hf_home() -> Path:
+    return Path(os.environ.get("HF_HOME", Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "huggingface"))
+
+
+def dataset_cached(dataset_path: str) -> bool:
+    """Whether ``dataset_path`` is a local folder or already in the datasets or Hub cache (then the
+    harness can load it without the network)."""
+    if Path(dataset_path).expanduser().is_dir():
+        return True
+    datasets_cache = Path(os.environ.get("HF_DATASETS_CACHE", _hf_home() / "datasets"))
+    hub_cache = Path(os.environ.get("HF_HUB_CACHE", os.environ.get("HUGGINGFACE_HUB_CACHE", _hf_home() / "hub")))
+    return (datasets_cache / dataset_path.replace("/", "___")).is_dir() or (
+        hub_cache / f"datasets--{dataset_path.replace('/', '--')}"
+    ).is_dir()
+
+
+def check_hub_data(trees: list[TaskTree], suite: str) -> None:
+    """Without --offline-data, every task's dataset comes from the Hub or its cache: when some are
+    not cached and the Hub cannot be reached, say so at once (instead of minutes of retries)."""
+    uncached = [leaf for tree in trees for leaf in tree.leaves if not dataset_cached(leaf.dataset_path)]
+    if not uncached:
+        return
+    why = hub_unreachable()
+    if why is None:
+        return
+    first = uncached[0]
+    others = f" (and {len(uncached) - 1} more task(s))" if len(uncached) > 1 else ""
+    raise OfflineDataError(
+        f"task {first.name} needs the dataset {first.dataset_path}{others} from the Hugging Face Hub, which cannot be "
+        f"reached ({why}). Pass --offline-data DIR with a folder written by `python eval/prefetch.py --out DIR "
+        f"--suite {suite}` on a connected machine (eval/offline_data holds a small copy for smoke runs)"
+    )
