@@ -49,7 +49,7 @@ from ibnorm_llm.train.metrics import (
     peak_flops_for,
     peak_flops_notice,
 )
-from ibnorm_llm.train.optim import build_optimizer, lr_at, set_lr
+from ibnorm_llm.train.optim import build_optimizer, describe_split, lr_at, set_lr, summarize_split
 from ibnorm_llm.train.strategies import Strategy
 from ibnorm_llm.train.tracking import Tracker, package_versions, quiet_libraries, wandb_run_id, write_run_metadata
 
@@ -190,7 +190,7 @@ class Progress:
 
 def _build(cfg: RunConfig, accelerator, strategy, plan):
     """Tokenizer, model (seeded by train.seed only), wrapped model and optimizer, data; plus the
-    parameter count and training FLOPs per token."""
+    parameter count, training FLOPs per token and which optimizer trains which parameters."""
     set_seed(cfg.train.seed)
     tokenizer = load_tokenizer(cfg)
     model = build_model(
@@ -201,13 +201,14 @@ def _build(cfg: RunConfig, accelerator, strategy, plan):
     # Counted before wrapping: DeepSpeed's engine has a different config and ZeRO-3 empties parameters.
     n_params = count_parameters(model)
     flops_tok = flops_per_token(n_params, model.config.num_hidden_layers, model.config.hidden_size, cfg.data.seq_len)
+    split = describe_split(model, cfg.optim)  # names as the optimizer sees them, before any wrapper
     model, optimizer = wrap_model(
         cfg, accelerator, strategy, model, lambda m: build_optimizer(m, cfg.optim), plan
     )
     rank, world = accelerator.process_index, accelerator.num_processes
     loader = build_train_loader(cfg, tokenizer, rank=rank, world_size=world)
     val_batches = build_val_batches(cfg, tokenizer, rank=rank, world_size=world)
-    return tokenizer, model, optimizer, loader, val_batches, n_params, flops_tok
+    return tokenizer, model, optimizer, loader, val_batches, n_params, flops_tok, split
 
 
 def _restore(session: Session) -> None:
@@ -240,7 +241,9 @@ def setup(cfg: RunConfig, final_eval: FinalEval | None = None) -> Session:
     # CPU steps allocate and free the same large blocks every step: keep them instead of faulting
     # their pages in again (see cpu_memory.py).
     cpu_malloc = reuse_freed_memory(accelerator.device.type, cfg.train.reuse_freed_memory)
-    tokenizer, model, optimizer, loader, val_batches, n_params, flops_tok = _build(cfg, accelerator, strategy, plan)
+    tokenizer, model, optimizer, loader, val_batches, n_params, flops_tok, split = _build(
+        cfg, accelerator, strategy, plan
+    )
     processes = gather_object([{**describe(accelerator), **strategy.report(model), "cpu_malloc": cpu_malloc}])
     peak = peak_flops_for(processes[0]["device_name"], cfg.train.peak_flops)
     wandb_id = wandb_run_id(cfg, resume) if main else None  # read before run.json is rewritten
@@ -256,9 +259,10 @@ def setup(cfg: RunConfig, final_eval: FinalEval | None = None) -> Session:
             "precision": cfg.train.precision, **asdict(plan), "global_batch_size": plan.global_batch_size,
             "tokens_per_step": plan.tokens_per_step, "n_params": n_params, "flops_per_token": flops_tok,
             "resumed_from": str(resume) if resume else None, "start_step": start.step, "wandb_id": wandb_id,
-            "versions": package_versions(),
+            "optimizer": {"name": cfg.optim.name, "groups": split}, "versions": package_versions(),
         })
     tracker = Tracker(cfg, is_main=main, start_step=start.step, wandb_id=wandb_id)
+    tracker.write(summarize_split(split))
     # Gathered once, before step 0, so too little held-out text for analysis.n_tokens fails early.
     analysis_batch = gather_tokens(val_batches, cfg.analysis.n_tokens) if cfg.analysis.every > 0 else None
     # eval.test: the test split is read now, so a missing or too small one fails before training.
