@@ -13,11 +13,11 @@ import re
 
 import pytest
 import torch
+from muon_shard_worker import sharded_steps
 from torch import nn
 from train_helpers import losses, tiny_config
 
-from ibnorm_llm.config import ConfigError, ModelConfig, NormConfig, OptimConfig, load_config
-from ibnorm_llm.config.sections import MuonConfig
+from ibnorm_llm.config import ConfigError, ModelConfig, MuonConfig, NormConfig, OptimConfig, load_config
 from ibnorm_llm.models import build_model
 from ibnorm_llm.train.muon import Muon, MuonWithAdamW
 from ibnorm_llm.train.optim import build_optimizer, parameter_split, set_lr
@@ -146,7 +146,7 @@ def test_muon_steps_equal_the_published_update(shape, transposed, adjust, nester
 
 def test_plain_matrices_step_exactly_as_torch_muon():
     torch.manual_seed(1)
-    ours, theirs = nn.Parameter(torch.randn(16, 24)), None
+    ours = nn.Parameter(torch.randn(16, 24))
     theirs = nn.Parameter(ours.detach().clone())
     a = Muon([ours], lr=0.02, weight_decay=0.01)
     b = torch.optim.Muon([theirs], lr=0.02, weight_decay=0.01)
@@ -257,3 +257,29 @@ def test_muon_trains_records_its_split_and_resumes_exactly(tiny_overrides, tmp_p
     assert sorted(again) == [4, 5, 6]
     for step in (4, 5, 6):
         assert again[step] == curve[step], (step, again[step], curve[step])
+
+
+# ---------------------------------------------------------------------------------------------
+# FSDP2: a sharded matrix steps exactly as the whole one does (2 gloo processes).
+
+
+def test_fsdp2_shards_step_exactly_as_the_whole_matrix():
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    shapes = [(7, 5), (6, 10), (3, 4)]  # 7 and 3 rows split unevenly over 2 ranks
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
+    procs = [ctx.Process(target=sharded_steps, args=(rank, port, shapes, results)) for rank in range(2)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=120)
+        assert proc.exitcode == 0
+    out = sorted(results.get(timeout=10) for _ in procs)
+    assert [same for _, same, _ in out] == [[True, True, True]] * 2
+    assert [local for _, _, local in out] == [[4, 3, 2], [3, 3, 1]]  # really sharded, by rows
