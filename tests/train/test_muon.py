@@ -15,7 +15,7 @@ import pytest
 import torch
 from muon_shard_worker import sharded_steps
 from torch import nn
-from train_helpers import losses, tiny_config
+from train_helpers import losses, pretrain, tiny_config
 
 from ibnorm_llm.config import ConfigError, ModelConfig, MuonConfig, NormConfig, OptimConfig, load_config
 from ibnorm_llm.models import build_model
@@ -283,3 +283,14 @@ def test_fsdp2_shards_step_exactly_as_the_whole_matrix():
     out = sorted(results.get(timeout=10) for _ in procs)
     assert [same for _, same, _ in out] == [[True, True, True]] * 2
     assert [local for _, _, local in out] == [[4, 3, 2], [3, 3, 1]]  # really sharded, by rows
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed", "bf16-pure"])
+def test_muon_trains_in_bf16(tiny_overrides, tmp_path, precision):
+    # A process of its own: accelerate keeps one mixed-precision setting per process.
+    done = pretrain([*tiny_overrides, *MUON, f"run_name={precision}", "train.max_steps=3",
+                     f"train.precision={precision}", "train.allow_slow_cpu_bf16=true"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    curve = losses(tmp_path / "runs" / precision)
+    assert sorted(curve) == [1, 2, 3] and all(math.isfinite(v) for v in curve.values())
+    assert curve[3] < curve[1]

@@ -1,5 +1,5 @@
 """optim.name=muon on 2 CPU processes: DDP and FSDP2 match one process and resume exactly; DeepSpeed
-is refused naming the launches that work.
+is refused naming the launches that work; FSDP2 trains in bf16-mixed and bf16-pure.
 
 FSDP2 trains IBNorm with a learnable lambda (0-d parameters that FSDP2 leaves whole, under AdamW)
 and accumulates 2 micro batches per rank, as test_sharded.py does for AdamW.
@@ -16,6 +16,7 @@ test_fsdp2_shards_step_exactly_as_the_whole_matrix), and a resumed run repeats i
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -84,3 +85,14 @@ def test_muon_under_deepspeed_is_refused_naming_the_supported_launches(base):
     assert done.returncode != 0
     assert "optim.name=muon under DeepSpeed ZeRO" in done.stderr
     assert "launch/ddp.yaml" in done.stderr and "launch/fsdp.yaml" in done.stderr
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed", "bf16-pure"])
+def test_muon_under_fsdp2_trains_in_bf16(precision, base, out_dir):
+    launch, model = LAUNCH["fsdp2"]
+    name = f"fsdp2_{precision}"
+    _run([*base, *model, f"run_name={name}", "train.max_steps=3", f"train.precision={precision}",
+          "train.allow_slow_cpu_bf16=true"], launch)
+    curve = losses(out_dir / name)
+    assert sorted(curve) == [1, 2, 3] and all(math.isfinite(v) for v in curve.values())
+    assert curve[3] < curve[1]
