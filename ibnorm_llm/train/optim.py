@@ -87,8 +87,7 @@ def _build_muon(model: nn.Module, cfg: OptimConfig) -> MuonWithAdamW:
     params = dict(model.named_parameters())
     decay_names, no_decay_names = decay_split(model)
     muon_groups = [
-        {"params": [params[n] for n, t in hidden.items() if t is transposed], "transposed": transposed,
-         "lr_scale": cfg.muon.lr / cfg.lr}
+        {"params": [params[n] for n, t in hidden.items() if t == transposed], "transposed": transposed}
         for transposed in (False, True)
     ]
     adamw_groups = [
@@ -143,8 +142,10 @@ def lr_at(step: int, cfg: OptimConfig, max_steps: int) -> float:
     return min_lr + 0.5 * (cfg.lr - min_lr) * (1.0 + math.cos(math.pi * progress))
 
 
-def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """Every group to ``lr`` (optim.lr's schedule), times the group's ``lr_scale`` where it has one
-    (Muon's groups: optim.muon.lr / optim.lr, so both optimizers follow one warmup and decay)."""
+def set_lr(optimizer: torch.optim.Optimizer, lr: float, cfg: OptimConfig | None = None) -> None:
+    """Every group to ``lr`` (optim.lr's schedule); Muon's groups to ``lr * optim.muon.lr / optim.lr``,
+    so that both optimizers follow one warmup and decay. Read from ``cfg`` at every step rather than
+    stored in the groups, so a resumed run takes its learning rates from its config, not the checkpoint."""
+    muon_lr = lr * cfg.muon.lr / cfg.lr if cfg is not None else lr
     for group in optimizer.param_groups:
-        group["lr"] = lr * group.get("lr_scale", 1.0)
+        group["lr"] = muon_lr if group.get("optimizer") == "muon" else lr

@@ -423,7 +423,7 @@ def train(cfg: RunConfig, final_eval: FinalEval | None = None) -> TrainResult:
     s.model.train()
     while progress.step < cfg.train.max_steps:
         lr = lr_at(progress.step, cfg.optim, cfg.train.max_steps)
-        set_lr(s.optimizer, lr)
+        set_lr(s.optimizer, lr, cfg.optim)
         grad_norm = train_step(s, progress)
         periodic_report(s, progress, lr, grad_norm)
         periodic_checkpoint(s, progress)

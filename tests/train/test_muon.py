@@ -168,7 +168,7 @@ def test_wrapper_steps_both_schedules_both_and_round_trips_its_state():
     cfg = OptimConfig(name="muon", lr=1e-3, muon=MuonConfig(lr=0.02))
     optimizer = build_optimizer(model, cfg)
     assert isinstance(optimizer, MuonWithAdamW)
-    set_lr(optimizer, 5e-4)  # half the peak: both optimizers at half their own peak
+    set_lr(optimizer, 5e-4, cfg)  # half the peak: both optimizers at half their own peak
     assert {(g["optimizer"], g["lr"]) for g in optimizer.param_groups} == {("muon", 0.01), ("adamw", 5e-4)}
     tokens = torch.randint(0, 256, (2, 16))
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -192,11 +192,14 @@ def test_wrapper_steps_both_schedules_both_and_round_trips_its_state():
     assert other.muon.state is other.state and other.adamw.state is other.state
     assert other.muon.param_groups[0] is other.param_groups[0]
     for m, opt in ((model, optimizer), (twin, other)):
-        set_lr(opt, 8e-4)
+        set_lr(opt, 8e-4, cfg)
         m(input_ids=tokens, labels=tokens).loss.backward()
         opt.step()
     for (name, p), q in zip(model.named_parameters(), twin.parameters(), strict=True):
         assert torch.equal(p, q), name
+    # Learning rates come from the config at every step, not from the loaded state.
+    set_lr(other, 1e-3, OptimConfig(name="muon", lr=1e-3, muon=MuonConfig(lr=0.04)))
+    assert {(g["optimizer"], g["lr"]) for g in other.param_groups} == {("muon", 0.04), ("adamw", 1e-3)}
 
 
 # ---------------------------------------------------------------------------------------------
