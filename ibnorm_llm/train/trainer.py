@@ -236,6 +236,7 @@ def setup(cfg: RunConfig, final_eval: FinalEval | None = None) -> Session:
     if resume is not None:
         saved = ckpt.read_state(resume)
         ckpt.check_compatible(saved, resume, world, plan.grad_accum, plan.micro_batch_size, strategy.state_format)
+        ckpt.check_same_optimizer(resume, cfg.optim.name)
         check_nothing_left(cfg, resume, saved)
         start = replace(saved, state_format=strategy.state_format)  # recorded in checkpoints from now on
     # CPU steps allocate and free the same large blocks every step: keep them instead of faulting
