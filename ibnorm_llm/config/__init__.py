@@ -27,6 +27,7 @@ from .sections import (
     EvalConfig,
     LoggingConfig,
     ModelConfig,
+    MuonConfig,
     NormConfig,
     NormOverride,
     OptimConfig,
@@ -38,8 +39,9 @@ from .yaml12 import yaml_load
 
 __all__ = [
     "CONFIG_DIR", "AnalysisConfig", "ConfigError", "DataConfig", "EvalConfig", "LoggingConfig", "ModelConfig",
-    "NormConfig", "NormOverride", "OptimConfig", "RunConfig", "TokenizerConfig", "TrainConfig", "config_from_tree",
-    "config_to_yaml", "from_dict", "legacy_norm_options", "load_config", "parse_override", "replace", "resolve_config_path", "save_config",
+    "MuonConfig", "NormConfig", "NormOverride", "OptimConfig", "RunConfig", "TokenizerConfig", "TrainConfig",
+    "config_from_tree", "config_to_yaml", "from_dict", "legacy_norm_options", "load_config", "parse_override",
+    "replace", "resolve_config_path", "save_config",
     "to_dict", "yaml_load",
 ]
 

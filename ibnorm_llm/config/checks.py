@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
 from .errors import ConfigError
 from .resume import check_allow_changes
-from .sections import DataConfig, RunConfig
+from .sections import DataConfig, MuonConfig, OptimConfig, RunConfig
 
 _POSITIVE_INT = (
     "data.seq_len", "data.val_tokens", "data.shuffle_buffer", "data.num_workers",
@@ -37,6 +38,7 @@ def check_values(cfg: RunConfig) -> None:
     if not 0 < cfg.data.val_fraction < 1:
         raise ConfigError(f"data.val_fraction={cfg.data.val_fraction}: must be in (0, 1)")
     _check_test_split(cfg)
+    _check_muon(cfg.optim)
     for key in ("train.global_batch_size", "train.global_batch_tokens", "eval.limit"):
         value = _get(cfg, key)
         if value is not None and value <= 0:
@@ -67,6 +69,27 @@ _SOURCE_ONLY_KEYS = {
     "files": ("files", "txt_sample_by"),
     "hf": ("hf_name", "hf_config", "train_split", "val_split", "test_split", "shuffle_buffer", "num_workers"),
 }
+
+
+def _check_muon(optim: OptimConfig) -> None:
+    """optim.muon.* only under optim.name=muon, and each value in its range."""
+    muon, defaults = optim.muon, MuonConfig()
+    if optim.name != "muon":
+        for key in (f.name for f in fields(MuonConfig)):
+            if getattr(muon, key) != getattr(defaults, key):
+                raise ConfigError(
+                    f"optim.muon.{key} is set but optim.name={optim.name}: Muon's settings apply only to "
+                    f"optim.name=muon; set optim.name=muon or remove optim.muon.{key}"
+                )
+        return
+    if not muon.lr > 0:
+        raise ConfigError(f"optim.muon.lr={muon.lr}: must be > 0")
+    if not 0 <= muon.momentum < 1:
+        raise ConfigError(f"optim.muon.momentum={muon.momentum}: must be in [0, 1) (the recipe's is 0.95)")
+    if not 1 <= muon.ns_steps < 100:
+        raise ConfigError(f"optim.muon.ns_steps={muon.ns_steps}: must be in [1, 99] (the recipe's is 5)")
+    if muon.weight_decay < 0:
+        raise ConfigError(f"optim.muon.weight_decay={muon.weight_decay}: must be >= 0")
 
 
 def _check_test_split(cfg: RunConfig) -> None:

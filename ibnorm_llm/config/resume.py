@@ -13,6 +13,7 @@ from typing import Any
 
 from .convert import to_dict
 from .errors import ConfigError
+from .legacy import legacy_norm_options
 
 SAFE_ON_RESUME: tuple[str, ...] = (
     # where the run is written: a resume from another run's checkpoint starts a new record (a branch)
@@ -83,7 +84,8 @@ def resume_changes(saved_tree: dict[str, Any], cfg, source: str) -> list[dict[st
     from . import config_from_tree  # the package imports this module
 
     try:
-        saved = to_dict(config_from_tree(saved_tree))  # fills keys added since it was written with their defaults
+        # keys added since it was written get their defaults, norm specs the reading they were written with
+        saved = to_dict(config_from_tree(legacy_norm_options(saved_tree)))
     except ConfigError:
         saved = saved_tree
     changed = [d for d in differences(saved, to_dict(cfg)) if not covered(d[0], SAFE_ON_RESUME)]

@@ -163,11 +163,32 @@ class TokenizerConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MuonConfig:
+    """``optim.muon``: Muon's own settings (optim.name=muon only). Defaults: Keller Jordan's Muon
+    (kellerjordan.github.io/posts/muon, github.com/KellerJordan/Muon), see docs/training.md."""
+
+    lr: float = 0.02
+    """Peak learning rate of the Muon matrices; follows optim.lr's warmup and decay (scaled by lr / optim.lr)."""
+    adjust_lr: Literal["original", "match_rms_adamw"] = "original"
+    """Per-matrix rescaling of lr: original (Keller: sqrt(max(1, fan_out / fan_in))) or match_rms_adamw
+    (Moonshot, arXiv 2502.16982: 0.2 * sqrt(max(fan_out, fan_in)), so that AdamW's lr and decay carry over)."""
+    momentum: float = 0.95
+    """Momentum of the gradient average that is orthogonalized."""
+    nesterov: bool = True
+    """Orthogonalize the Nesterov look-ahead (gradient blended with the momentum) instead of the momentum."""
+    ns_steps: int = 5
+    """Newton-Schulz iterations (quintic, coefficients (3.4445, -4.7750, 2.0315))."""
+    weight_decay: float = 0.01
+    """Decoupled decay of the Muon matrices (p -= lr * weight_decay * p)."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class OptimConfig:
-    name: Literal["adamw", "adam"] = "adamw"
-    """adamw (decoupled decay) or adam (the GaLore paper recipe)."""
+    name: Literal["adamw", "adam", "muon"] = "adamw"
+    """adamw (decoupled decay), adam (the GaLore paper recipe) or muon (Muon for the hidden matrices of the
+    decoder blocks, AdamW for everything else: embeddings, LM head, norms, biases, scalars)."""
     lr: float = 1e-3
-    """Peak learning rate."""
+    """Peak learning rate (under muon: of the AdamW parameters; optim.muon.lr is the matrices')."""
     betas: tuple[float, float] = (0.9, 0.95)
     """Adam betas."""
     eps: float = 1e-8
@@ -182,6 +203,8 @@ class OptimConfig:
     """Final learning rate as a fraction of the peak."""
     grad_clip: float = 1.0
     """Max global gradient norm; 0 disables clipping."""
+    muon: MuonConfig = field(default_factory=MuonConfig)
+    """optim.name=muon: Muon's settings (setting one under another optim.name is an error)."""
 
 
 @dataclass(frozen=True, kw_only=True)

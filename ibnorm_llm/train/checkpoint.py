@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from ibnorm_llm.checkpoint import COMPLETE, RUN_CONFIG_FILE, STATE_DIR, TRAINER_STATE_FILE, is_complete
-from ibnorm_llm.config import ConfigError, RunConfig, save_config
+from ibnorm_llm.config import ConfigError, RunConfig, save_config, yaml_load
 
 
 class CheckpointWriteError(RuntimeError):
@@ -320,6 +320,22 @@ def check_compatible(
             f"gradient accumulation {state.grad_accum} and train.micro_batch_size={state.micro_batch_size}, "
             f"this launch has {world_size}, {grad_accum} and {micro}. Resume with the same number of processes "
             "and batch settings (each rank restores its own data position)."
+        )
+
+
+def check_same_optimizer(path: Path, name: str) -> None:
+    """The optimizer state of one optim.name does not load into another (AdamW's moments are not Muon's
+    momentum): say so, naming the key, instead of failing inside load_state_dict."""
+    config = Path(path) / RUN_CONFIG_FILE
+    if not config.is_file():
+        return
+    optim = (yaml_load(config.read_text()) or {}).get("optim") or {}
+    saved = optim.get("name", "adamw")
+    if saved != name:
+        raise ConfigError(
+            f"train.resume={path}: the checkpoint was trained with optim.name={saved}, this config has "
+            f"optim.name={name}, and the optimizer state does not carry over. Resume with optim.name={saved}, "
+            "or start a new run from these weights elsewhere."
         )
 
 

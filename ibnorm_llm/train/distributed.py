@@ -102,6 +102,13 @@ def build_accelerator(cfg: RunConfig, launch: Launch) -> Accelerator:
     """The Accelerator for this process (see the module docstring for the CPU rule)."""
     cuda = torch.cuda.is_available()
     check_precision(cfg, cuda)
+    if cfg.optim.name == "muon" and launch.strategy == "deepspeed":
+        # ZeRO flattens the parameters into 1-D partitions; Newton-Schulz needs each whole matrix.
+        raise ConfigError(
+            "optim.name=muon under DeepSpeed ZeRO: DeepSpeed's optimizer wrapping flattens and partitions the "
+            "parameters, so Muon cannot see its matrices. Muon trains with one process, DDP (launch/ddp.yaml, "
+            "launch/ddp_cpu.yaml) or FSDP2 (launch/fsdp.yaml, launch/fsdp_cpu.yaml); or use optim.name=adamw."
+        )
     # FSDP2 applies its own bf16 policy instead of autocast.
     mixed = "no" if launch.strategy == "fsdp2" else _AUTOCAST[cfg.train.precision]
     if launch.strategy == "fsdp2":

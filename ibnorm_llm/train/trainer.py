@@ -54,7 +54,7 @@ from ibnorm_llm.train.metrics import (
     peak_flops_for,
     peak_flops_notice,
 )
-from ibnorm_llm.train.optim import build_optimizer, lr_at, set_lr
+from ibnorm_llm.train.optim import build_optimizer, describe_split, lr_at, set_lr, summarize_split
 from ibnorm_llm.train.saturation_watch import binarizing_warnings, saturation_record, saturation_watch
 from ibnorm_llm.train.strategies import Strategy
 from ibnorm_llm.train.tracking import Tracker, package_versions, quiet_libraries, wandb_run_id, write_run_metadata
@@ -225,7 +225,7 @@ class Progress:
 
 def _build(cfg: RunConfig, accelerator, strategy, plan):
     """Tokenizer, model (seeded by train.seed only), wrapped model and optimizer, data; plus the
-    parameter count and training FLOPs per token."""
+    parameter count, training FLOPs per token and which optimizer trains which parameters."""
     set_seed(cfg.train.seed)
     tokenizer = load_tokenizer(cfg)
     model = build_model(
@@ -236,13 +236,14 @@ def _build(cfg: RunConfig, accelerator, strategy, plan):
     # Counted before wrapping: DeepSpeed's engine has a different config and ZeRO-3 empties parameters.
     n_params = count_parameters(model)
     flops_tok = flops_per_token(n_params, model.config.num_hidden_layers, model.config.hidden_size, cfg.data.seq_len)
+    split = describe_split(model, cfg.optim)  # names as the optimizer sees them, before any wrapper
     model, optimizer = wrap_model(
         cfg, accelerator, strategy, model, lambda m: build_optimizer(m, cfg.optim), plan
     )
     rank, world = accelerator.process_index, accelerator.num_processes
     loader = build_train_loader(cfg, tokenizer, rank=rank, world_size=world)
     val_batches = build_val_batches(cfg, tokenizer, rank=rank, world_size=world)
-    return tokenizer, model, optimizer, loader, val_batches, n_params, flops_tok
+    return tokenizer, model, optimizer, loader, val_batches, n_params, flops_tok, split
 
 
 def _restore(resume: Path, accelerator, strategy, model, optimizer, loader) -> None:
@@ -288,12 +289,15 @@ def setup(cfg: RunConfig, final_eval: FinalEval | None = None) -> Session:
         saved = ckpt.read_state(resume)
         changes = resume_config_changes(cfg, resume)
         ckpt.check_compatible(saved, resume, world, plan.grad_accum, plan.micro_batch_size, strategy.state_format)
+        ckpt.check_same_optimizer(resume, cfg.optim.name)
         check_nothing_left(cfg, resume, saved)
         start = replace(saved, state_format=strategy.state_format)  # recorded in checkpoints from now on
     # CPU steps allocate and free the same large blocks every step: keep them instead of faulting
     # their pages in again (see cpu_memory.py).
     cpu_malloc = reuse_freed_memory(accelerator.device.type, cfg.train.reuse_freed_memory)
-    tokenizer, model, optimizer, loader, val_batches, n_params, flops_tok = _build(cfg, accelerator, strategy, plan)
+    tokenizer, model, optimizer, loader, val_batches, n_params, flops_tok, split = _build(
+        cfg, accelerator, strategy, plan
+    )
     run_folder.check_free_space(cfg, n_params, strategy.state_format)
     if resume is not None:
         _restore(resume, accelerator, strategy, model, optimizer, loader)  # weights that do not fit: refused here
@@ -326,9 +330,10 @@ def setup(cfg: RunConfig, final_eval: FinalEval | None = None) -> Session:
             "tokens_per_step": plan.tokens_per_step, "n_params": n_params, "flops_per_token": flops_tok,
             "resumed_from": str(resume) if resume else None, "start_step": start.step, "wandb_id": wandb_id,
             "config_changes": _config_changes(cfg, resume, start.step, changes),
-            "versions": package_versions(),
+            "optimizer": {"name": cfg.optim.name, "groups": split}, "versions": package_versions(),
         })
     tracker = Tracker(cfg, is_main=main, start_step=start.step, wandb_id=wandb_id)
+    tracker.write(summarize_split(split))
     session = Session(
         cfg, accelerator, strategy, plan, tokenizer, model, optimizer, loader, val_batches, test_batches,
         token_bytes(tokenizer), flops_tok, peak,
@@ -491,7 +496,7 @@ def train(cfg: RunConfig, final_eval: FinalEval | None = None) -> TrainResult:
     s.model.train()
     while progress.step < cfg.train.max_steps:
         lr = lr_at(progress.step, cfg.optim, cfg.train.max_steps)
-        set_lr(s.optimizer, lr)
+        set_lr(s.optimizer, lr, cfg.optim)
         grad_norm = train_step(s, progress)
         periodic_report(s, progress, lr, grad_norm)
         periodic_checkpoint(s, progress)
