@@ -11,7 +11,7 @@ their first-seed runs and the IB analysis of their final checkpoints into one ro
 3.  lambda 4 moderate and best: IBNorm-L's validation loss at lambda 4 below its loss at 0.5 and
     at 8, and compression growing with lambda (saturated share at 0.5 < 4 < 8);
 4.  S the mildest and least sensitive to lambda, T the strongest: saturated share at lambda 4
-    S <= L <= T, and S's validation-loss range over lambda the smallest;
+    S <= L <= T with S < T, and S's validation-loss range over lambda the smallest;
 5.  the affine recovery matters: IBNorm-L without it has a higher validation loss.
 
 Losses are validation losses at the first seed (the numbers selection may see; the default is
@@ -169,7 +169,8 @@ def claim_cells(reading: Reading, baselines: dict[str, ArmFacts]) -> dict[str, C
         ranges[variant] = max(losses) - min(losses) if len(losses) >= 2 else None
     shares = {v: f.saturated if f else None for v, f in at_paper.items()}
     if all(v is not None for v in (*shares.values(), *ranges.values())):
-        ordered = shares["S"] <= shares["L"] <= shares["T"]
+        # T "strongest" needs a measurable gap: three shares of 0 order nothing
+        ordered = shares["S"] <= shares["L"] <= shares["T"] and shares["S"] < shares["T"]
         least = ranges["S"] <= min(ranges["L"], ranges["T"])
         cells["4"] = Cell(ordered and least, f"(saturated S/L/T {shares['S']:.0%}/{shares['L']:.0%}/{shares['T']:.0%}; "
                                              f"loss range {ranges['S']:.3f}/{ranges['L']:.3f}/{ranges['T']:.3f})")

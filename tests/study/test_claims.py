@@ -49,6 +49,13 @@ def test_a_binarizing_reading_fails_the_mechanism_claims():
     assert reading.binarizes() is True
 
 
+def test_t_strongest_needs_a_measurable_gap():
+    arms = [facts(f"{v}{lam}", variant=v, lam=lam, saturated=0.0, loss=3.0 + 0.01 * lam * (v != "S"))
+            for v in "SLT" for lam in (0.5, 4.0, 8.0)]
+    cell = claim_cells(Reading(("std", "rate"), arms), BASELINES)["4"]
+    assert cell.holds is False and "saturated S/L/T 0%/0%/0%" in str(cell)
+
+
 @pytest.mark.parametrize("weak, strong, holds", [(3.2, 3.3, True), (2.9, 3.3, False), (3.2, 2.95, False)])
 def test_lambda_four_must_beat_both_ends(weak, strong, holds):
     arms = [facts("a", lam=0.5, loss=weak, saturated=0.0), facts("b", lam=4.0, loss=3.0, saturated=0.2),
