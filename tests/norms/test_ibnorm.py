@@ -102,9 +102,12 @@ def test_lighter_tails_than_layernorm_on_student_t(variant, deviation):
     assert (ours - layer).abs().max() > 0.1  # not LayerNorm in disguise
 
 
-def test_s_at_lambda_one_is_layernorm():
+@pytest.mark.parametrize("deviation, atol", [("raw", 1e-6), ("std", 5e-5)])
+def test_s_at_lambda_one_is_layernorm(deviation, atol):
+    # std units divide by sqrt(var + eps) once before the standardization does it again: eps counts twice.
     x = torch.distributions.StudentT(3.0).sample((32, 24))
-    torch.testing.assert_close(IBNorm(24, variant="S", lam=1.0)(x), F.layer_norm(x, (24,)), rtol=0, atol=1e-6)
+    norm = IBNorm(24, variant="S", lam=1.0, deviation=deviation, lam_role="rate")
+    torch.testing.assert_close(norm(x), F.layer_norm(x, (24,)), rtol=0, atol=atol)
 
 
 @pytest.mark.parametrize("variant", ["L", "T"])
@@ -189,13 +192,13 @@ def test_invalid_options_name_the_option_and_allowed_values(options, message):
 
 def test_reference_impl_is_the_reference_function():
     x = torch.randn(5, 16)
-    norm = IBNorm(16, variant="T", lam=3.0, impl="reference")
+    norm = IBNorm(16, variant="T", lam=3.0, deviation="raw", impl="reference")
     want = ibnorm_reference(
         x, norm.weight, norm.bias, variant="T", lam=3.0, deviation="raw", standardize="meanvar",
         order="compress_first", num_groups=1, eps=1e-5,
     )
     torch.testing.assert_close(norm(x), want, rtol=0, atol=0)
-    torch.testing.assert_close(IBNorm(16, variant="T", lam=3.0, impl="auto")(x), want)
+    torch.testing.assert_close(IBNorm(16, variant="T", lam=3.0, deviation="raw", impl="auto")(x), want)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
