@@ -58,7 +58,7 @@ IMPLS = ("auto", "reference", "fused", "triton")
 # IBNorm's defaults for the reading (deviation units and the role of lambda): the one place to
 # change them. The functions below (compress, ibnorm_reference, the kernels) take lam_role="rate"
 # when it is not given, the reading they computed before the option existed, whatever these say.
-DEFAULT_DEVIATION = "raw"
+DEFAULT_DEVIATION = "std"
 DEFAULT_LAM_ROLE = "rate"
 
 Lam = float | torch.Tensor
