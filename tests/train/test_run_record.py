@@ -151,16 +151,21 @@ def test_out_dir_that_is_a_file_or_under_one_is_a_one_line_error(tiny_overrides,
     assert blocker.read_text() == "a file"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
-def test_out_dir_that_cannot_be_written_is_a_one_line_error(tiny_overrides, tmp_path):
+def test_out_dir_that_cannot_be_written_is_a_one_line_error(tiny_overrides, tmp_path, monkeypatch):
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o500)
+    if os.geteuid() == 0:  # root writes anywhere: let the check see what a user would
+        real_access = os.access
+        monkeypatch.setattr(run_folder.os, "access",
+                            lambda path, mode: False if Path(path) == locked else real_access(path, mode))
     try:
-        with pytest.raises(RunFolderError, match=rf"cannot write to {locked} \(permission denied\)"):
+        with pytest.raises(RunFolderError, match=rf"cannot write to {locked} \(permission denied\); set out_dir to a "
+                                                 rf"folder you can write to, or make {locked} writable"):
             train(tiny_config([*tiny_overrides, f"out_dir={locked}", "train.max_steps=1"]))
     finally:
         locked.chmod(0o700)
+    assert list(locked.iterdir()) == []
 
 
 def test_too_little_free_space_for_one_checkpoint_is_refused_before_step_1(tiny_overrides, tmp_path, monkeypatch):
