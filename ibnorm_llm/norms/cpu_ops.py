@@ -41,6 +41,11 @@ BACKWARD = "ibnorm_llm::ibnorm_backward"
 _lock = threading.Lock()
 _unavailable: str | None = None
 _loaded = False
+_sources_missing = False
+
+
+class SourcesMissing(RuntimeError):
+    """The kernel's C++ sources are not here: a checkpoint's copy of the norm code without ibnorm_llm installed."""
 
 
 def _defined() -> bool:
@@ -63,7 +68,7 @@ def _sources() -> Path:
     spec = importlib.util.find_spec(PACKAGE)  # a top-level name: found without importing anything
     installed = Path(spec.origin).parent / "norms" / "csrc" if spec is not None and spec.origin else None
     if installed is None or not all((installed / name).is_file() for name in SOURCES):
-        raise RuntimeError(f"the kernel sources ({', '.join(SOURCES)}) are neither in {CSRC} nor in an installed {PACKAGE}")
+        raise SourcesMissing(f"the kernel sources ({', '.join(SOURCES)}) are neither in {CSRC} nor in an installed {PACKAGE}")
     return installed
 
 
@@ -94,7 +99,7 @@ def _build() -> None:
 
 def load() -> str | None:
     """Build (first time on this machine) and register the operators; None, or why they are unavailable."""
-    global _unavailable, _loaded
+    global _unavailable, _loaded, _sources_missing
     if _loaded or _unavailable is not None:
         return _unavailable
     with _lock:
@@ -104,11 +109,20 @@ def load() -> str | None:
             if not _defined():
                 _build()
         except Exception as err:  # a compiler error, no compiler, no ninja, an unwritable cache: all mean "unavailable"
+            _sources_missing = isinstance(err, SourcesMissing)
             _unavailable = f"{type(err).__name__}: {str(err).strip()[-1500:]}"
             return _unavailable
         _register_fake_and_autograd()
         _loaded = True
         return None
+
+
+def unavailable_fix() -> str:
+    """What makes the kernel available, for the last :func:`load` that failed."""
+    if _sources_missing:
+        return (f"install the {PACKAGE} package (pip install {PACKAGE}): this copy of the norm code, a checkpoint's, "
+                "carries no kernel sources")
+    return "install a C++ compiler (g++) and ninja"
 
 
 def saves_compressed(variant: str, *, deviation: str, order: str, learnable_lam: bool) -> bool:

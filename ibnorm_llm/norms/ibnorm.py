@@ -37,6 +37,7 @@ from torch import nn
 from .affine import apply_affine, make_affine, reset_affine
 from .cpu_ops import ibnorm_cpu
 from .cpu_ops import load as load_cpu_kernel
+from .cpu_ops import unavailable_fix as cpu_kernel_fix
 from .precision import upcast
 from .standardize import standardize as standardize_groups
 from .validation import (
@@ -230,8 +231,8 @@ def prepare_impl(impl: str) -> tuple[bool, bool]:
     if impl == "auto" and cpu_error is not None:
         warnings.warn(
             f"IBNorm impl='auto': the CPU kernel is unavailable ({cpu_error}); CPU inputs take the reference formula "
-            "(same results, slower). Fix: install a C++ compiler (g++) and ninja; impl: reference chooses the "
-            "formula without this warning.",
+            f"(same results, slower). Fix: {cpu_kernel_fix()}; impl: reference chooses the formula without this "
+            "warning.",
             RuntimeWarning, stacklevel=3,
         )
     return cpu_error is None, triton_error is None

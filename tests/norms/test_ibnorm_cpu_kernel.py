@@ -442,3 +442,28 @@ def test_a_copy_of_the_norm_code_reuses_the_operators_already_registered(tmp_pat
     finally:
         for name in [name for name in sys.modules if name.startswith("norm_code_copy")]:
             del sys.modules[name]
+
+
+WITHOUT_SOURCES_CHILD = """
+import importlib.util
+import warnings
+from ibnorm_llm.norms import IBNorm, cpu_ops
+
+# A checkpoint's copy of the norm code: no csrc/ beside it and no installed ibnorm_llm to build from.
+cpu_ops.CSRC = cpu_ops.CSRC.parent / "no-such-csrc"
+find_spec = importlib.util.find_spec
+importlib.util.find_spec = lambda name, *args: None if name == "ibnorm_llm" else find_spec(name, *args)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    IBNorm(8, variant="L")
+message = " ".join(str(w.message) for w in caught)
+assert "install the ibnorm_llm package" in message and "C++ compiler" not in message, message
+print("names the package")
+"""
+
+
+def test_without_the_package_the_warning_names_the_package_not_a_compiler(tmp_path):
+    env = {**os.environ, "TORCH_EXTENSIONS_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", WITHOUT_SOURCES_CHILD], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0 and "names the package" in done.stdout, done.stderr[-3000:]
