@@ -33,9 +33,8 @@ def sp_tokenizer(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def byte_level_tokenizer():
-    from transformers import PreTrainedTokenizerFast
-
     from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
 
     raw = ByteLevelBPETokenizer()
     raw.train_from_iterator(builtin_corpus()[:150], vocab_size=400, special_tokens=["<|endoftext|>"])
