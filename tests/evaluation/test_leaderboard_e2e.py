@@ -11,6 +11,7 @@ import pytest
 from ibnorm_llm.evaluation import run_leaderboard
 from ibnorm_llm.evaluation.comparison import parse_summary
 from ibnorm_llm.evaluation.harness.suites import suite_tasks
+from ibnorm_llm.norms.ibnorm import DEFAULT_DEVIATION, DEFAULT_LAM_ROLE
 
 OFFLINE = Path(__file__).resolve().parents[2] / "eval" / "offline_data"
 VOCAB = 512
@@ -42,8 +43,10 @@ def test_both_suites_offline_smoke(tiny_checkpoint, tmp_path, restore_globals):
     assert set(summary["subtasks"]["leaderboard_musr"]) == {
         "leaderboard_musr_murder_mysteries", "leaderboard_musr_object_placements", "leaderboard_musr_team_allocation"}
 
+    # IBNorm's reading is part of the run's identity: runs of two readings are never averaged as seeds.
     assert summary["run"] == {"run_name": "tiny_ibnorm_l", "preset": "llama-tiny", "norm": "ibnorm", "variant": "L",
-                              "lam": 4.0, "seed": 3}
+                              "lam": 4.0, "seed": 3,
+                              "norm_options": {"deviation": DEFAULT_DEVIATION, "lam_role": DEFAULT_LAM_ROLE}}
     assert (summary["step"], summary["tokens"]) == (7, 1792)
     assert summary["offline_data"] is True and summary["smoke"] is True and summary["limit"] == 2
     assert summary["nltk_punkt_tab"]["kind"] in ("trained", "installed")

@@ -48,8 +48,11 @@ def _assert_compiled_equals_eager(kind: str, options: dict, device: str = "cpu")
     torch._dynamo.reset()
     compiled = _forward_backward(torch.compile(norm, fullgraph=True, backend="inductor"), x, grad_out)
     names = ["y", "x.grad", *(f"{name}.grad" for name, _ in norm.named_parameters())]
+    # NormalNorm's power transform (log, pow with a fitted exponent) on Student-t input magnifies the fp32
+    # rounding of inductor's fused, reordered reductions: 4.8e-4 on outputs of size ~3 (2 of 768 elements).
+    tol = 1e-3 if kind == "normalnorm" else 1e-4
     for name, got, want in zip(names, compiled, eager, strict=True):
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4, msg=lambda m, name=name: f"{kind} {name}: {m}")
+        torch.testing.assert_close(got, want, rtol=tol, atol=tol, msg=lambda m, name=name: f"{kind} {name}: {m}")
 
 
 @pytest.mark.slow
