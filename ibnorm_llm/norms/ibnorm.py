@@ -135,13 +135,19 @@ def compression_slope(d: torch.Tensor, variant: str, lam: Lam, lam_role: str = "
     return slope
 
 
-def _compress_group(g: torch.Tensor, variant: str, lam: Lam, lam_role: str, deviation: str, eps: float) -> torch.Tensor:
-    """``s = mu + sign(d) f(r)`` per group (last dim); gradients flow through the mean."""
+def group_deviations(g: torch.Tensor, deviation: str, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mu, d)`` per group (last dim): the mean and the deviations compression acts on, raw or in std units."""
     mu = g.mean(-1, keepdim=True)
     d = g - mu
     if deviation == "std":
         # In std units lam means the same at every activation scale.
         d = d * torch.rsqrt(d.pow(2).mean(-1, keepdim=True) + eps)
+    return mu, d
+
+
+def _compress_group(g: torch.Tensor, variant: str, lam: Lam, lam_role: str, deviation: str, eps: float) -> torch.Tensor:
+    """``s = mu + sign(d) f(r)`` per group (last dim); gradients flow through the mean."""
+    mu, d = group_deviations(g, deviation, eps)
     return mu + compress(d, variant, lam, lam_role)
 
 

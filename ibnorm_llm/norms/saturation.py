@@ -24,7 +24,7 @@ from torch import nn
 
 from .derf import Derf
 from .dyt import DyT
-from .ibnorm import IBNorm, compression_slope
+from .ibnorm import IBNorm, compression_slope, group_deviations
 from .precision import upcast
 from .standardize import standardize as standardize_groups
 
@@ -39,10 +39,7 @@ def _ibnorm_deviations(norm: IBNorm, x: torch.Tensor) -> torch.Tensor:
     g = upcast(x).reshape(*x.shape[:-1], norm.num_groups, x.shape[-1] // norm.num_groups)
     if norm.order == "standardize_first":
         g = standardize_groups(g, norm.standardize, norm.eps)
-    d = g - g.mean(-1, keepdim=True)
-    if norm.deviation == "std":
-        d = d * torch.rsqrt(d.pow(2).mean(-1, keepdim=True) + norm.eps)
-    return d
+    return group_deviations(g, norm.deviation, norm.eps)[1]
 
 
 def has_saturated_range(norm: nn.Module) -> bool:
