@@ -7,8 +7,11 @@ and accumulates 2 micro batches per rank, as test_sharded.py does for AdamW.
 Newton-Schulz runs in bf16 (as published), so a last-bit difference between the one-process and the
 reduced gradient can move a bf16 rounding, and the runs part by bf16 noise. Seen after 6 steps: losses
 within 8e-5 (limit 2e-4); Muon's matrices within 1e-3 (limit 2e-3; they move by 2.5e-3 on average in
-the last 3 steps alone); AdamW's parameters within 2.3e-3 (limit 5e-3: Adam's m/sqrt(v) turns a tiny
-difference in a near-zero gradient into one of the order of lr = 3e-3). With the same gradient a
+the last 3 steps alone). AdamW's parameters agree on average (mean |difference| 3e-6 to 1.5e-5, limit 1e-4),
+but not element by element: Adam's m/sqrt(v) turns a tiny difference in a near-zero gradient (an embedding
+row seen once) into a step of the order of lr, so single elements part by up to 8.4e-3. The bound that
+holds by construction is Adam's: each step moves an element by at most about lr, so two runs part by at
+most 2 * lr * steps. With the same gradient a
 sharded matrix steps bit for bit as the whole one (test_muon.py,
 test_fsdp2_shards_step_exactly_as_the_whole_matrix), and a resumed run repeats its run exactly.
 """
@@ -29,6 +32,8 @@ from ibnorm_llm.train.trainer import train
 pytestmark = pytest.mark.slow
 
 STEPS = 6
+ADAMW_LR = 3e-3
+"""optim.lr of the tiny test config (train_helpers): the AdamW parameters' peak learning rate."""
 BASE = ["optim.name=muon", "optim.muon.lr=0.02", "train.micro_batch_size=2", f"train.max_steps={STEPS}"]
 IBNORM = ["model.norm.kind=ibnorm", "model.norm.variant=L", "model.norm.lam=4.0", "model.norm.learnable_lam=true"]
 LAUNCH = {
@@ -75,8 +80,13 @@ def test_muon_on_two_processes_matches_one_and_resumes_exactly(name, base, out_d
     final = load_file(ckpt.checkpoints_root(out_dir / name) / "final" / "model.safetensors")
     expected = load_file(ckpt.checkpoints_root(single) / "final" / "model.safetensors")
     muon = set(run["optimizer"]["groups"]["muon"]["names"])
+    adam_bound = 2 * ADAMW_LR * STEPS
     for key, tensor in expected.items():
-        torch.testing.assert_close(final[key], tensor, atol=2e-3 if key in muon else 5e-3, rtol=0, msg=key)
+        if key in muon:
+            torch.testing.assert_close(final[key], tensor, atol=2e-3, rtol=0, msg=key)
+        else:
+            difference = (final[key] - tensor).abs()
+            assert difference.mean() < 1e-4 and difference.max() <= adam_bound, (key, difference.mean(), difference.max())
 
 
 def test_muon_under_deepspeed_is_refused_naming_the_supported_launches(base):
