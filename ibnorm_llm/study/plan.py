@@ -167,11 +167,13 @@ def build_plan(spec: StudySpec, out: str | Path) -> StudyPlan:
         try:
             arm_cfg = load_config(spec.base, [*_dotted(spec.overrides), *_dotted(settings)])
         except ConfigError as err:
-            raise StudyError(f"{spec.source}: arms.{arm}: {err}") from None
-        skipped = {key: reason for key in spec.tune if (reason := _skip_reason(key, arm_cfg))}
-        keys = [key for key in spec.tune if key not in skipped]
+            where = spec.factorial.describe(arm) if spec.factorial else f"arms.{arm}"
+            raise StudyError(f"{spec.source}: {where} (arm {arm}): {err}") from None
+        grid = spec.grid(arm)
+        skipped = {key: reason for key in grid if (reason := _skip_reason(key, arm_cfg))}
+        keys = [key for key in grid if key not in skipped]
         points = tuple(Point(tuple(zip(keys, values, strict=True)))
-                       for values in itertools.product(*(spec.tune[k] for k in keys)))
+                       for values in itertools.product(*(grid[k] for k in keys)))
         grids[arm] = ArmGrid(arm, points, skipped)
     plan = StudyPlan(spec, out, grids, tuple(common), tuple(notes))
     for arm, grid in grids.items():

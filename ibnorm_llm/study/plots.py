@@ -18,45 +18,50 @@ def _pyplot():
     return plt
 
 
-def sensitivity_key(results: StudyResults) -> str | None:
-    """The tuned key plotted on the x axis: optim.lr when tuned, else the first numeric tuned key."""
-    numeric = [k for k, values in results.plan.spec.tune.items()
+def sensitivity_key(grid: dict[str, list]) -> str | None:
+    """The tuned key of a grid plotted on the x axis: a learning rate when tuned (optim.lr, else another
+    key ending in lr, such as optim.muon.lr), else the first numeric tuned key."""
+    numeric = [k for k, values in grid.items()
                if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)]
-    return "optim.lr" if "optim.lr" in numeric else (numeric[0] if numeric else None)
+    rates = [k for k in numeric if k == "optim.lr"] or [k for k in numeric if k.endswith("lr")]
+    return (rates or numeric or [None])[0]
 
 
 def plot_sensitivity(results: StudyResults, path: Path) -> Path | None:
     """Final validation loss (tuning seed) against the tuned value, one line per arm (Wortsman et al.).
 
-    With other tuned keys too, each arm's line holds the other keys at their chosen values.
+    Each arm is drawn against its own grid's key (a factorial study's Muon arms tune optim.muon.lr,
+    its AdamW arms optim.lr); with other tuned keys too, the line holds them at their chosen values.
     Diverged points are drawn as crosses on the top edge.
     """
-    key = sensitivity_key(results)
-    if key is None:
+    spec = results.plan.spec
+    keys = {arm: key for arm in results.tuning if (key := sensitivity_key(spec.grid(arm))) is not None}
+    if not keys:
         return None
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     top = max((r.validation_loss.value for runs in results.tuning.values() for r in runs.values()
                if r.validation_loss is not None), default=1.0)
-    for arm, runs in results.tuning.items():
+    for arm, key in keys.items():
         chosen = results.choices[arm].point.as_dict()
         line = sorted(
-            (p.as_dict()[key], r) for p, r in runs.items()
+            (p.as_dict()[key], r) for p, r in results.tuning[arm].items()
             if key in p.as_dict() and all(p.as_dict()[k] == v for k, v in chosen.items() if k != key)
         )
         if not line:
             continue  # the arm skips this key
         xs = [x for x, r in line if r.validation_loss is not None]
         ys = [r.validation_loss.value for _, r in line if r.validation_loss is not None]
-        drawn, = ax.plot(xs, ys, "o-", label=arm)
+        drawn, = ax.plot(xs, ys, "o-", label=arm if len(set(keys.values())) == 1 else f"{arm} ({key})")
         failed = [x for x, r in line if r.validation_loss is None]
         if failed:
             ax.plot(failed, [top] * len(failed), "x", color=drawn.get_color(), markersize=9)
-    values = [v for v in results.plan.spec.tune[key] if v > 0]
+    values = [v for arm, key in keys.items() for v in spec.grid(arm)[key] if v > 0]
     if values and max(values) / min(values) >= 10:
         ax.set_xscale("log")
-    title = f"{results.plan.spec.name}: sensitivity to {key} (seed {results.plan.tuning_seed}; x = diverged)"
-    return _save(fig, ax, key, "final validation loss (nats/token)", title, path)
+    xlabel = " / ".join(dict.fromkeys(keys.values()))
+    title = f"{spec.name}: sensitivity to {xlabel} (seed {results.plan.tuning_seed}; x = diverged)"
+    return _save(fig, ax, xlabel, "final validation loss (nats/token)", title, path)
 
 
 def plot_curves(results: StudyResults, path: Path) -> Path:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ibnorm_llm.study.claims import claims_section
+from ibnorm_llm.study.factorial_report import factorial_section, write_interaction_csv
 from ibnorm_llm.study.plan import Point
 from ibnorm_llm.study.plots import plot_curves, plot_sensitivity
 from ibnorm_llm.study.results import Measurement, RunResult
@@ -45,6 +46,9 @@ class ArmSummary:
     at_edge: tuple[str, ...]
     failed_points: tuple[Point, ...]
     skipped: dict[str, str]
+    compared_with: str | None = None
+    """The arm it is compared with (None: the study's baseline; in a factorial study the baseline level at
+    this arm's other levels)."""
     vs_baseline: PairedTest | None = None
     vs_baseline_bpb: PairedTest | None = None
     suite: dict[str, TaskSummary] = field(default_factory=dict)
@@ -99,10 +103,12 @@ def summarize(results: StudyResults) -> list[ArmSummary]:
             at_edge=choice.at_edge, failed_points=choice.failed, skipped=results.plan.grids[arm].skipped,
             suite=_suite_summary(results.suite.get(arm, {})),
         ))
-    base = next(a for a in arms if a.arm == spec.baseline)
+    by_name = {a.arm: a for a in arms}
     compared = []
     for summary in arms:
-        if summary.arm != spec.baseline and summary.test_loss and base.test_loss:
+        base = by_name[spec.baseline_of(summary.arm)]
+        summary = replace(summary, compared_with=base.arm)
+        if summary.arm != base.arm and summary.test_loss and base.test_loss:
             summary = replace(
                 summary, vs_baseline=paired_test(summary.test_loss, base.test_loss),
                 vs_baseline_bpb=paired_test(summary.test_bpb, base.test_bpb) if summary.test_bpb and base.test_bpb
@@ -112,13 +118,16 @@ def summarize(results: StudyResults) -> list[ArmSummary]:
     return compared
 
 
-def verdicts(arms: list[ArmSummary], baseline: str) -> list[str]:
-    """What the study supports and what it does not, in words, one line per finding."""
-    base = next(a for a in arms if a.arm == baseline)
+def verdicts(arms: list[ArmSummary], default_baseline: str) -> list[str]:
+    """What the study supports and what it does not, in words, one line per finding; each arm against its
+    ``compared_with`` arm, or ``default_baseline``."""
+    by_name = {a.arm: a for a in arms}
     lines = []
     for arm in arms:
+        baseline = arm.compared_with or default_baseline
         if arm.arm == baseline:
             continue
+        base = by_name[baseline]
         test = arm.vs_baseline
         if test is None:
             lines.append(f"**{arm.arm} vs {baseline}: no comparison** (no finished test numbers on one side).")
@@ -246,6 +255,14 @@ def write_csv(arms: list[ArmSummary], results: StudyResults) -> None:
                                                                       r.test_loss, r.test_bpb))])
 
 
+def _grids(spec) -> str:
+    """Which grid each arm tuned, in words."""
+    if spec.factorial is None:
+        return f"Every arm tuned over {json.dumps(spec.tune) if spec.tune else 'no grid'}"
+    return "Each arm tuned over its own grid (" + "; ".join(
+        f"{arm} {json.dumps(spec.grid(arm)) if spec.grid(arm) else 'no grid'}" for arm in spec.arms) + ")"
+
+
 def write_report(results: StudyResults) -> Path:
     plan, spec = results.plan, results.plan.spec
     arms = summarize(results)
@@ -257,14 +274,17 @@ def write_report(results: StudyResults) -> Path:
     lines = [f"# Study {spec.name}: {', '.join(spec.arms)} (baseline {spec.baseline})", "",
              "## What this study supports", ""]
     lines += [f"- {line}" for line in verdicts(arms, spec.baseline)]
+    if spec.factorial is not None:
+        loss = {a.arm: a.test_loss for a in arms}
+        lines += ["", *factorial_section(spec.factorial, spec.baseline, loss, {a.arm: a.test_bpb for a in arms})]
+        write_interaction_csv(spec.factorial, spec.baseline, loss, out / "interaction.csv")
     if spec.claims == "ibnorm_paper":
         lines += ["", *claims_section(results)]
     lines += [
         "", "## Protocol", "",
         f"- Base config `{spec.base}` with {json.dumps(spec.overrides) if spec.overrides else 'no overrides'}; "
         f"arms: " + "; ".join(f"{a} {json.dumps(s)}" for a, s in spec.arms.items()) + ".",
-        f"- Every arm tuned over {json.dumps(spec.tune) if spec.tune else 'no grid'} at seed {plan.tuning_seed}; "
-        "its point chosen on the **validation** split (lowest final validation loss); that point run with "
+        f"- {_grids(spec)} at seed {plan.tuning_seed}; its point chosen on the **validation** split (lowest final validation loss); that point run with "
         f"seeds {', '.join(map(str, spec.seeds))} (n={n_seeds}); the numbers below are from the **test** split, "
         "which selection never saw. A seed sets train.seed and data.shuffle_seed.",
     ]
@@ -281,7 +301,7 @@ def write_report(results: StudyResults) -> Path:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for a in arms:
-        lines.append(f"| {a.arm}{' (baseline)' if a.arm == spec.baseline else ''} | {a.point.describe()} | "
+        lines.append(f"| {a.arm}{' (baseline)' if a.arm == a.compared_with else ''} | {a.point.describe()} | "
                      f"{a.loss.n if a.loss else 0} | {_fmt(a.loss)} | {_fmt(a.bpb)} | {_diff(a.vs_baseline)} | "
                      f"{_p(a.vs_baseline)} | {_diff(a.vs_baseline_bpb)} | {_p(a.vs_baseline_bpb)} |")
     lines += ["", "Δ: arm minus baseline per seed (negative = better than the baseline); p: two-sided paired "

@@ -22,6 +22,10 @@ Large designs (studies/ibnorm_readings.yaml) add, all optional:
     analyze: {n_tokens: 512}               # IB analysis + norm statistics of every final checkpoint
     claims: ibnorm_paper                   # the report's table of the IBNorm paper's claims
 
+Factorial designs give ``factors:`` instead of ``arms:`` (study/factorial.py): the arms are every
+combination of the factors' levels, a level may carry its own ``tune`` grid, and the report adds the
+two-way table and the interaction (study/interaction.py).
+
 Every problem raises :class:`StudyError` naming the key and the fix.
 """
 
@@ -30,25 +34,20 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import itertools
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ibnorm_llm.config import ConfigError, resolve_config_path, yaml_load
-
-
-class StudyError(ValueError):
-    """A bad study file or a study that cannot go on; the message names the problem and the fix."""
-
+from ibnorm_llm.study.errors import StudyError, check_name, check_tune, mapping
+from ibnorm_llm.study.factorial import Factorial, parse_factors
 
 EVAL_SUITES = ("none", "small", "v1", "v2", "all")
 _TOP_KEYS = ("name", "base", "overrides", "arms", "baseline", "tune", "seeds", "eval", "arm_grid", "exclude",
-             "tune_from", "final_seeds", "analyze", "claims")
+             "tune_from", "final_seeds", "analyze", "claims", "factors")
 FINAL_SEEDS = ("all", "best_per_anchor")
 CLAIMS = ("none", "ibnorm_paper")
 _EVAL_KEYS = ("suite", "limit", "batch_size", "offline_data", "smoke")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 @dataclass(frozen=True)
@@ -82,28 +81,26 @@ class StudySpec:
     analyze: dict[str, Any] | None = None
     """``analysis.*`` settings for the IB analysis of every final checkpoint, or None (no analysis)."""
     claims: str = "none"
+    factorial: Factorial | None = None
+    """The factors when the arms are their product (``factors:``); ``baseline`` is then a level of the first."""
 
     def anchor(self, arm: str) -> str:
         """The arm whose tuning ``arm`` uses (itself when it tunes its own grid)."""
         return self.tune_from.get(arm, arm)
 
+    def grid(self, arm: str) -> dict[str, list[Any]]:
+        """The grid ``arm`` tunes: ``tune``, plus its factor levels' grids in a factorial study."""
+        return self.factorial.grids[arm] if self.factorial else self.tune
 
-def _mapping(value: Any, key: str, source: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-        raise StudyError(f"{source}: '{key}' must be a mapping of dotted config keys to values, got {value!r}")
-    return dict(value)
-
-
-def _check_name(value: Any, key: str, source: str) -> str:
-    if not isinstance(value, str) or not _NAME.match(value):
-        raise StudyError(f"{source}: {key}={value!r} must be a name of letters, digits, '_', '-' or '.' (used in run names)")
-    return value
+    def baseline_of(self, arm: str) -> str:
+        """The arm ``arm`` is compared with: the baseline, at ``arm``'s levels of the other factors."""
+        if self.factorial is None:
+            return self.baseline
+        return self.factorial.with_level(arm, self.factorial.first, self.baseline)
 
 
 def _parse_eval(raw: Any, source: str) -> StudyEval:
-    data = _mapping(raw, "eval", source)
+    data = mapping(raw, "eval", source)
     for key in data:
         if key not in _EVAL_KEYS:
             close = difflib.get_close_matches(key, _EVAL_KEYS, n=1)
@@ -133,7 +130,7 @@ def parse_study(data: Any, source: str = "<study>") -> StudySpec:
     for key in ("name", "base", "baseline", "seeds"):
         if key not in data:
             raise StudyError(f"{source}: missing key '{key}' (a study needs {', '.join(('name', 'base', 'arms', 'baseline', 'seeds'))})")
-    name = _check_name(data["name"], "name", source)
+    name = check_name(data["name"], "name", source)
     base = data["base"]
     if not isinstance(base, str):
         raise StudyError(f"{source}: base={base!r} must be a config name (configs/) or a path")
@@ -141,25 +138,26 @@ def parse_study(data: Any, source: str = "<study>") -> StudySpec:
         resolve_config_path(base)
     except ConfigError as err:
         raise StudyError(f"{source}: base: {err}") from None
-    if "arms" not in data and "arm_grid" not in data:
-        raise StudyError(f"{source}: missing key 'arms' (a study needs arms, or an arm_grid)")
-    arms_raw = _mapping(data.get("arms"), "arms", source)
-    if not arms_raw and "arm_grid" not in data:
-        raise StudyError(f"{source}: 'arms' is empty; list the things compared, e.g. rmsnorm: {{model.norm.kind: rmsnorm}}")
-    arms = {}
-    for arm, settings in arms_raw.items():
-        _check_name(arm, f"arms.{arm}", source)
-        arms[arm] = _mapping(settings, f"arms.{arm}", source)
-    arms.update(_grid_arms(data.get("arm_grid"), data.get("exclude"), arms, source))
-    baseline = data["baseline"]
-    if baseline not in arms:
-        raise StudyError(f"{source}: baseline={baseline!r} is not one of the arms ({', '.join(arms)})")
-    tune = _mapping(data.get("tune"), "tune", source)
-    for key, values in tune.items():
-        if not isinstance(values, list) or not values:
-            raise StudyError(f"{source}: tune.{key}={values!r} must be a non-empty list of values")
-        if len(set(map(repr, values))) != len(values):
-            raise StudyError(f"{source}: tune.{key} lists a value twice: {values!r}")
+    tune = check_tune(data.get("tune"), "tune", source)
+    factorial = None
+    if "factors" in data:
+        for key in ("arms", "arm_grid", "exclude", "tune_from"):
+            if key in data:
+                raise StudyError(f"{source}: '{key}' and 'factors' are both given; a factorial study's arms are every "
+                                 f"combination of its factors' levels, each tuning its own grid: drop '{key}'")
+        factorial = parse_factors(data["factors"], tune, source)
+        arms = factorial.settings
+        baseline = data["baseline"]
+        first, levels = factorial.first, factorial.factors[factorial.first]
+        if baseline not in levels:
+            raise StudyError(f"{source}: baseline={baseline!r} must be a level of the first factor, {first} "
+                             f"({', '.join(levels)}); each arm is compared with it at the same other levels")
+    else:
+        arms = _listed_arms(data, source)
+        baseline = data["baseline"]
+        if baseline not in arms:
+            raise StudyError(f"{source}: baseline={baseline!r} is not one of the arms ({', '.join(arms)})")
+    for key in tune:
         for arm, settings in arms.items():
             if key in settings:
                 raise StudyError(f"{source}: {key} is both tuned and fixed by arms.{arm}; tune it or fix it, not both")
@@ -177,18 +175,33 @@ def parse_study(data: Any, source: str = "<study>") -> StudySpec:
         raise StudyError(f"{source}: claims={claims!r} must be one of {', '.join(CLAIMS)}")
     analyze = data.get("analyze")
     if analyze is not None:
-        analyze = _mapping(analyze, "analyze", source)
+        analyze = mapping(analyze, "analyze", source)
     return StudySpec(
-        name=name, base=base, overrides=_mapping(data.get("overrides"), "overrides", source), arms=arms,
+        name=name, base=base, overrides=mapping(data.get("overrides"), "overrides", source), arms=arms,
         baseline=baseline, tune=tune, seeds=tuple(seeds), eval=_parse_eval(data.get("eval"), source), source=source,
         tune_from=_tune_from(data.get("tune_from"), arms, source), final_seeds=final_seeds, analyze=analyze,
-        claims=claims,
+        claims=claims, factorial=factorial,
     )
+
+
+def _listed_arms(data: dict[str, Any], source: str) -> dict[str, dict[str, Any]]:
+    """``arms`` plus the arms ``arm_grid`` generates."""
+    if "arms" not in data and "arm_grid" not in data:
+        raise StudyError(f"{source}: missing key 'arms' (a study needs arms, an arm_grid or factors)")
+    arms_raw = mapping(data.get("arms"), "arms", source)
+    if not arms_raw and "arm_grid" not in data:
+        raise StudyError(f"{source}: 'arms' is empty; list the things compared, e.g. rmsnorm: {{model.norm.kind: rmsnorm}}")
+    arms = {}
+    for arm, settings in arms_raw.items():
+        check_name(arm, f"arms.{arm}", source)
+        arms[arm] = mapping(settings, f"arms.{arm}", source)
+    arms.update(_grid_arms(data.get("arm_grid"), data.get("exclude"), arms, source))
+    return arms
 
 
 def _grid_arms(raw: Any, exclude: Any, explicit: dict[str, dict[str, Any]], source: str) -> dict[str, dict[str, Any]]:
     """The product of ``arm_grid``'s factor levels as arms named ``level_level_...``, minus ``exclude``."""
-    factors = _mapping(raw, "arm_grid", source)
+    factors = mapping(raw, "arm_grid", source)
     if exclude is not None and not (isinstance(exclude, list) and all(isinstance(e, str) for e in exclude)):
         raise StudyError(f"{source}: exclude={exclude!r} must be a list of generated arm names")
     if not factors:
@@ -197,12 +210,12 @@ def _grid_arms(raw: Any, exclude: Any, explicit: dict[str, dict[str, Any]], sour
         return {}
     level_sets = []
     for factor, levels in factors.items():
-        levels = _mapping(levels, f"arm_grid.{factor}", source)
+        levels = mapping(levels, f"arm_grid.{factor}", source)
         if not levels:
             raise StudyError(f"{source}: arm_grid.{factor} has no levels; give level: {{dotted.key: value}} pairs")
         for level, settings in levels.items():
-            _check_name(level, f"arm_grid.{factor}.{level}", source)
-            _mapping(settings, f"arm_grid.{factor}.{level}", source)
+            check_name(level, f"arm_grid.{factor}.{level}", source)
+            mapping(settings, f"arm_grid.{factor}.{level}", source)
         level_sets.append(list(levels.items()))
     arms: dict[str, dict[str, Any]] = {}
     for combination in itertools.product(*level_sets):
@@ -229,7 +242,7 @@ def _grid_arms(raw: Any, exclude: Any, explicit: dict[str, dict[str, Any]], sour
 
 def _tune_from(raw: Any, arms: dict[str, dict[str, Any]], source: str) -> dict[str, str]:
     """``{pattern: anchor}`` expanded to ``{arm: anchor}``; anchors tune their own grid, and an arm matches one pattern."""
-    patterns = _mapping(raw, "tune_from", source)
+    patterns = mapping(raw, "tune_from", source)
     result: dict[str, str] = {}
     for pattern, anchor in patterns.items():
         if anchor not in arms:
