@@ -14,7 +14,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo study study-readings test test-fast lint bench gpu-check clean-runs
+.PHONY: install demo study study-readings study-optimizers test test-fast lint bench gpu-check clean-runs
 
 # torch is (re)installed only when none is there or TORCH is given on the command line, so a
 # later `make test` after a pyproject change keeps a GPU build chosen with `make install TORCH=...`.
@@ -43,6 +43,10 @@ study: $(STAMP)
 # Which IBNorm? The four readings of the compression against the paper's claims (about an hour on 2 cores).
 study-readings: $(STAMP)
 	$(PY) scripts/study.py --study studies/ibnorm_readings.yaml --out runs/ibnorm_readings --jobs $(STUDY_JOBS)
+
+# Norm x optimizer: RMSNorm, IBNorm-L, Derf under AdamW and Muon, the interaction in the report.
+study-optimizers: $(STAMP)
+	$(PY) scripts/study.py --study studies/tiny_norm_x_optimizer.yaml --out runs/norm_x_optimizer --jobs $(STUDY_JOBS)
 
 test: $(STAMP)
 	$(VENV)/bin/pytest -q

@@ -121,7 +121,7 @@ class StudyPlan:
 
 
 def _short(key: str) -> str:
-    return {"optim.lr": "lr", "model.norm.lam": "lam", "optim.weight_decay": "wd",
+    return {"optim.lr": "lr", "optim.muon.lr": "muonlr", "model.norm.lam": "lam", "optim.weight_decay": "wd",
             "optim.warmup_steps": "warmup"}.get(key, key.rsplit(".", 1)[-1])
 
 

@@ -156,7 +156,7 @@ def test_factorial_study_report_has_the_two_way_table_and_the_interaction(tmp_pa
     plan = build_plan(load_study(path), tmp_path / "out")
     results = StudyRunner(plan, execute=trainer).run()
     tuning = sorted(c for c in trainer.calls if c.endswith("seed0"))
-    assert "f_derf_muon_lr0.01_seed0" in tuning and "f_derf_adamw_lr0.001_seed0" in tuning and len(tuning) == 12
+    assert "f_derf_muon_muonlr0.01_seed0" in tuning and "f_derf_adamw_lr0.001_seed0" in tuning and len(tuning) == 12
     assert {arm: c.point.as_dict() for arm, c in results.choices.items()}["ibnorm_l_muon"] == {"optim.muon.lr": 0.02}
     report = write_report(results).read_text()
     assert "## norm × optimizer (test split, chosen settings per cell)" in report
