@@ -1,7 +1,9 @@
 """The config system: strict keys and types, dotted overrides, YAML round trip, helpful errors."""
 
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import torch
@@ -17,7 +19,7 @@ from ibnorm_llm.config import (
     replace,
     save_config,
 )
-from ibnorm_llm.norms import NORMS, NormOptionError, NormSpec
+from ibnorm_llm.norms import NORM_OPTIONS, NORMS, NormOptionError, NormOptions, NormSpec, build_norm, resolve_options
 from ibnorm_llm.norms.ibnorm import DEFAULT_DEVIATION, DEFAULT_LAM_ROLE
 
 
@@ -153,21 +155,36 @@ def test_open_ended_layer_range_is_an_error():
         load_config(None, ["model.norm_overrides=[{layers: '5-', norm: {kind: rmsnorm}}]"])
 
 
-class _ScaledNorm(torch.nn.Module):
-    """A norm the config module has never heard of."""
+@dataclass(frozen=True, kw_only=True)
+class _ScaledNormOptions(NormOptions):
+    """The options of a norm the config module has never heard of."""
 
-    def __init__(self, dim: int, *, scale: float = 1.0, centered: bool = False) -> None:
+    kind: ClassVar[str] = "scalednorm"
+    scale: float = 1.0
+    centered: bool = False
+
+    def _checks(self) -> dict:
+        if not self.scale > 0:
+            raise NormOptionError("scale", self.scale, "must be > 0")
+        return {"scale": float(self.scale), "centered": self.centered}
+
+
+class _ScaledNorm(torch.nn.Module):
+    Options = _ScaledNormOptions
+
+    def __init__(self, dim: int, **options) -> None:
         super().__init__()
-        if not scale > 0:
-            raise NormOptionError("scale", scale, "must be > 0")
-        self.scale, self.centered = scale, centered
+        resolved = resolve_options(self.Options.kind, options, dim)
+        self.scale, self.centered = resolved.scale, resolved.centered
 
 
 def test_a_newly_registered_norm_is_configurable_without_touching_the_config(monkeypatch):
+    monkeypatch.setitem(NORM_OPTIONS, "scalednorm", _ScaledNormOptions)
     monkeypatch.setitem(NORMS, "scalednorm", _ScaledNorm)
+    assert build_norm("scalednorm", 4, scale=3).scale == 3.0
     cfg = load_config(None, ["model.norm={kind: scalednorm, scale: 2}", "model.final_norm.kind=rmsnorm"])
     assert cfg.model.norm == NormSpec("scalednorm", scale=2.0)
-    assert isinstance(cfg.model.norm.scale, float)  # converted by the constructor's annotation
+    assert isinstance(cfg.model.norm.scale, float)  # converted by the options field's annotation
     assert cfg.model.norm.lam is None  # another norm's option reads as unset
     assert load_config(None, [f"model.norm={cfg.model.norm.to_dict()}"]).model.norm == cfg.model.norm
     with pytest.raises(ConfigError, match=r"^model\.norm\.centered='yes': expected true or false$"):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
-import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -12,7 +12,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
 
 from ibnorm_llm.config import ConfigError, ModelConfig, NormConfig
-from ibnorm_llm.norms import NORMS, accepted_options, build_norm
+from ibnorm_llm.norms import accepted_options, resolve_options
 
 from .modeling_norm_lm import NormGPT2Config, NormGPT2LMHeadModel, NormLlamaConfig, NormLlamaForCausalLM
 from .norm_blocks import MIX_LN_FRACTION, post_ln_blocks
@@ -67,17 +67,11 @@ def resolve_norm(norm_cfg: NormConfig, family: str, dim: int, key: str) -> dict[
     options = norm_cfg.options()
     if "eps" in accepted_options(norm_cfg.kind) and "eps" not in options:
         options["eps"] = FAMILY_NORM_EPS[family]
-    signature = inspect.signature(NORMS[norm_cfg.kind].__init__)
-    resolved = {
-        p.name: options.get(p.name, p.default)
-        for p in signature.parameters.values()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY
-    }
     try:
-        build_norm(norm_cfg.kind, dim, **resolved)
+        resolved = resolve_options(norm_cfg.kind, options, dim)
     except ValueError as err:
         raise ConfigError(f"{key} (kind {norm_cfg.kind!r}, width {dim}): {err}") from None
-    return {"kind": norm_cfg.kind, **resolved}
+    return {"kind": norm_cfg.kind, **dataclasses.asdict(resolved)}
 
 
 def _block_norms(model_cfg: ModelConfig, norm: dict[str, Any], family: str, dim: int, n_layers: int) -> list[dict]:

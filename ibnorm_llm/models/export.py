@@ -9,14 +9,13 @@ rewrite plus a state-dict copy, checked by comparing logits before anything is w
 
 from __future__ import annotations
 
-import inspect
 import shutil
 from pathlib import Path
 
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PretrainedConfig, PreTrainedModel
 
-from ibnorm_llm.norms import NORMS
+from ibnorm_llm.norms import option_defaults
 
 from .modeling_norm_lm import NormGPT2Config, NormLlamaConfig
 from .presets import FAMILY_BASELINE_NORM
@@ -48,9 +47,7 @@ class ExportError(ValueError):
 
 def _effective_options(spec: dict) -> dict:
     """A recorded norm with the constructor's defaults filled in for anything not recorded."""
-    params = inspect.signature(NORMS[spec["kind"]].__init__).parameters.values()
-    defaults = {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
-    return defaults | {key: value for key, value in spec.items() if key != "kind"}
+    return option_defaults(spec["kind"]) | {key: value for key, value in spec.items() if key != "kind"}
 
 
 def stock_norm_eps(config: PretrainedConfig) -> float:

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import math
+from typing import Any
 
 import torch
 from torch import nn
 
 from .affine import apply_affine, make_affine, reset_affine
+from .options import DerfOptions
 from .precision import upcast
-from .validation import NormOptionError, check_dim, check_positive
-
-
-def _check_finite(option: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise NormOptionError(option, value, "must be a finite number")
-    return float(value)
+from .spec import resolve_options
 
 
 class Derf(nn.Module):
@@ -27,17 +22,17 @@ class Derf(nn.Module):
     output in the input's dtype.
     """
 
-    def __init__(
-        self, dim: int, *, alpha_init: float = 0.5, shift_init: float = 0.0, affine: bool = True, bias: bool = True
-    ) -> None:
+    Options = DerfOptions
+
+    def __init__(self, dim: int, **options: Any) -> None:
+        """``options``: :class:`.options.DerfOptions` (alpha_init 0.5, shift_init 0, affine, bias)."""
         super().__init__()
-        self.dim = check_dim(dim)
-        self.alpha_init = check_positive("alpha_init", alpha_init)
-        self.shift_init = _check_finite("shift_init", shift_init)
+        o = resolve_options(self.Options.kind, options, dim)
+        self.dim, self.alpha_init, self.shift_init = dim, o.alpha_init, o.shift_init
         self.alpha = nn.Parameter(torch.empty(()))
         self.shift = nn.Parameter(torch.empty(()))
-        self.weight, self.bias = make_affine(dim, affine, bias)  # validates both flags
-        self.affine, self.use_bias = affine, bias
+        self.weight, self.bias = make_affine(dim, o.affine, o.bias)
+        self.affine, self.use_bias = o.affine, o.bias
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

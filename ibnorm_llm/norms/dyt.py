@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
 from .affine import apply_affine, make_affine, reset_affine
+from .options import DyTOptions
 from .precision import upcast
-from .validation import check_dim, check_positive
+from .spec import resolve_options
 
 
 class DyT(nn.Module):
@@ -18,13 +21,16 @@ class DyT(nn.Module):
     output in the input's dtype.
     """
 
-    def __init__(self, dim: int, *, alpha_init: float = 0.5, affine: bool = True, bias: bool = True) -> None:
+    Options = DyTOptions
+
+    def __init__(self, dim: int, **options: Any) -> None:
+        """``options``: :class:`.options.DyTOptions` (alpha_init 0.5, affine, bias)."""
         super().__init__()
-        self.dim = check_dim(dim)
-        self.alpha_init = check_positive("alpha_init", alpha_init)
+        o = resolve_options(self.Options.kind, options, dim)
+        self.dim, self.alpha_init = dim, o.alpha_init
         self.alpha = nn.Parameter(torch.empty(()))
-        self.weight, self.bias = make_affine(dim, affine, bias)  # validates both flags
-        self.affine, self.use_bias = affine, bias
+        self.weight, self.bias = make_affine(dim, o.affine, o.bias)
+        self.affine, self.use_bias = o.affine, o.bias
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

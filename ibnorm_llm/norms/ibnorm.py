@@ -29,6 +29,7 @@ import math
 import os
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -38,44 +39,20 @@ from .affine import apply_affine, make_affine, reset_affine
 from .cpu_ops import ibnorm_cpu
 from .cpu_ops import load as load_cpu_kernel
 from .cpu_ops import unavailable_fix as cpu_kernel_fix
-from .precision import upcast
-from .standardize import standardize as standardize_groups
-from .validation import (
-    NormOptionError,
-    check_bool,
-    check_choice,
-    check_dim,
-    check_groups,
-    check_positive,
+from .options import (  # noqa: F401 (DEFAULT_*, check_lam: re-exported, the names the kernels and tests use)
+    DEFAULT_DEVIATION,
+    DEFAULT_LAM_ROLE,
+    LAM_ROLES,
+    VARIANTS,
+    IBNormOptions,
+    check_lam,
 )
-
-VARIANTS = ("S", "L", "T")
-DEVIATIONS = ("raw", "std")
-LAM_ROLES = ("rate", "scale")
-STANDARDIZATIONS = ("meanvar", "rms")
-ORDERS = ("compress_first", "standardize_first")
-IMPLS = ("auto", "reference", "fused", "triton")
-
-# IBNorm's defaults for the reading (deviation units and the role of lambda): the one place to
-# change them. The functions below (compress, ibnorm_reference, the kernels) take lam_role="rate"
-# when it is not given, the reading they computed before the option existed, whatever these say.
-DEFAULT_DEVIATION = "std"
-DEFAULT_LAM_ROLE = "rate"
+from .precision import upcast
+from .spec import resolve_options
+from .standardize import standardize as standardize_groups
+from .validation import NormOptionError
 
 Lam = float | torch.Tensor
-
-
-def check_lam(variant: str, lam: float, lam_role: str = "rate") -> float:
-    """lam must be finite and > 0; and >= 1 for S under the rate role (where lam = 1 is the identity)."""
-    if variant == "S" and lam_role == "rate":
-        try:
-            return check_positive("lam", lam, minimum=1.0, inclusive=True)
-        except NormOptionError as err:
-            raise NormOptionError(
-                "lam", lam, f"{err.reason} for variant S with lam_role rate (L and T, and S with lam_role scale, "
-                "take any lam > 0)"
-            ) from None
-    return check_positive("lam", lam)
 
 
 def _check_variant_and_role(variant: str, lam_role: str) -> None:
@@ -277,42 +254,18 @@ class IBNorm(nn.Module):
     are torch operators or plain torch code, so ``torch.compile(fullgraph=True)`` traces them.
     """
 
-    def __init__(
-        self,
-        dim: int,
-        *,
-        variant: str = "L",
-        lam: float = 4.0,
-        lam_role: str = DEFAULT_LAM_ROLE,
-        deviation: str = DEFAULT_DEVIATION,
-        standardize: str = "meanvar",
-        order: str = "compress_first",
-        num_groups: int = 1,
-        affine: bool = True,
-        bias: bool = True,
-        eps: float = 1e-5,
-        learnable_lam: bool = False,
-        impl: str = "auto",
-    ) -> None:
+    Options = IBNormOptions
+
+    def __init__(self, dim: int, **options: Any) -> None:
+        """``options``: :class:`.options.IBNormOptions` (variant L, lam 4, the default reading, ...)."""
         super().__init__()
-        self.dim = check_dim(dim)
-        self.variant = check_choice("variant", variant, VARIANTS)
-        self.lam_role = check_choice("lam_role", lam_role, LAM_ROLES)
-        self.lam = check_lam(variant, lam, lam_role)
-        self.deviation = check_choice("deviation", deviation, DEVIATIONS)
-        self.standardize = check_choice("standardize", standardize, STANDARDIZATIONS)
-        self.order = check_choice("order", order, ORDERS)
-        self.num_groups = check_groups(dim, num_groups)
-        self.weight, self.bias = make_affine(dim, affine, bias)  # validates both flags
-        self.affine, self.use_bias = affine, bias
-        self.eps = check_positive("eps", eps)
-        self.learnable_lam = check_bool("learnable_lam", learnable_lam)
-        self.impl = check_choice("impl", impl, IMPLS)
-        if learnable_lam and self._lam_floor == lam:
-            raise NormOptionError(
-                "lam", lam, "must be > 1 for variant S with lam_role rate and learnable_lam (1 + softplus never reaches 1)"
-            )
-        self.lam_raw = nn.Parameter(torch.empty(())) if learnable_lam else None
+        o = resolve_options(self.Options.kind, options, dim)
+        self.dim, self.variant, self.lam, self.lam_role = dim, o.variant, o.lam, o.lam_role
+        self.deviation, self.standardize, self.order, self.num_groups = o.deviation, o.standardize, o.order, o.num_groups
+        self.weight, self.bias = make_affine(dim, o.affine, o.bias)
+        self.affine, self.use_bias = o.affine, o.bias
+        self.eps, self.learnable_lam, self.impl = o.eps, o.learnable_lam, o.impl
+        self.lam_raw = nn.Parameter(torch.empty(())) if o.learnable_lam else None
         self._cpu_kernel, self._triton = prepare_impl(self.impl)
         self.reset_parameters()
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
 from .affine import AffineNorm
+from .options import LayerNormOptions
 from .precision import upcast
-from .validation import check_positive
+from .spec import resolve_options
 
 
 class LayerNorm(AffineNorm):
@@ -17,9 +20,13 @@ class LayerNorm(AffineNorm):
     with the biased variance. Statistics in fp32; output in the input's dtype.
     """
 
-    def __init__(self, dim: int, *, eps: float = 1e-5, affine: bool = True, bias: bool = True) -> None:
-        super().__init__(dim, affine, bias)
-        self.eps = check_positive("eps", eps)
+    Options = LayerNormOptions
+
+    def __init__(self, dim: int, **options: Any) -> None:
+        """``options``: :class:`.options.LayerNormOptions` (eps 1e-5, affine, bias)."""
+        o = resolve_options(self.Options.kind, options, dim)
+        super().__init__(dim, o.affine, o.bias)
+        self.eps = o.eps
         self.reset_parameters()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

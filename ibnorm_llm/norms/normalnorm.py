@@ -7,12 +7,15 @@ log-likelihood, standardize again, add Gaussian noise while training, then the a
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from .affine import AffineNorm, apply_affine
+from .options import NormalNormOptions
 from .precision import upcast
+from .spec import resolve_options
 from .standardize import standardize as standardize_groups
-from .validation import check_groups, check_non_negative, check_positive
 
 # The power stays inside (0, 2), away from the log branches of Yeo-Johnson at 0 and 2.
 POWER_MIN, POWER_MAX = 0.1, 1.9
@@ -62,20 +65,13 @@ class NormalNorm(AffineNorm):
     Papyan (ICML 2025); computed in fp32, output in the input's dtype.
     """
 
-    def __init__(
-        self,
-        dim: int,
-        *,
-        num_groups: int = 1,
-        eps: float = 1e-5,
-        noise_std: float = 0.4,
-        affine: bool = True,
-        bias: bool = True,
-    ) -> None:
-        super().__init__(dim, affine, bias)
-        self.num_groups = check_groups(dim, num_groups)
-        self.eps = check_positive("eps", eps)
-        self.noise_std = check_non_negative("noise_std", noise_std)
+    Options = NormalNormOptions
+
+    def __init__(self, dim: int, **options: Any) -> None:
+        """``options``: :class:`.options.NormalNormOptions` (num_groups 1, eps 1e-5, noise_std 0.4, affine, bias)."""
+        o = resolve_options(self.Options.kind, options, dim)
+        super().__init__(dim, o.affine, o.bias)
+        self.num_groups, self.eps, self.noise_std = o.num_groups, o.eps, o.noise_std
         self.reset_parameters()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,8 @@
-"""RMSNorm with the registry's constructor contract."""
+"""RMSNorm with the registry's constructor contract (options: :class:`.options.RMSNormOptions`)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
@@ -8,8 +10,9 @@ from torch import nn
 from .affine import make_affine, reset_affine
 from .cpu_ops import load as load_cpu_kernel
 from .cpu_ops import rmsnorm_cpu
+from .options import RMSNormOptions
 from .precision import upcast
-from .validation import check_dim, check_positive
+from .spec import resolve_options
 
 
 class RMSNorm(nn.Module):
@@ -24,12 +27,14 @@ class RMSNorm(nn.Module):
     where autograd through the formula keeps three full-size tensors).
     """
 
-    def __init__(self, dim: int, *, eps: float = 1e-6, affine: bool = True) -> None:
+    Options = RMSNormOptions
+
+    def __init__(self, dim: int, **options: Any) -> None:
+        """``options``: :class:`RMSNormOptions` (eps 1e-6, affine)."""
         super().__init__()
-        self.dim = check_dim(dim)
-        self.eps = check_positive("eps", eps)
-        self.weight, _ = make_affine(dim, affine, False)  # validates the flag; no bias, as LlamaRMSNorm
-        self.affine = affine
+        o = resolve_options(self.Options.kind, options, dim)
+        self.dim, self.eps, self.affine = dim, o.eps, o.affine
+        self.weight, _ = make_affine(dim, o.affine, False)  # no bias, as LlamaRMSNorm
         self._cpu_kernel = load_cpu_kernel() is None  # same results either way: no warning when it is missing
         self.reset_parameters()
 

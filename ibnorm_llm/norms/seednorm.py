@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
 from .affine import make_affine, reset_affine
+from .options import SeeDNormOptions
 from .precision import upcast
-from .validation import check_dim, check_positive
+from .spec import resolve_options
 
 
 class SeeDNorm(nn.Module):
@@ -22,11 +25,14 @@ class SeeDNorm(nn.Module):
     are the method and always learned. Statistics in fp32; output in the input's dtype.
     """
 
-    def __init__(self, dim: int, *, eps: float = 1e-6, affine: bool = True) -> None:
+    Options = SeeDNormOptions
+
+    def __init__(self, dim: int, **options: Any) -> None:
+        """``options``: :class:`.options.SeeDNormOptions` (eps 1e-6, affine)."""
         super().__init__()
-        self.dim = check_dim(dim)
-        self.eps = check_positive("eps", eps)
-        self.weight, _ = make_affine(dim, affine, False)  # validates the flag; no bias, as RMSNorm
+        o = resolve_options(self.Options.kind, options, dim)
+        self.dim, self.eps, affine = dim, o.eps, o.affine
+        self.weight, _ = make_affine(dim, affine, False)  # no bias, as RMSNorm
         self.alpha = nn.Parameter(torch.empty(dim))
         self.beta = nn.Parameter(torch.empty(dim))
         self.affine = affine

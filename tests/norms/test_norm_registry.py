@@ -2,17 +2,59 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
 from ibnorm_llm.config import ConfigError, load_config
-from ibnorm_llm.norms import NORMS, NormSpec, accepted_options, build_norm, check_norm_spec
+from ibnorm_llm.norms import (
+    NORM_OPTIONS,
+    NORMS,
+    NormOptionError,
+    NormSpec,
+    accepted_options,
+    build_norm,
+    check_norm_spec,
+    option_defaults,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_accepted_options_come_from_the_constructor():
+def test_accepted_options_come_from_the_options_classes():
     assert accepted_options("rmsnorm") == ("eps", "affine")
     assert accepted_options("dyt") == ("alpha_init", "affine", "bias")
     assert "lam" in accepted_options("ibnorm") and "noise_std" in accepted_options("normalnorm")
+    assert list(NORM_OPTIONS) == list(NORMS)
+
+
+@pytest.mark.parametrize("kind", list(NORM_OPTIONS))
+def test_every_norm_builds_from_its_options_and_refuses_others(kind):
+    defaults = option_defaults(kind)
+    norm = build_norm(kind, 8, **defaults)
+    assert type(norm) is NORMS[kind] and norm(torch.randn(3, 8)).shape == (3, 8)
+    assert norm.affine is defaults["affine"]
+    with pytest.raises(NormOptionError, match=f"kind '{kind}' does not take option 'gain'"):
+        NORMS[kind](8, gain=2.0)
+
+
+def test_config_checks_norm_specs_without_importing_torch():
+    """The config package reads norm options as data: a bad value is reported before torch loads."""
+    code = (
+        "import sys\n"
+        "from ibnorm_llm.config import ConfigError, load_config\n"
+        "load_config('llama_tiny_ibnorm_l.yaml', ['model.norm.lam=2'])\n"
+        "try:\n"
+        "    load_config('llama_tiny_ibnorm_l.yaml', ['model.norm.lam=-1'])\n"
+        "except ConfigError as err:\n"
+        "    print(err)\n"
+        "print('torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert done.stdout.splitlines() == ["model.norm.lam=-1.0: must be a finite number > 0", "False"]
 
 
 def test_build_norm_returns_the_registered_class_with_options():
