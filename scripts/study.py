@@ -31,6 +31,10 @@ def describe_plan(plan: StudyPlan, launcher: str | None) -> str:
     n_final = len(plan.grids) * (len(spec.seeds) - 1)
     lines = [f"study {spec.name}: {len(plan.grids)} arms, baseline {spec.baseline}, seeds {list(spec.seeds)}, "
              f"out {plan.out}"]
+    if spec.factorial is not None:
+        factors = "; ".join(f"{factor}: {', '.join(levels)}" for factor, levels in spec.factorial.factors.items())
+        lines.append(f"factorial: {factors}; each arm compared with {spec.baseline} at its other levels "
+                     f"(report: the two-way table and the interaction, interaction.csv)")
     lines += [f"note: {note}" for note in plan.notes]
     for arm, grid in plan.grids.items():
         if not plan.tunes_itself(arm):

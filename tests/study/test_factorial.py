@@ -171,3 +171,16 @@ def test_factorial_study_report_has_the_two_way_table_and_the_interaction(tmp_pa
     assert float(moved[("ibnorm_l", "muon")]["interaction"]) == pytest.approx(-0.3 + sum(WOBBLE.values()) / 3)
     assert moved[("ibnorm_l", "adamw")]["interaction"] == "" and len(rows) == 4
     assert (plan.out / "lr_sensitivity.png").is_file()
+
+
+def test_dry_run_names_the_factors_and_the_per_condition_baseline(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "study.py"
+    loader = importlib.util.spec_from_file_location("study_script", script)
+    module = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(module)
+    text = module.describe_plan(build_plan(parse_study(design()), tmp_path), None)
+    assert "factorial: norm: rmsnorm, ibnorm_l, derf; optimizer: adamw, muon; each arm compared with rmsnorm" in text
+    assert "f_ibnorm_l_muon_muonlr0.02_seed0" in text and "12 runs" in text
