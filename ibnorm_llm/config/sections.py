@@ -178,6 +178,9 @@ class MuonConfig:
     """Orthogonalize the Nesterov look-ahead (gradient blended with the momentum) instead of the momentum."""
     ns_steps: int = 5
     """Newton-Schulz iterations (quintic, coefficients (3.4445, -4.7750, 2.0315))."""
+    ns_dtype: Literal["auto", "bfloat16", "float32"] = "auto"
+    """Precision of the Newton-Schulz iteration: auto is bf16 on CUDA (the recipe) and fp32 on CPU, which
+    has no bf16 arithmetic (emulated bf16 matmuls made a tiny Muon run 3x slower)."""
     weight_decay: float = 0.01
     """Decoupled decay of the Muon matrices (p -= lr * weight_decay * p)."""
 

@@ -98,7 +98,7 @@ def _build_muon(model: nn.Module, cfg: OptimConfig) -> MuonWithAdamW:
     return MuonWithAdamW(
         [g for g in muon_groups if g["params"]], [g for g in adamw_groups if g["params"]],
         muon={"lr": m.lr, "weight_decay": m.weight_decay, "momentum": m.momentum, "nesterov": m.nesterov,
-              "ns_steps": m.ns_steps, "adjust_lr_fn": m.adjust_lr},
+              "ns_steps": m.ns_steps, "adjust_lr_fn": m.adjust_lr, "ns_dtype": m.ns_dtype},
         adamw={"lr": cfg.lr, "betas": cfg.betas, "eps": cfg.eps, "foreach": True},
     )
 

@@ -4,8 +4,9 @@ is refused naming the launches that work; FSDP2 trains in bf16-mixed and bf16-pu
 FSDP2 trains IBNorm with a learnable lambda (0-d parameters that FSDP2 leaves whole, under AdamW)
 and accumulates 2 micro batches per rank, as test_sharded.py does for AdamW.
 
-Newton-Schulz runs in bf16 (as published), so a last-bit difference between the one-process and the
-reduced gradient can move a bf16 rounding, and the runs part by bf16 noise. Seen after 6 steps: losses
+The bounds were set with Newton-Schulz in bf16 (as published, and on CUDA), where a last-bit difference
+between the one-process and the reduced gradient can move a bf16 rounding and the runs part by bf16
+noise; on CPU the iteration now runs in fp32 (optim.muon.ns_dtype auto). Seen after 6 steps: losses
 within 8e-5 (limit 2e-4); Muon's matrices within 1e-3 (limit 2e-3; they move by 2.5e-3 on average in
 the last 3 steps alone). AdamW's parameters agree on average (mean |difference| 3e-6 to 1.5e-5, limit 1e-4),
 but not element by element: Adam's m/sqrt(v) turns a tiny difference in a near-zero gradient (an embedding
