@@ -59,6 +59,19 @@ class Factorial:
         return self.arm(tuple(levels))
 
 
+def _level(raw: Any, where: str, tune: dict[str, list[Any]], source: str) -> tuple[dict[str, Any], dict[str, list]]:
+    """One level: (the dotted keys it fixes, the grid it tunes)."""
+    settings = mapping(raw, where, source)
+    grid = check_tune(settings.pop(LEVEL_TUNE, None), f"{where}.{LEVEL_TUNE}", source)
+    for key in grid:
+        if key in settings:
+            raise StudyError(f"{source}: {where} both fixes and tunes {key}; tune it or fix it, not both")
+        if key in tune:
+            raise StudyError(f"{source}: {key} is tuned by the study's tune and by {where}.{LEVEL_TUNE}; "
+                             "give it in one place")
+    return settings, grid
+
+
 def parse_factors(raw: Any, tune: dict[str, list[Any]], source: str) -> Factorial:
     """Check ``factors`` and expand it to arms (see the module docstring)."""
     factors_raw = mapping(raw, "factors", source)
@@ -76,14 +89,7 @@ def parse_factors(raw: Any, tune: dict[str, list[Any]], source: str) -> Factoria
         for level, settings_raw in levels.items():
             where = f"factors.{factor}.{level}"
             check_name(level, where, source)
-            settings = mapping(settings_raw, where, source)
-            grid = check_tune(settings.pop(LEVEL_TUNE, None), f"{where}.{LEVEL_TUNE}", source)
-            for key in grid:
-                if key in settings:
-                    raise StudyError(f"{source}: {where} both fixes and tunes {key}; tune it or fix it, not both")
-                if key in tune:
-                    raise StudyError(f"{source}: {key} is tuned by the study's tune and by {where}.{LEVEL_TUNE}; "
-                                     "give it in one place")
+            settings, grid = _level(settings_raw, where, tune, source)
             for key in (*settings, *grid):
                 if owner.setdefault(key, factor) != factor:
                     raise StudyError(f"{source}: {where} sets {key}, which factor {owner[key]} also sets; each "
