@@ -39,8 +39,8 @@ from .validation import NormOptionError
 __all__ = [
     "LEGACY_OPTIONS", "NORMS", "NORM_OPTIONS", "RECORDED_OPTIONS", "DyT", "IBNorm", "LayerNorm", "NormOptionError",
     "NormOptions", "NormSpec", "NormalNorm", "RMSNorm", "accepted_options", "build_norm", "check_norm_spec",
-    "check_option_names", "options_class", "compress", "compression_slope", "ibnorm_reference", "option_defaults", "option_names",
-    "option_types", "resolve_options", "with_legacy_options",
+    "check_option_names", "compress", "compression_slope", "ibnorm_reference", "option_defaults", "option_names",
+    "option_types", "options_class", "resolve_options", "with_legacy_options",
 ]
 
 
@@ -60,7 +60,8 @@ def _load_norms() -> dict[str, type]:
     from .seednorm import SeeDNorm
 
     classes = {cls.Options.kind: cls for cls in (LayerNorm, RMSNorm, IBNorm, DyT, NormalNorm, Derf, SeeDNorm)}
-    assert list(classes) == list(NORM_OPTIONS), "a norm class is missing from _load_norms or NORM_OPTIONS"
+    if list(classes) != list(NORM_OPTIONS):
+        raise RuntimeError(f"norm classes {list(classes)} and NORM_OPTIONS {list(NORM_OPTIONS)} differ: register both")
     return classes
 
 
