@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from .checks import check_values
+from .checks import check_values, wsd_decay_steps
 from .convert import from_dict, to_dict
 from .errors import ConfigError
 from .legacy import legacy_norm_options
@@ -41,7 +41,7 @@ __all__ = [
     "CONFIG_DIR", "AnalysisConfig", "ConfigError", "DataConfig", "EvalConfig", "LoggingConfig", "ModelConfig",
     "MuonConfig", "NormConfig", "NormOverride", "OptimConfig", "RunConfig", "TokenizerConfig", "TrainConfig",
     "config_from_tree", "config_to_yaml", "from_dict", "legacy_norm_options", "load_config", "parse_override",
-    "replace", "resolve_config_path", "save_config",
+    "replace", "resolve_config_path", "save_config", "wsd_decay_steps",
     "to_dict", "yaml_load",
 ]
 

@@ -39,6 +39,7 @@ def check_values(cfg: RunConfig) -> None:
         raise ConfigError(f"data.val_fraction={cfg.data.val_fraction}: must be in (0, 1)")
     _check_test_split(cfg)
     _check_muon(cfg.optim)
+    _check_wsd(cfg)
     for key in ("train.global_batch_size", "train.global_batch_tokens", "eval.limit"):
         value = _get(cfg, key)
         if value is not None and value <= 0:
@@ -69,6 +70,28 @@ _SOURCE_ONLY_KEYS = {
     "files": ("files", "txt_sample_by"),
     "hf": ("hf_name", "hf_config", "train_split", "val_split", "test_split", "shuffle_buffer", "num_workers"),
 }
+
+
+def _check_wsd(cfg: RunConfig) -> None:
+    """optim.decay_* only under optim.schedule=wsd; the decay fits after the warmup."""
+    optim, defaults = cfg.optim, OptimConfig()
+    if optim.schedule != "wsd":
+        for key in ("decay_fraction", "decay_shape"):
+            if getattr(optim, key) != getattr(defaults, key):
+                raise ConfigError(f"optim.{key} is set but optim.schedule={optim.schedule}: it shapes the wsd "
+                                  f"schedule only; set optim.schedule=wsd or remove optim.{key}")
+        return
+    if not 0 < optim.decay_fraction <= 1:
+        raise ConfigError(f"optim.decay_fraction={optim.decay_fraction}: must be in (0, 1] (the recipe's is 0.2)")
+    decay = wsd_decay_steps(optim, cfg.train.max_steps)
+    if optim.warmup_steps + decay > cfg.train.max_steps:
+        raise ConfigError(f"optim.schedule=wsd: optim.warmup_steps={optim.warmup_steps} plus the decay's {decay} steps "
+                          f"exceed train.max_steps={cfg.train.max_steps}; shorten the warmup or optim.decay_fraction")
+
+
+def wsd_decay_steps(optim: OptimConfig, max_steps: int) -> int:
+    """How many final steps a wsd schedule of ``max_steps`` spends decaying (at least one)."""
+    return max(1, round(optim.decay_fraction * max_steps))
 
 
 def _check_muon(optim: OptimConfig) -> None:

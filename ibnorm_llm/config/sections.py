@@ -200,8 +200,12 @@ class OptimConfig:
     """Decay of matrices only; norms, biases and embeddings are never decayed."""
     warmup_steps: int = 100
     """Linear warmup steps."""
-    schedule: Literal["cosine", "linear", "constant"] = "cosine"
-    """Decay after warmup."""
+    schedule: Literal["cosine", "linear", "constant", "wsd"] = "cosine"
+    """Decay after warmup; wsd: warmup, stable at lr, then a decay over the last decay_fraction of the run."""
+    decay_fraction: float = 0.2
+    """optim.schedule=wsd: the share of max_steps the final decay takes."""
+    decay_shape: Literal["linear", "1-sqrt"] = "linear"
+    """optim.schedule=wsd: the decay's shape, linear or 1-sqrt (Hägele et al., arXiv 2405.18392)."""
     min_lr_ratio: float = 0.1
     """Final learning rate as a fraction of the peak."""
     grad_clip: float = 1.0

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
-from ibnorm_llm.config import OptimConfig
+from ibnorm_llm.config import OptimConfig, wsd_decay_steps
 from ibnorm_llm.train.muon import MuonWithAdamW
 from ibnorm_llm.train.strategies import decoder_blocks
 
@@ -128,13 +128,22 @@ def lr_at(step: int, cfg: OptimConfig, max_steps: int) -> float:
 
     Warmup rises linearly from lr/warmup_steps to lr over ``warmup_steps`` steps; then
     ``cosine`` or ``linear`` decays to ``min_lr_ratio * lr`` at ``max_steps``; ``constant``
-    stays at lr. Resume needs no scheduler state: the step alone determines the rate.
+    stays at lr; ``wsd`` stays at lr until the last ``decay_fraction`` of ``max_steps`` and decays
+    over those (``linear`` or ``1-sqrt``). Resume needs no scheduler state: the step alone determines
+    the rate, so a wsd run resumed from a stable-phase checkpoint with a shorter ``max_steps`` runs
+    exactly the steps a run trained straight to that budget would have.
     """
     if cfg.warmup_steps > 0 and step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     min_lr = cfg.lr * cfg.min_lr_ratio
     if cfg.schedule == "constant":
         return cfg.lr
+    if cfg.schedule == "wsd":
+        decay_steps = wsd_decay_steps(cfg, max_steps)
+        progress = min(1.0, max(0.0, (step - (max_steps - decay_steps)) / decay_steps))
+        # 1-sqrt (Hagele et al.): lr = min + (peak - min) * (1 - sqrt(progress)).
+        decayed = progress if cfg.decay_shape == "linear" else math.sqrt(progress)
+        return cfg.lr - (cfg.lr - min_lr) * decayed
     decay_steps = max(1, max_steps - cfg.warmup_steps)
     progress = min(1.0, (step - cfg.warmup_steps) / decay_steps)
     if cfg.schedule == "linear":
