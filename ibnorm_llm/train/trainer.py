@@ -27,7 +27,7 @@ from accelerate.utils import gather_object, set_seed
 
 from ibnorm_llm.analysis import gather_tokens, layer_report
 from ibnorm_llm.checkpoint import RUN_CONFIG_FILE
-from ibnorm_llm.config import ConfigError, RunConfig, save_config, yaml_load
+from ibnorm_llm.config import ConfigError, RunConfig, save_config, wsd_decay_steps, yaml_load
 from ibnorm_llm.config.resume import resume_changes
 from ibnorm_llm.data import IGNORE_INDEX, build_train_loader, build_val_batches, check_data_config, load_tokenizer
 from ibnorm_llm.data.token_bytes import TokenBytes, token_bytes
@@ -128,6 +128,25 @@ def check_nothing_left(cfg: RunConfig, resume: Path, state: ckpt.TrainerState) -
             f"train.resume={resume}: the checkpoint is at step {state.step}, already at train.max_steps="
             f"{cfg.train.max_steps}, so nothing would be trained and {final} would not be written. "
             f"Raise train.max_steps above {state.step} to continue training."
+        )
+
+
+def check_wsd_branch(cfg: RunConfig, resume: Path, state: ckpt.TrainerState) -> None:
+    """A wsd run resumed under another train.max_steps (a branch) equals a run straight to the new budget
+    only if no step so far was in either budget's decay: refuse a branch point past a decay start."""
+    saved = resume / RUN_CONFIG_FILE
+    if cfg.optim.schedule != "wsd" or not saved.is_file():
+        return
+    saved_steps = ((yaml_load(saved.read_text()) or {}).get("train") or {}).get("max_steps")
+    if not isinstance(saved_steps, int) or saved_steps == cfg.train.max_steps:
+        return
+    starts = {steps: steps - wsd_decay_steps(cfg.optim, steps) for steps in (saved_steps, cfg.train.max_steps)}
+    if state.step > min(starts.values()):
+        raise ConfigError(
+            f"train.resume={resume}: a wsd branch must start in the stable phase, but the checkpoint is at step "
+            f"{state.step} and the decay starts at step {starts[cfg.train.max_steps]} for train.max_steps="
+            f"{cfg.train.max_steps} and at step {starts[saved_steps]} for the checkpoint's train.max_steps={saved_steps}; "
+            f"branch from a checkpoint at or before step {min(starts.values())}"
         )
 
 
@@ -291,6 +310,7 @@ def setup(cfg: RunConfig, final_eval: FinalEval | None = None) -> Session:
         ckpt.check_compatible(saved, resume, world, plan.grad_accum, plan.micro_batch_size, strategy.state_format)
         ckpt.check_same_optimizer(resume, cfg.optim.name)
         check_nothing_left(cfg, resume, saved)
+        check_wsd_branch(cfg, resume, saved)
         start = replace(saved, state_format=strategy.state_format)  # recorded in checkpoints from now on
     # CPU steps allocate and free the same large blocks every step: keep them instead of faulting
     # their pages in again (see cpu_memory.py).

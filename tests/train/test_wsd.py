@@ -51,5 +51,10 @@ def test_a_branch_from_the_stable_phase_equals_a_run_straight_to_its_budget(tmp_
     reference, stable, decayed = losses(straight), losses(long), losses(branch)
     assert [stable[s] for s in range(1, 7)] == [reference[s] for s in range(1, 7)]
     assert sorted(decayed) == [7, 8] and [decayed[s] for s in (7, 8)] == [reference[s] for s in (7, 8)]
+    # A budget of 14 decays from step 10 (0.25 * 14 rounds to 4 steps): step 12 is past it.
+    with pytest.raises(ConfigError, match=r"a wsd branch must start in the stable phase, but the checkpoint is at "
+                                          r"step 12 and the decay starts at step 10 for train.max_steps=14"):
+        train(tiny_config([*base, "run_name=late", "train.max_steps=14",
+                           f"train.resume={long / 'checkpoints' / 'step_12'}"]))
     weights = [load_file(run / "checkpoints" / "final" / "model.safetensors") for run in (straight, branch)]
     assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])
