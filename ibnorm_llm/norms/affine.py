@@ -5,16 +5,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .validation import check_bool, check_dim
-
 
 def make_affine(dim: int, affine: bool, bias: bool) -> tuple[nn.Parameter | None, nn.Parameter | None]:
     """``(weight, bias)`` parameters of width ``dim``, uninitialized (see :func:`reset_affine`).
 
-    ``affine=False`` removes both, whatever ``bias`` says (the paper's no-affine ablation).
+    ``affine=False`` removes both, whatever ``bias`` says (the paper's no-affine ablation). The flags
+    arrive checked (the norm's options class, :mod:`.options`).
     """
-    check_bool("affine", affine)
-    check_bool("bias", bias)
     weight = nn.Parameter(torch.empty(dim)) if affine else None
     shift = nn.Parameter(torch.empty(dim)) if affine and bias else None
     return weight, shift
@@ -41,9 +38,10 @@ class AffineNorm(nn.Module):
     """Base of the norms over a last dimension of width ``dim`` that end in the affine recovery."""
 
     def __init__(self, dim: int, affine: bool, bias: bool) -> None:
+        """``dim`` and the flags as the norm's options class checked them."""
         super().__init__()
-        self.dim = check_dim(dim)
-        self.weight, self.bias = make_affine(dim, affine, bias)  # validates both flags
+        self.dim = dim
+        self.weight, self.bias = make_affine(dim, affine, bias)
         self.affine, self.use_bias = affine, bias
 
     def reset_parameters(self) -> None:

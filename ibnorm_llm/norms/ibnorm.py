@@ -50,16 +50,14 @@ from .options import (  # noqa: F401 (DEFAULT_*, check_lam: re-exported, the nam
 from .precision import upcast
 from .spec import resolve_options
 from .standardize import standardize as standardize_groups
-from .validation import NormOptionError
+from .validation import NormOptionError, check_choice
 
 Lam = float | torch.Tensor
 
 
 def _check_variant_and_role(variant: str, lam_role: str) -> None:
-    if variant not in VARIANTS:
-        raise NormOptionError("variant", variant, f"must be one of {', '.join(VARIANTS)}")
-    if lam_role not in LAM_ROLES:
-        raise NormOptionError("lam_role", lam_role, f"must be one of {', '.join(LAM_ROLES)}")
+    check_choice("variant", variant, VARIANTS)
+    check_choice("lam_role", lam_role, LAM_ROLES)
 
 
 def compress(d: torch.Tensor, variant: str, lam: Lam, lam_role: str = "rate") -> torch.Tensor:

@@ -20,6 +20,7 @@ from .validation import (
     check_bool,
     check_choice,
     check_dim,
+    check_group_count,
     check_groups,
     check_non_negative,
     check_positive,
@@ -76,8 +77,6 @@ class NormOptions:
             check_dim(dim)
             if "num_groups" in values:
                 check_groups(dim, values["num_groups"])
-        elif "num_groups" in values:
-            check_groups(2 * values["num_groups"], values["num_groups"])  # a positive integer; divisibility later
         return dataclasses.replace(self, **values)
 
 
@@ -141,7 +140,7 @@ class IBNormOptions(NormOptions):
             "deviation": check_choice("deviation", self.deviation, DEVIATIONS),
             "standardize": check_choice("standardize", self.standardize, STANDARDIZATIONS),
             "order": check_choice("order", self.order, ORDERS),
-            "num_groups": self.num_groups, **_affine(self),
+            "num_groups": check_group_count(self.num_groups), **_affine(self),
             "eps": check_positive("eps", self.eps), "learnable_lam": learnable,
             "impl": check_choice("impl", self.impl, IMPLS),
         }
@@ -168,7 +167,7 @@ class NormalNormOptions(NormOptions):
     bias: bool = True
 
     def _checks(self) -> dict[str, Any]:
-        return {"num_groups": self.num_groups, "eps": check_positive("eps", self.eps),
+        return {"num_groups": check_group_count(self.num_groups), "eps": check_positive("eps", self.eps),
                 "noise_std": check_non_negative("noise_std", self.noise_std), **_affine(self)}
 
 

@@ -51,10 +51,16 @@ def check_bool(option: str, value: Any) -> bool:
     return value
 
 
-def check_groups(dim: int, num_groups: Any) -> int:
-    """``num_groups`` must be a positive int that divides the feature width ``dim``."""
+def check_group_count(num_groups: Any) -> int:
+    """``num_groups`` must be a positive int (whether it divides the width is :func:`check_groups`)."""
     if isinstance(num_groups, bool) or not isinstance(num_groups, int) or num_groups < 1:
         raise NormOptionError("num_groups", num_groups, "must be a positive integer")
+    return num_groups
+
+
+def check_groups(dim: int, num_groups: Any) -> int:
+    """``num_groups`` must be a positive int that divides the feature width ``dim``."""
+    check_group_count(num_groups)
     if dim % num_groups != 0:
         raise NormOptionError(
             "num_groups", num_groups, f"must divide the feature width {dim} (e.g. 1 or a divisor of {dim})"

@@ -52,10 +52,12 @@ def _interaction_table(grid: Layout, gaps: list[Gap], baseline: str) -> list[str
     return lines
 
 
-def factorial_section(factorial: Factorial, baseline: str, loss: PerSeed, bpb: PerSeed) -> list[str]:
-    """Markdown: the two-way table (test split), the gaps to ``baseline`` and their interaction."""
+def write_factorial(factorial: Factorial, baseline: str, loss: PerSeed, bpb: PerSeed, csv_path: Path) -> list[str]:
+    """The report's markdown (the two-way table on the test split, the gaps to ``baseline`` and their
+    interaction, the ranking sentence), with one row per gap written to ``csv_path``."""
     grid = layout(factorial)
     gaps = interactions(loss, grid, baseline)
+    _write_csv(grid, gaps, csv_path)
     order = rankings(means(loss, grid), grid)
     return [
         f"## {grid.row_factor} × {' × '.join(grid.column_factors)} (test split, chosen settings per cell)", "",
@@ -69,13 +71,12 @@ def factorial_section(factorial: Factorial, baseline: str, loss: PerSeed, bpb: P
     ]
 
 
-def write_interaction_csv(factorial: Factorial, baseline: str, loss: PerSeed, path: Path) -> None:
-    grid = layout(factorial)
+def _write_csv(grid: Layout, gaps: list[Gap], path: Path) -> None:
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow([grid.row_factor, "condition", "reference", "n", "diff_vs_baseline", "diff_sd", "diff_p",
                          "interaction", "interaction_sd", "interaction_p"])
-        for gap in interactions(loss, grid, baseline):
+        for gap in gaps:
             row = [gap.row, gap.column, grid.reference]
             versus, moved = gap.versus_baseline, gap.interaction
             row += [versus.n, versus.mean_difference, _blank(versus.sd_difference), _blank(versus.p)] if versus \

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ibnorm_llm.study.claims import claims_section
-from ibnorm_llm.study.factorial_report import factorial_section, write_interaction_csv
+from ibnorm_llm.study.factorial_report import write_factorial
 from ibnorm_llm.study.plan import Point
 from ibnorm_llm.study.plots import plot_curves, plot_sensitivity
 from ibnorm_llm.study.results import Measurement, RunResult
@@ -275,9 +275,8 @@ def write_report(results: StudyResults) -> Path:
              "## What this study supports", ""]
     lines += [f"- {line}" for line in verdicts(arms, spec.baseline)]
     if spec.factorial is not None:
-        loss = {a.arm: a.test_loss for a in arms}
-        lines += ["", *factorial_section(spec.factorial, spec.baseline, loss, {a.arm: a.test_bpb for a in arms})]
-        write_interaction_csv(spec.factorial, spec.baseline, loss, out / "interaction.csv")
+        lines += ["", *write_factorial(spec.factorial, spec.baseline, {a.arm: a.test_loss for a in arms},
+                                       {a.arm: a.test_bpb for a in arms}, out / "interaction.csv")]
     if spec.claims == "ibnorm_paper":
         lines += ["", *claims_section(results)]
     lines += [

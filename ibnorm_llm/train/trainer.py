@@ -111,13 +111,19 @@ def resolve_resume(cfg: RunConfig, warn=_warn) -> Path | None:
     return path
 
 
-def resume_config_changes(cfg: RunConfig, resume: Path) -> list[dict[str, Any]]:
-    """Compare cfg with the run config saved in the checkpoint (see ibnorm_llm.config.resume):
-    refused differences raise ConfigError; allowed ones (train.resume_allow_changes) are returned."""
+def saved_run_config(resume: Path) -> dict[str, Any] | None:
+    """The run config saved beside the checkpoint's weights, as a YAML tree; None for a checkpoint
+    from before config.yaml was saved there."""
     saved = resume / RUN_CONFIG_FILE
-    if not saved.is_file():  # a checkpoint from before config.yaml was saved beside the weights
+    return (yaml_load(saved.read_text()) or {}) if saved.is_file() else None
+
+
+def resume_config_changes(cfg: RunConfig, resume: Path, saved: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Compare cfg with the run config ``saved`` in the checkpoint (see ibnorm_llm.config.resume):
+    refused differences raise ConfigError; allowed ones (train.resume_allow_changes) are returned."""
+    if saved is None:
         return []
-    return resume_changes(yaml_load(saved.read_text()) or {}, cfg, str(saved))
+    return resume_changes(saved, cfg, str(resume / RUN_CONFIG_FILE))
 
 
 def check_nothing_left(cfg: RunConfig, resume: Path, state: ckpt.TrainerState) -> None:
@@ -131,13 +137,12 @@ def check_nothing_left(cfg: RunConfig, resume: Path, state: ckpt.TrainerState) -
         )
 
 
-def check_wsd_branch(cfg: RunConfig, resume: Path, state: ckpt.TrainerState) -> None:
+def check_wsd_branch(cfg: RunConfig, resume: Path, state: ckpt.TrainerState, saved: dict[str, Any] | None) -> None:
     """A wsd run resumed under another train.max_steps (a branch) equals a run straight to the new budget
     only if no step so far was in either budget's decay: refuse a branch point past a decay start."""
-    saved = resume / RUN_CONFIG_FILE
-    if cfg.optim.schedule != "wsd" or not saved.is_file():
+    if cfg.optim.schedule != "wsd" or saved is None:
         return
-    saved_steps = ((yaml_load(saved.read_text()) or {}).get("train") or {}).get("max_steps")
+    saved_steps = (saved.get("train") or {}).get("max_steps")
     if not isinstance(saved_steps, int) or saved_steps == cfg.train.max_steps:
         return
     starts = {steps: steps - wsd_decay_steps(cfg.optim, steps) for steps in (saved_steps, cfg.train.max_steps)}
@@ -306,11 +311,12 @@ def setup(cfg: RunConfig, final_eval: FinalEval | None = None) -> Session:
     changes: list[dict[str, Any]] = []
     if resume is not None:
         saved = ckpt.read_state(resume)
-        changes = resume_config_changes(cfg, resume)
+        saved_config = saved_run_config(resume)
+        changes = resume_config_changes(cfg, resume, saved_config)
         ckpt.check_compatible(saved, resume, world, plan.grad_accum, plan.micro_batch_size, strategy.state_format)
         ckpt.check_same_optimizer(resume, cfg.optim.name)
         check_nothing_left(cfg, resume, saved)
-        check_wsd_branch(cfg, resume, saved)
+        check_wsd_branch(cfg, resume, saved, saved_config)
         start = replace(saved, state_format=strategy.state_format)  # recorded in checkpoints from now on
     # CPU steps allocate and free the same large blocks every step: keep them instead of faulting
     # their pages in again (see cpu_memory.py).
