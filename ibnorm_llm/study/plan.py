@@ -86,7 +86,7 @@ class StudyPlan:
         spec = self.spec
         name = f"{spec.name}_{arm}_{point.label}_seed{seed}"
         overrides = (
-            *_dotted(spec.overrides), *_dotted(spec.arms[arm]), *_dotted(point.as_dict()), *self.common,
+            *dotted(spec.overrides), *dotted(spec.arms[arm]), *dotted(point.as_dict()), *self.common,
             f"train.seed={seed}", f"data.shuffle_seed={seed}", f"run_name={name}", f"out_dir={self.out}",
         )
         return Run(arm, point, seed, name, overrides, self.out)
@@ -131,7 +131,8 @@ def _format(value: Any) -> str:
     return str(value)
 
 
-def _dotted(mapping: dict[str, Any]) -> list[str]:
+def dotted(mapping: dict[str, Any]) -> list[str]:
+    """Dotted ``key=value`` overrides of a mapping (what every run of a study or ladder is given)."""
     # JSON is valid YAML and keeps types exact (a string stays a string, 1e-3 stays a float).
     return [f"{key}={json.dumps(value)}" for key, value in mapping.items()]
 
@@ -152,7 +153,7 @@ def build_plan(spec: StudySpec, out: str | Path) -> StudyPlan:
     out = Path(out).resolve()
     notes = []
     try:
-        probe = load_config(spec.base, _dotted(spec.overrides))
+        probe = load_config(spec.base, dotted(spec.overrides))
     except ConfigError as err:
         raise StudyError(f"{spec.source}: base {spec.base} with overrides: {err}") from None
     common = ["eval.test=true", "train.resume=auto"]
@@ -165,7 +166,7 @@ def build_plan(spec: StudySpec, out: str | Path) -> StudyPlan:
     grids = {}
     for arm, settings in spec.arms.items():
         try:
-            arm_cfg = load_config(spec.base, [*_dotted(spec.overrides), *_dotted(settings)])
+            arm_cfg = load_config(spec.base, [*dotted(spec.overrides), *dotted(settings)])
         except ConfigError as err:
             where = spec.factorial.describe(arm) if spec.factorial else f"arms.{arm}"
             raise StudyError(f"{spec.source}: {where} (arm {arm}): {err}") from None
