@@ -241,7 +241,10 @@ def build_ladder_plan(spec: LadderSpec, out: str | Path) -> LadderPlan:
     if probe.train.global_batch_size is None and probe.train.global_batch_tokens is None:
         raise LadderError(f"{spec.source}: set train.global_batch_size (or train.global_batch_tokens) in overrides: a "
                           "budget's steps follow from the tokens per step, which must not depend on the launcher")
-    tokens_per_step = plan_batches(probe.train, probe.data.seq_len, 1).tokens_per_step
+    try:
+        tokens_per_step = plan_batches(probe.train, probe.data.seq_len, 1).tokens_per_step
+    except ConfigError as err:
+        raise LadderError(f"{spec.source}: overrides: {err}") from None
     budgets = {}
     for size in sizes:
         planned = [plan_budget(probe.optim, params[(base, size)], ratio, tokens_per_step, probe.train.checkpoint_every)

@@ -22,6 +22,8 @@ from ibnorm_llm.ladder.fit import FitError, ScalingLaw, fit_scaling_law
 
 FLOPS_PER_PARAM_TOKEN = 6.0
 """C = 6 N D: forward and backward matmuls (Kaplan et al. 2020), as fit.compute_frontier counts."""
+Z95 = 1.96
+"""Two-sided 95 % quantile of the normal: the point-noise part of the held-out interval."""
 GRID = 400
 """Log-spaced compute values searched for a sign change of the loss difference."""
 
@@ -147,6 +149,7 @@ class HeldOutPoint:
     seeds: int
     predicted: float
     interval: tuple[float, float]
+    """95 %: the refitted law's bootstrap interval, widened by the fit's point scatter (see :func:`held_out`)."""
 
     @property
     def error(self) -> float:
@@ -187,12 +190,17 @@ def held_out(points: Sequence[Mapping], n_bootstrap: int = 200) -> HeldOut:
         law = fit_scaling_law(rest, n_bootstrap=n_bootstrap)
     except FitError as err:
         return HeldOut(top, (), f"the fit without {top} is not possible: {err}")
+    # The measured value is a mean over seeds and carries their noise, which the law's interval (of its mean
+    # prediction) does not: widen it by the scatter the fit leaves on its own points, over sqrt(seeds).
+    scatter = float(np.sqrt(np.mean([(np.log(p["loss"]) - np.log(law.predict(p["N"], p["D"]))) ** 2 for p in rest])))
     rows = []
     for ratio in sorted({p["tokens_per_param"] for p in points if p["size"] == top}):
         same = [p for p in points if p["size"] == top and p["tokens_per_param"] == ratio]
         N, D = statistics.fmean(p["N"] for p in same), statistics.fmean(p["D"] for p in same)
+        low, high = law.predict_interval(N, D)
+        noise = np.exp(Z95 * scatter / np.sqrt(len(same)))
         rows.append(HeldOutPoint(ratio, N, D, statistics.fmean(p["loss"] for p in same), len(same),
-                                 float(law.predict(N, D)), law.predict_interval(N, D)))
+                                 float(law.predict(N, D)), (low / noise, high * noise)))
     return HeldOut(top, tuple(rows), law=law)
 
 

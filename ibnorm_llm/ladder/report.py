@@ -180,7 +180,9 @@ def _sections(results: LadderResults, analysis: LadderAnalysis) -> list[str]:
             lines.append(f"| {arm} | {check.size} | {h.tokens_per_param:g} | {h.measured:.4f} ({h.seeds}) | "
                          f"{h.predicted:.4f} | {_range(h.interval, lambda v: f'{v:.4f}')} | {_signed(h.error)} "
                          f"({h.relative_error:+.1%}) | {'yes' if h.inside else '**no**'} |")
-    lines += ["", "The interval is the law's (refitted resamples); the measured value also carries seed noise.", "",
+    lines += ["", "The interval is the refitted law's bootstrap interval widened by the scatter the fit leaves on its "
+              "own points (RMS of the log residuals, over the square root of the seeds), since the measured value "
+              "carries seed noise the law's mean does not.", "",
               "## Predictions at the targets", "",
               f"Each target preset with the arm's norm, at {results.plan.spec.target_tokens_per_param:g} tokens per "
               "non-embedding parameter (of the baseline's model).", "",

@@ -23,7 +23,8 @@ def ladder_dict(data: dict[str, Path] | None = None, **changes) -> dict:
     ladder = {
         "name": "t",
         "base": "llama_tiny_rmsnorm.yaml",
-        "overrides": tiny_overrides(data) if data else {"train.global_batch_size": 4},
+        "overrides": tiny_overrides(data) if data else {
+            "train.global_batch_size": 4, "train.micro_batch_size": 4, "data.seq_len": 32, "optim.warmup_steps": 1},
         "arms": {"rmsnorm": {"model.norm.kind": "rmsnorm"},
                  "ibnorm_l": {"model.norm.kind": "ibnorm", "model.norm.variant": "L"}},
         "baseline": "rmsnorm",
