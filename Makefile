@@ -1,6 +1,7 @@
 # The README's commands. Everything installs into .venv on first use.
 #   make demo     the main job: tiny LLaMA models (RMSNorm vs IBNorm-S/L/T) on the built-in corpus, offline
 #   make study    the tiny CPU study: every norm tuned over 3 learning rates, 3 seeds, test-split numbers
+#   make ladder   the tiny CPU scaling ladder: a law per norm, tested on the largest size, and its predictions
 #   make test     the test suite (CPU)
 #   make lint     ruff and the import-layer contracts (lint-imports)
 # GPU users pick their torch build, e.g.
@@ -14,7 +15,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo study study-readings study-optimizers test test-fast lint bench gpu-check clean-runs
+.PHONY: install demo study study-readings study-optimizers ladder test test-fast lint bench gpu-check clean-runs
 
 # torch is (re)installed only when none is there or TORCH is given on the command line, so a
 # later `make test` after a pyproject change keeps a GPU build chosen with `make install TORCH=...`.
@@ -47,6 +48,12 @@ study-readings: $(STAMP)
 # Norm x optimizer: RMSNorm, IBNorm-L, Derf under AdamW and Muon, the interaction in the report.
 study-optimizers: $(STAMP)
 	$(PY) scripts/study.py --study studies/tiny_norm_x_optimizer.yaml --out runs/norm_x_optimizer --jobs $(STUDY_JOBS)
+
+# The tiny CPU ladder (ladders/tiny_norms.yaml: RMSNorm vs IBNorm-L/T at 4 sizes and 3 budgets, 3 seeds):
+# runs/ladder/report.md with each norm's fitted law, its held-out check, predictions and crossovers
+# (docs/ladders.md); rerunning continues where it stopped.
+ladder: $(STAMP)
+	$(PY) scripts/ladder.py --ladder ladders/tiny_norms.yaml --out runs/ladder --jobs $(STUDY_JOBS)
 
 test: $(STAMP)
 	$(VENV)/bin/pytest -q

@@ -78,7 +78,7 @@ class LadderRunner(StudyRunner):
     def __init__(self, plan: LadderPlan, launcher: str | None = None, execute=None, jobs: int = 1):
         # The study runner's own executor (OMP threads = cores / jobs) unless a test gives one.
         kwargs = {} if execute is None else {"execute": execute}
-        super().__init__(plan, launcher=launcher, jobs=jobs, **kwargs)  # type: ignore[arg-type]
+        super().__init__(plan, launcher=launcher, jobs=jobs, **kwargs)
         self.ladder = plan
 
     def train_chain(self, chain: Chain) -> list[RunResult]:
