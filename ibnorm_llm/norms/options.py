@@ -32,6 +32,9 @@ LAM_ROLES = ("rate", "scale")
 STANDARDIZATIONS = ("meanvar", "rms")
 ORDERS = ("compress_first", "standardize_first")
 IMPLS = ("auto", "reference", "fused", "triton")
+# NormalNorm: the official estimate of the power, then our earlier one; the official noise scale, then ours.
+LMBDA_ESTIMATES = ("newton", "clamped_finite_difference")
+NOISE_SCALES = ("mad", "std")
 
 # IBNorm's defaults for the reading (deviation units and the role of lambda): the one place to
 # change them. The functions in ibnorm.py (compress, ibnorm_reference, the kernels) take
@@ -65,6 +68,8 @@ class NormOptions:
     feature width, what depends on it) and returns the options with numbers as floats."""
 
     kind: ClassVar[str]
+    # Whether a model preset's eps (1e-6 LLaMA, 1e-5 GPT-2) replaces this norm's default eps.
+    family_eps: ClassVar[bool] = True
 
     def _checks(self) -> dict[str, Any]:
         """Option -> its checked value; every subclass checks each of its fields."""
@@ -159,16 +164,33 @@ class DyTOptions(NormOptions):
 
 @dataclass(frozen=True, kw_only=True)
 class NormalNormOptions(NormOptions):
+    """NormalNorm (docs/baselines.md). The defaults are the official ``LayerNormalNorm``
+    (DanielEftekhari/normality-normalization, ``layers.py``): one Newton step for the power from 1
+    with the gradient through it, no second standardization, noise of scale ``noise_train`` times the
+    mean absolute deviation, eps 1e-5. ``lmbda_estimate: clamped_finite_difference``,
+    ``second_standardize: true``, ``noise_scale: std`` and ``noise_train: 0.4`` together are our
+    earlier reading (``LEGACY_OPTIONS`` in spec.py). ``num_groups`` and ``bias`` are ours: the
+    official layer normalizes each token as one group and always has a bias."""
+
     kind: ClassVar[str] = "normalnorm"
+    # eps also sets the sqrt(eps) guards of the power step and the transform: the method's own value, not
+    # the model family's (see ``family_eps``).
+    family_eps: ClassVar[bool] = False
     num_groups: int = 1
     eps: float = 1e-5
-    noise_std: float = 0.4
+    noise_train: float = 1.0
+    noise_scale: str = "mad"
+    lmbda_estimate: str = "newton"
+    second_standardize: bool = False
     affine: bool = True
     bias: bool = True
 
     def _checks(self) -> dict[str, Any]:
         return {"num_groups": check_group_count(self.num_groups), "eps": check_positive("eps", self.eps),
-                "noise_std": check_non_negative("noise_std", self.noise_std), **_affine(self)}
+                "noise_train": check_non_negative("noise_train", self.noise_train),
+                "noise_scale": check_choice("noise_scale", self.noise_scale, NOISE_SCALES),
+                "lmbda_estimate": check_choice("lmbda_estimate", self.lmbda_estimate, LMBDA_ESTIMATES),
+                "second_standardize": check_bool("second_standardize", self.second_standardize), **_affine(self)}
 
 
 @dataclass(frozen=True, kw_only=True)
