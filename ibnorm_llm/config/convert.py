@@ -51,6 +51,8 @@ def _norm_spec(value: Any, key: str) -> NormSpec:
             continue
         if name not in option_names():
             renamed = renamed_option_message(str(name))
+            if renamed and option is None:  # an older config.yaml lists every option, unset ones as null
+                continue
             if renamed:
                 raise ConfigError(f"{key}.{name}: {renamed}")
             close = difflib.get_close_matches(str(name), ["kind", *option_names()], n=1)

@@ -12,7 +12,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
 
 from ibnorm_llm.config import ConfigError, ModelConfig, NormConfig
-from ibnorm_llm.norms import accepted_options, options_class, resolve_options
+from ibnorm_llm.norms import accepted_options, resolve_options
 
 from .modeling_norm_lm import NormGPT2Config, NormGPT2LMHeadModel, NormLlamaConfig, NormLlamaForCausalLM
 from .norm_blocks import MIX_LN_FRACTION, post_ln_blocks
@@ -60,15 +60,16 @@ def resolve_norm(norm_cfg: NormConfig, family: str, dim: int, key: str) -> dict[
     """The norm as the model config records it: kind plus every constructor option, explicit.
 
     Unset options take the norm's own default, except eps, which takes the family's (1e-6
-    LLaMA, 1e-5 GPT-2) for norms that have one and follow it (``family_eps``; NormalNorm keeps
-    the official 1e-5, whose square root is also its power step's guard). Recording every value keeps a checkpoint's
+    LLaMA, 1e-5 GPT-2) for norms that have one and follow it (``follows_family_eps``: NormalNorm
+    keeps the official 1e-5, whose square root also guards its power step). Recording every value keeps a checkpoint's
     meaning fixed even if a default changes later. Invalid settings for this width raise
     ConfigError naming ``key``.
     """
     options = norm_cfg.options()
-    if "eps" in accepted_options(norm_cfg.kind) and options_class(norm_cfg.kind).family_eps and "eps" not in options:
-        options["eps"] = FAMILY_NORM_EPS[family]
     try:
+        if "eps" in accepted_options(norm_cfg.kind) and "eps" not in options and \
+                resolve_options(norm_cfg.kind, options).follows_family_eps():
+            options["eps"] = FAMILY_NORM_EPS[family]
         resolved = resolve_options(norm_cfg.kind, options, dim)
     except ValueError as err:
         raise ConfigError(f"{key} (kind {norm_cfg.kind!r}, width {dim}): {err}") from None

@@ -68,8 +68,10 @@ class NormOptions:
     feature width, what depends on it) and returns the options with numbers as floats."""
 
     kind: ClassVar[str]
-    # Whether a model preset's eps (1e-6 LLaMA, 1e-5 GPT-2) replaces this norm's default eps.
-    family_eps: ClassVar[bool] = True
+
+    def follows_family_eps(self) -> bool:
+        """Whether a model preset's eps (1e-6 LLaMA, 1e-5 GPT-2) replaces this norm's default eps."""
+        return True
 
     def _checks(self) -> dict[str, Any]:
         """Option -> its checked value; every subclass checks each of its fields."""
@@ -173,9 +175,6 @@ class NormalNormOptions(NormOptions):
     official layer normalizes each token as one group and always has a bias."""
 
     kind: ClassVar[str] = "normalnorm"
-    # eps also sets the sqrt(eps) guards of the power step and the transform: the method's own value, not
-    # the model family's (see ``family_eps``).
-    family_eps: ClassVar[bool] = False
     num_groups: int = 1
     eps: float = 1e-5
     noise_train: float = 1.0
@@ -191,6 +190,12 @@ class NormalNormOptions(NormOptions):
                 "noise_scale": check_choice("noise_scale", self.noise_scale, NOISE_SCALES),
                 "lmbda_estimate": check_choice("lmbda_estimate", self.lmbda_estimate, LMBDA_ESTIMATES),
                 "second_standardize": check_bool("second_standardize", self.second_standardize), **_affine(self)}
+
+    def follows_family_eps(self) -> bool:
+        """Under the official estimate sqrt(eps) also guards the power step and the transform, so eps is the
+        method's own (1e-5). Our earlier reading used eps only to standardize, and took the family's like
+        LayerNorm; it still does, so a checkpoint saved then is rebuilt as it was."""
+        return self.lmbda_estimate == "clamped_finite_difference"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -81,6 +81,15 @@ def test_config_records_preset_and_family_eps(preset, kind, eps):
     assert len(norms) == 5 and {m.eps for m in norms} == {eps}
 
 
+def test_normalnorms_earlier_reading_takes_the_family_eps_as_it_did():
+    """Under the earlier reading eps only standardizes, like LayerNorm's; the official reading keeps 1e-5."""
+    old = NormConfig(kind="normalnorm", lmbda_estimate="clamped_finite_difference", second_standardize=True,
+                     noise_scale="std", noise_train=0.4)
+    assert build_model(ModelConfig(preset="llama-tiny", n_layers=1, norm=old), VOCAB).config.norm["eps"] == 1e-6
+    explicit = NormConfig(kind="normalnorm", eps=1e-6)
+    assert build_model(ModelConfig(preset="llama-tiny", n_layers=1, norm=explicit), VOCAB).config.norm["eps"] == 1e-6
+
+
 def test_explicit_eps_and_options_win_and_dyt_gets_no_eps():
     model = build_model(
         ModelConfig(preset="llama-tiny", n_layers=1, norm=NormConfig(kind="ibnorm", variant="T", lam=2.0, eps=1e-3),
