@@ -14,13 +14,18 @@ constants; its derivatives at lambda = 1 are checked against autograd on L itsel
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-from ibnorm_llm.config import config_from_tree, legacy_norm_options
+from ibnorm_llm.checkpoint import load_checkpoint
+from ibnorm_llm.config import ConfigError, config_from_tree, legacy_norm_options, load_config
+from ibnorm_llm.config.resume import resume_changes
 from ibnorm_llm.models import NormLlamaConfig, NormLlamaForCausalLM
 from ibnorm_llm.norms import (
     LEGACY_OPTIONS,
@@ -34,6 +39,10 @@ from ibnorm_llm.norms.normalnorm import guarded_yeo_johnson
 
 EPS = 1e-5
 D = 48
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "checkpoints"
+# A llama-tiny NormalNorm checkpoint written by the trainer before the official layer became the default
+# (tests/fixtures/README.md), with what that version computed on a fixed text.
+OLD_CHECKPOINT = FIXTURES / "llama_normalnorm_old"
 F64 = torch.float64
 
 
@@ -401,3 +410,49 @@ def test_an_old_run_config_and_an_old_hf_config_build_the_old_norm():
     # a config written now keeps the official reading
     fresh = NormLlamaConfig(norm=NormSpec("normalnorm").to_dict(), **sizes)
     assert fresh.norm["lmbda_estimate"] == "newton" and fresh.block_norms[0]["noise_scale"] == "mad"
+
+
+def _logits(model, expected) -> tuple[torch.Tensor, torch.Tensor]:
+    ids = torch.tensor([expected["input_ids"][: expected["forward_on_first"]]])
+    with torch.no_grad():
+        out = model(input_ids=ids, labels=ids)
+    return out.loss, out.logits[0, -1, :16]
+
+
+def test_a_checkpoint_saved_before_the_change_computes_what_it_did():
+    expected = json.loads((FIXTURES / "llama_normalnorm_old.expected.json").read_text())
+    saved = json.loads((OLD_CHECKPOINT / "config.json").read_text())
+    assert "noise_std" in saved["norm"] and "lmbda_estimate" not in saved["norm"]  # written before the change
+    ckpt = load_checkpoint(OLD_CHECKPOINT)
+    norms = [m for m in ckpt.model.modules() if isinstance(m, NormalNorm)]
+    assert len(norms) == 5 and all(
+        (m.lmbda_estimate, m.second_standardize, m.noise_scale, m.noise_train, m.eps) == (*OLD.values(), 1e-6)
+        for m in norms)
+    loss, logits = _logits(ckpt.model, expected)
+    assert float(loss) == pytest.approx(expected["loss"], abs=1e-5)
+    torch.testing.assert_close(logits, torch.tensor(expected["last_logits_first16"]), atol=1e-5, rtol=0)
+    # its run config (config.yaml names only the kind) carries the old reading too
+    assert {k: ckpt.config.model.norm.options()[k] for k in OLD} == OLD
+
+    # the same weights under the official reading compute something else: the fixture tells the two apart
+    official = {"kind": "normalnorm", **dataclasses.asdict(NormSpec("normalnorm").resolve()), "eps": 1e-6}
+    config = type(ckpt.model.config).from_dict(
+        {**ckpt.model.config.to_dict(), "norm": official, "final_norm": official, "block_norms": [official] * 2})
+    model = type(ckpt.model)(config)
+    model.load_state_dict(ckpt.model.state_dict())
+    _, official_logits = _logits(model.eval(), expected)
+    assert (official_logits - logits).abs().max() > 1e-3
+
+
+def test_resuming_an_old_run_with_a_config_that_now_means_the_official_layer_is_refused():
+    """The old run's config.yaml says only ``kind: normalnorm``; loaded as a config today it means the official
+    layer, and resuming with it names each option that changed."""
+    saved_tree = yaml.safe_load((OLD_CHECKPOINT / "config.yaml").read_text())
+    cfg = load_config(OLD_CHECKPOINT / "config.yaml", ["train.resume=auto"])
+    with pytest.raises(ConfigError, match=r"model\.norm\.lmbda_estimate clamped_finite_difference -> newton.*"
+                                          r"model\.norm\.noise_scale std -> mad"):
+        resume_changes(saved_tree, cfg, "config.yaml")
+    # naming the earlier reading resumes it
+    old_norm = "{kind: normalnorm, " + ", ".join(f"{k}: {v}" for k, v in OLD.items()) + "}"
+    keep = load_config(OLD_CHECKPOINT / "config.yaml", ["train.resume=auto", f"model.norm={old_norm}"])
+    assert resume_changes(saved_tree, keep, "config.yaml") == []
