@@ -26,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ibnorm_llm.config import load_config
+    from ibnorm_llm.config.eval_flags import default_eval_dir
 
     cfg = load_config(args.config, args.overrides)  # before the heavy imports below: a bad setting is reported at once
     from ibnorm_llm.evaluation.harness import run_final_eval
@@ -35,5 +36,6 @@ def run(args: argparse.Namespace) -> int:
     if os.environ.get("RANK", "0") == "0":
         print(f"done: {result.steps} steps, final checkpoint {result.final_checkpoint}", file=sys.stderr)
         if result.eval_scores:
-            print(f"leaderboard ({cfg.eval.suite}): {result.run_dir / 'eval' / 'summary.json'}", file=sys.stderr)
+            summary = default_eval_dir(result.final_checkpoint, cfg.eval.suite) / "summary.json"
+            print(f"leaderboard ({cfg.eval.suite}): {summary}", file=sys.stderr)
     return 0

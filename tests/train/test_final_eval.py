@@ -37,7 +37,7 @@ def test_eval_suite_runs_on_final_and_logs_headline_scores(tiny_overrides, resto
         *tiny_overrides, "run_name=lb", "train.max_steps=2", "eval.suite=v1", "eval.limit=1", "eval.smoke=true",
         "eval.batch_size=2", f"eval.offline_data={OFFLINE}",
     ]), final_eval=run_final_eval)
-    summary = json.loads((result.run_dir / "eval" / "summary.json").read_text())
+    summary = json.loads((result.run_dir / "eval_v1" / "summary.json").read_text())
     assert summary["checkpoint"] == str(result.final_checkpoint.resolve())
     assert (summary["suite"], summary["limit"], summary["batch_size"], summary["smoke"]) == ("v1", 1, 2, True)
     scores = {f"eval/{task}": entry["value"] for task, entry in summary["tasks"].items()}
