@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from ibnorm_llm.cli.flags import add_device, add_out, add_threads, apply_threads, positive_int
+from ibnorm_llm.cli.flags import add_device, add_out, add_threads, apply_threads, positive_int, resolve_device
 from ibnorm_llm.config import AnalysisConfig, ConfigError, from_dict, to_dict
 
 
@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-chance", action="store_true", help="skip the shuffled chance levels (faster)")
     parser.add_argument("--val-tokens", type=positive_int, help="held-out tokens to read (default: the run's data.val_tokens)")
     parser.add_argument("--layers", type=int, nargs="+", help="decoder blocks to analyse (0-based; default all)")
-    add_device(parser, default="auto")
+    add_device(parser)
     add_threads(parser)
 
 
@@ -62,12 +62,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--beta={cfg.beta}: must be >= 0")
     labels = _labels(args.checkpoint, args.labels)
     apply_threads(args.threads)
-    import torch
 
     from ibnorm_llm.analysis.checkpoint import analyze_checkpoint
     from ibnorm_llm.analysis.plots import plot_ib, plot_kurtosis
 
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    device = resolve_device(args.device)
     reports = {}
     for label, path in zip(labels, args.checkpoint, strict=True):
         print(f"analysing {label} ({path}) ...", file=sys.stderr)

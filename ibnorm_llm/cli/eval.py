@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 
 from ibnorm_llm.cli.errors import CommandError
-from ibnorm_llm.cli.flags import add_device, add_out, add_threads, apply_threads
+from ibnorm_llm.cli.flags import add_device, add_out, add_threads, apply_threads, resolve_device
 from ibnorm_llm.config.eval_flags import add_eval_arguments, default_eval_dir, eval_config_from_args
 
 
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     apply_threads(args.threads)
     from ibnorm_llm.evaluation.harness.leaderboard import run_eval
 
-    summary = run_eval(args.checkpoint, settings, out, device=args.device, dtype=args.dtype)
+    summary = run_eval(args.checkpoint, settings, out, device=resolve_device(args.device), dtype=args.dtype)
     if summary is not None:
         scores = {name: round(entry["value"], 4) for name, entry in summary["tasks"].items()}
         print(json.dumps({"out": str(out), "scores": scores, "perplexity": summary["perplexity"]}, indent=2))

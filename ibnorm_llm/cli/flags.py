@@ -23,8 +23,16 @@ def add_threads(parser: argparse.ArgumentParser) -> None:
                         help="torch CPU threads (1 is fastest for tiny models on a busy CPU); default: torch's choice")
 
 
-def add_device(parser: argparse.ArgumentParser, default: str = "cpu") -> None:
-    parser.add_argument("--device", default=default, help=f"cpu, cuda or cuda:N; default {default}")
+def add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="auto (cuda when there is a GPU, else cpu), cpu, cuda or cuda:N")
+
+
+def resolve_device(name: str) -> str:
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def add_dry_run(parser: argparse.ArgumentParser) -> None:
