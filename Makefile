@@ -31,29 +31,31 @@ install:
 	rm -f $(STAMP)
 	$(MAKE) $(STAMP)
 
+# STUDY_JOBS trainings run at once, each on cores/STUDY_JOBS threads (tiny models use two threads poorly).
+STUDY_JOBS ?= 2
+
+# The demo is the one-seed study studies/demo.yaml: runs/demo/report.md.
 demo: $(STAMP)
-	$(PY) scripts/demo.py
+	$(PY) -m ibnorm_llm demo --jobs $(STUDY_JOBS)
 
 # The tiny CPU study (studies/tiny_norms.yaml: RMSNorm vs IBNorm-S/L/T, 3 learning rates, 3 seeds):
-# runs/study/report.md; rerunning continues where it stopped (docs/studies.md). STUDY_JOBS trainings
-# run at once, each on cores/STUDY_JOBS threads (tiny models use two threads poorly).
-STUDY_JOBS ?= 2
+# runs/study/report.md; rerunning continues where it stopped (docs/studies.md).
 study: $(STAMP)
-	$(PY) scripts/study.py --study studies/tiny_norms.yaml --out runs/study --jobs $(STUDY_JOBS)
+	$(PY) -m ibnorm_llm study --study tiny_norms --out runs/study --jobs $(STUDY_JOBS)
 
 # Which IBNorm? The four readings of the compression against the paper's claims (about an hour on 2 cores).
 study-readings: $(STAMP)
-	$(PY) scripts/study.py --study studies/ibnorm_readings.yaml --out runs/ibnorm_readings --jobs $(STUDY_JOBS)
+	$(PY) -m ibnorm_llm study --study ibnorm_readings --out runs/ibnorm_readings --jobs $(STUDY_JOBS)
 
 # Norm x optimizer: RMSNorm, IBNorm-L, Derf under AdamW and Muon, the interaction in the report.
 study-optimizers: $(STAMP)
-	$(PY) scripts/study.py --study studies/tiny_norm_x_optimizer.yaml --out runs/norm_x_optimizer --jobs $(STUDY_JOBS)
+	$(PY) -m ibnorm_llm study --study tiny_norm_x_optimizer --out runs/norm_x_optimizer --jobs $(STUDY_JOBS)
 
 # The tiny CPU ladder (ladders/tiny_norms.yaml: RMSNorm vs IBNorm-L/T at 4 sizes and 3 budgets, 3 seeds):
 # runs/ladder/report.md with each norm's fitted law, its held-out check, predictions and crossovers
 # (docs/ladders.md); rerunning continues where it stopped.
 ladder: $(STAMP)
-	$(PY) scripts/ladder.py --ladder ladders/tiny_norms.yaml --out runs/ladder --jobs $(STUDY_JOBS)
+	$(PY) -m ibnorm_llm ladder --ladder tiny_norms --out runs/ladder --jobs $(STUDY_JOBS)
 
 test: $(STAMP)
 	$(VENV)/bin/pytest -q

@@ -7,7 +7,7 @@
 A checkpoint is a Hugging Face model directory (``config.json``, weights, tokenizer files),
 plus, when our trainer wrote it (``ibnorm_llm.train.checkpoint``), ``config.yaml`` (the resolved
 run config) and ``trainer_state/`` (``trainer.json`` with step and tokens; ``COMPLETE`` written
-last). Stock Hugging Face directories (e.g. ``scripts/export_hf.py`` output) load too; they have
+last). Stock Hugging Face directories (e.g. ``ibnorm-llm export`` output) load too; they have
 no run config, step or tokens. Every problem raises :class:`CheckpointError` naming it (as
 ``--checkpoint PATH``, the flag of every script that reads one).
 """

@@ -1,36 +1,7 @@
-"""Export a baseline-norm checkpoint as a stock transformers model directory (no remote code).
+"""`ibnorm-llm export` under its old path (ibnorm_llm/cli/export.py), for launch files and habits that name
+this script, e.g. `accelerate launch scripts/export_hf.py ...`. Same flags, same exit codes."""
 
-    python scripts/export_hf.py --checkpoint runs/<run>/checkpoints/final --out exported/<run>
-
-A layernorm GPT-2 or rmsnorm LLaMA checkpoint in the Pre-LN placement (no LayerNorm Scaling, no
-query/key norm) becomes a GPT2LMHeadModel / LlamaForCausalLM directory with identical logits
-(tokenizer files copied along); any other norm or layout is refused, naming the setting. The logic lives in ibnorm_llm/models/export.py.
-"""
-
-from __future__ import annotations
-
-import argparse
-import sys
-
-from ibnorm_llm.checkpoint import CheckpointError, load_checkpoint
-from ibnorm_llm.models.export import ExportError, export_model
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True, help="checkpoint directory written by save_pretrained")
-    parser.add_argument("--out", required=True, help="new (or empty) directory for the stock model")
-    args = parser.parse_args(argv)
-    try:
-        checkpoint = load_checkpoint(args.checkpoint, tokenizer=False)  # tokenizer files are copied as they are
-        copied = export_model(checkpoint.model, checkpoint.path, args.out)
-    except (ExportError, CheckpointError) as err:
-        print(f"export_hf: error: {err}", file=sys.stderr)
-        return 2
-    tokenizer_note = ", ".join(copied) if copied else "none found in the checkpoint: add a tokenizer before use"
-    print(f"export_hf: wrote {args.out} (tokenizer files: {tokenizer_note})")
-    return 0
-
+from ibnorm_llm.cli.main import script_main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    script_main("export")

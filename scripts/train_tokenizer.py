@@ -1,51 +1,7 @@
-"""Train a SentencePiece tokenizer on a config's corpus and save it as a Hugging Face tokenizer folder.
+"""`ibnorm-llm tokenizer` under its old path (ibnorm_llm/cli/tokenizer.py), for launch files and habits that name
+this script, e.g. `accelerate launch scripts/train_tokenizer.py ...`. Same flags, same exit codes."""
 
-    python scripts/train_tokenizer.py --config llama_tiny_rmsnorm.yaml [key=value ...] [--out DIR] [--force]
-
-The corpus is the config's ``data.*`` (builtin, files or hf; held-out documents excluded), the
-algorithm and size come from ``tokenizer.model_type`` and ``tokenizer.vocab_size``, and the
-folder (default ``tokenizer.name_or_path``) loads with ``AutoTokenizer.from_pretrained``.
-Training runs only if the folder does not hold a tokenizer yet, unless ``--force``.
-"""
-
-from __future__ import annotations
-
-import argparse
-import sys
-import time
-from pathlib import Path
-
-from ibnorm_llm.config import ConfigError, load_config
-from ibnorm_llm.data import DataError
-from ibnorm_llm.data.tokenizer import load_tokenizer, train_tokenizer_dir
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", required=True, help="config name in configs/ or a YAML path")
-    parser.add_argument("overrides", nargs="*", help="dotted.key=value config overrides")
-    parser.add_argument("--out", help="output folder (default: tokenizer.name_or_path of the config)")
-    parser.add_argument("--force", action="store_true", help="retrain even if the folder holds a tokenizer")
-    args = parser.parse_args(argv)
-    try:
-        out = args.out
-        overrides = list(args.overrides) + ([f"tokenizer.name_or_path={out}"] if out else [])
-        cfg = load_config(args.config, overrides)
-        out_dir = Path(cfg.tokenizer.name_or_path).expanduser()
-        started = time.perf_counter()
-        built = train_tokenizer_dir(cfg, out_dir, force=args.force)
-        tokenizer = load_tokenizer(cfg)
-    except (ConfigError, DataError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    action = f"trained in {time.perf_counter() - started:.1f} s" if built else "already there (use --force to retrain)"
-    sample = "The quick brown fox jumps over the lazy dog."
-    ids = tokenizer(sample, add_special_tokens=False)["input_ids"]
-    print(f"{out_dir}: {type(tokenizer).__name__}, {len(tokenizer)} tokens, {action}")
-    print(f"  bos={tokenizer.bos_token_id} eos={tokenizer.eos_token_id} pad={tokenizer.pad_token_id}")
-    print(f"  {sample!r} -> {len(ids)} tokens")
-    return 0
-
+from ibnorm_llm.cli.main import script_main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    script_main("tokenizer")

@@ -1,15 +1,16 @@
 """Bad inputs, one table: every row is a one-line message naming the problem, exit status 2 and no
 traceback (docs/reliability.md lists the same rows).
 
-Each row runs the script's ``main()`` in this process (fast); ``test_bad_input_as_a_subprocess``
-(slow) runs one row per script and per kind of failure (config, config file, data, run folder,
-resume, checkpoint) as the command a user types: the exit path from the error to status 2 is one
-per script, so the other rows would repeat a 10-second process start to test the same lines.
+Each row runs the ``ibnorm-llm`` subcommand in this process (fast); ``test_bad_input_as_a_subprocess``
+(slow) runs one row per subcommand and per kind of failure (config, config file, data, run folder,
+resume, checkpoint) as the command a user types, ``python -m ibnorm_llm ...``: the exit path from the
+error to status 2 is one for all (ibnorm_llm/cli/errors.py), so the other rows would repeat a
+10-second process start to test the same lines.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +26,7 @@ IBNORM = ["model.norm.kind=ibnorm", "model.norm.variant=L", "model.norm.lam=4.0"
 
 
 def pretrain(*args):
-    return ("pretrain", ["--config", CONFIG, *args])
+    return ("train", ["--config", CONFIG, *args])
 
 
 def tiny(ctx, *args):
@@ -60,10 +61,10 @@ ROWS = [
      "train.resume_allow_changes: 'model.norm.lamda' is not a config key or section"),
     # command line and config files
     ("override without =", lambda c: pretrain("train.max_steps"), "override 'train.max_steps': expected dotted.key=value"),
-    ("config not found", lambda c: ("pretrain", ["--config", "llama_tiny_rmsnrom"]),
-     "config file 'llama_tiny_rmsnrom' not found (looked for ./llama_tiny_rmsnrom, ./configs and"),
-    ("config not YAML", lambda c: ("pretrain", ["--config", str(c["not_yaml"])]), "not valid YAML"),
-    ("config a list", lambda c: ("pretrain", ["--config", str(c["a_list"])]), "the top level must be a mapping of sections"),
+    ("config not found", lambda c: ("train", ["--config", "llama_tiny_rmsnrom"]),
+     "config 'llama_tiny_rmsnrom' not found (looked for ./llama_tiny_rmsnrom, ./configs/ and the shipped configs"),
+    ("config not YAML", lambda c: ("train", ["--config", str(c["not_yaml"])]), "not valid YAML"),
+    ("config a list", lambda c: ("train", ["--config", str(c["a_list"])]), "the top level must be a mapping of sections"),
     # settings that need the machine or the data
     ("bf16 on CPU", lambda c: tiny(c, "train.precision=bf16-pure"), "train.precision=bf16-pure on a machine without a CUDA GPU"),
     ("batch not divisible", lambda c: tiny(c, "train.global_batch_size=6"), "not divisible"),
@@ -93,11 +94,11 @@ ROWS = [
      "did you mean 'model.norm.lam'"),
     ("sweep: axis without values", lambda c: ("sweep", ["--config", CONFIG, "--grid", "train.seed=", "--out", f"{c['tmp']}/sw"]),
      "--grid 'train.seed=': expected dotted.key=v1,v2"),
-    ("leaderboard: no checkpoint", lambda c: ("leaderboard", ["--checkpoint", f"{c['tmp']}/none", "--suite", "small",
+    ("leaderboard: no checkpoint", lambda c: ("eval", ["--checkpoint", f"{c['tmp']}/none", "--suite", "small",
                                                              "--out", f"{c['tmp']}/ev"]), "no such directory"),
-    ("leaderboard: zero limit", lambda c: ("leaderboard", ["--checkpoint", c["final"], "--suite", "small", "--limit", "0",
-                                                          "--out", f"{c['tmp']}/ev"]), "--limit 0: must be a positive number"),
-    ("leaderboard: unknown task", lambda c: ("leaderboard", ["--checkpoint", c["final"], "--suite", "small", "--tasks", "hellaswg",
+    ("leaderboard: zero limit", lambda c: ("eval", ["--checkpoint", c["final"], "--suite", "small", "--limit", "0",
+                                                          "--out", f"{c['tmp']}/ev"]), "--limit=0: must be a positive integer"),
+    ("leaderboard: unknown task", lambda c: ("eval", ["--checkpoint", c["final"], "--suite", "small", "--tasks", "hellaswg",
                                                             "--out", f"{c['tmp']}/ev"]), "hellaswg"),
     ("compare: no results", lambda c: ("compare", [str(c["tmp"]), "--out", f"{c['tmp']}/cmp"]), "none of the 1 folders holds a summary.json or a training run"),
 ]
@@ -132,25 +133,17 @@ def ctx(tmp_path_factory, data_files):
     }
 
 
-SCRIPTS = {"pretrain": "scripts/pretrain.py", "sweep": "scripts/sweep.py", "leaderboard": "eval/leaderboard.py",
-           "compare": "eval/compare.py"}
-_loaded: dict[str, object] = {}
+def _main(command: str):
+    from ibnorm_llm.cli import run_command
 
-
-def _main(script: str):
-    if script not in _loaded:
-        spec = importlib.util.spec_from_file_location(f"bad_inputs_{script}", ROOT / SCRIPTS[script])
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        _loaded[script] = module
-    return _loaded[script].main
+    return lambda argv: run_command(command, argv)
 
 
 def _check(code, err: str, expected: str) -> None:
     lines = [line for line in err.splitlines() if line.strip()]
     assert "Traceback" not in err, err
     assert code == 2, (code, err)
-    errors = [line for line in lines if line.startswith(("config error:", "error:"))]
+    errors = [line for line in lines if re.match(r"^([a-z]+ )?error: ", line)]
     assert len(errors) == 1, lines
     assert expected in errors[0], (expected, errors[0])
 
@@ -187,7 +180,7 @@ def test_subprocess_rows_exist():
 def test_bad_input_as_a_subprocess(row, ctx):
     _, make, expected = row
     script, args = make(ctx)
-    result = subprocess.run([sys.executable, str(ROOT / SCRIPTS[script]), *map(str, args)], cwd=ctx["tmp"],
+    result = subprocess.run([sys.executable, "-m", "ibnorm_llm", script, *map(str, args)], cwd=ctx["tmp"],
                             capture_output=True, text=True, timeout=300,
                             env={**__import__("os").environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
     _check(result.returncode, result.stderr, expected)

@@ -3,7 +3,6 @@ compute what they computed when they were saved."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 import torch
 
 from ibnorm_llm.checkpoint import CheckpointError, load_checkpoint
+from ibnorm_llm.cli import run_command
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "checkpoints"
@@ -53,10 +53,7 @@ def test_an_interrupted_checkpoint_is_refused_by_name(tmp_path):
 def test_an_old_baseline_checkpoint_exports_to_the_stock_class(tmp_path):
     from transformers import GPT2LMHeadModel
 
-    spec = importlib.util.spec_from_file_location("export_hf", ROOT / "scripts" / "export_hf.py")
-    export_hf = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(export_hf)
-    assert export_hf.main(["--checkpoint", str(FIXTURES / "gpt2_layernorm"), "--out", str(tmp_path / "stock")]) == 0
+    assert run_command("export", ["--checkpoint", str(FIXTURES / "gpt2_layernorm"), "--out", str(tmp_path / "stock")]) == 0
 
     expected = json.loads((FIXTURES / "gpt2_layernorm.expected.json").read_text())
     stock = GPT2LMHeadModel.from_pretrained(tmp_path / "stock").eval()

@@ -229,8 +229,10 @@ def test_bare_config_name_is_looked_up_in_dot_configs_before_the_shipped_presets
     assert load_config("llama_tiny_rmsnorm").run_name == "my_copy"  # ./configs wins
     (tmp_path / "llama_tiny_rmsnorm.yaml").write_text("run_name: here\n")
     assert load_config("llama_tiny_rmsnorm.yaml").run_name == "here"  # a path as given wins over both
-    with pytest.raises(ConfigError, match=rf"not found \(looked for ./nope, ./configs and {CONFIG_DIR}\)"):
+    with pytest.raises(ConfigError, match=r"config 'nope' not found \(looked for ./nope, ./configs/ and the shipped "):
         load_config("nope")
+    with pytest.raises(ConfigError, match="Did you mean: llama_tiny_rmsnorm.yaml"):
+        load_config("llama_tiny_rmsnrom")
 
 
 def test_deepspeed_cpu_notice_is_silenced():

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ibnorm_llm.analysis.errors import AnalysisError
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -60,7 +62,7 @@ def model_layout(model: nn.Module) -> Layout:
     for layout in LAYOUTS.values():
         if isinstance(_submodule(model, layout.blocks), nn.ModuleList):
             return layout
-    raise ValueError(
+    raise AnalysisError(
         f"{type(model).__name__}: no decoder blocks found at "
         f"{' or '.join(layout.blocks for layout in LAYOUTS.values())}; the analysis supports LLaMA- and "
         "GPT-2-style causal LMs (ibnorm_llm models or stock transformers classes)"
@@ -161,7 +163,7 @@ def gather_tokens(batches: Iterable[Mapping[str, torch.Tensor]], n_tokens: int) 
         if available >= SAMPLE_MARGIN * n_tokens:
             break
     if available < n_tokens:
-        raise ValueError(
+        raise AnalysisError(
             f"the held-out batches give {available} predictable tokens but n_tokens={n_tokens}: lower "
             "analysis.n_tokens (--n-tokens) or give more held-out text (data.val_tokens, --val-tokens)"
         )
@@ -172,7 +174,7 @@ def sample_positions(batch: Batch, n_tokens: int, seed: int) -> torch.Tensor:
     """``n_tokens`` distinct predictable positions (n_tokens, 2), drawn with ``seed``."""
     positions = predictable_positions(batch)
     if positions.shape[0] < n_tokens:
-        raise ValueError(
+        raise AnalysisError(
             f"the batch has {positions.shape[0]} predictable tokens but the analysis samples n_tokens={n_tokens}: "
             "give more held-out text or lower analysis.n_tokens (--n-tokens)"
         )

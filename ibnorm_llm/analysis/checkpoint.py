@@ -9,7 +9,7 @@ import torch
 
 from ibnorm_llm.analysis.capture import gather_tokens
 from ibnorm_llm.analysis.report import analyze_model
-from ibnorm_llm.checkpoint import RUN_CONFIG_FILE, load_checkpoint
+from ibnorm_llm.checkpoint import RUN_CONFIG_FILE, CheckpointError, load_checkpoint
 from ibnorm_llm.config import AnalysisConfig, RunConfig, replace, to_dict
 from ibnorm_llm.data.loader import build_val_batches
 
@@ -31,9 +31,9 @@ def analyze_checkpoint(
     ``val_tokens`` overrides the run's ``data.val_tokens`` (how much held-out text to read)."""
     cfg = AnalysisConfig() if cfg is None else cfg
     if not (Path(path) / RUN_CONFIG_FILE).is_file():
-        raise FileNotFoundError(
+        raise CheckpointError(
             f"{path}: no {RUN_CONFIG_FILE}; the analysis reads the run's data settings from it "
-            "(checkpoints written by scripts/pretrain.py have one)"
+            "(checkpoints written by `ibnorm-llm train` have one)"
         )
     ckpt = load_checkpoint(path, device=device, dtype=torch.float32)
     run_cfg = ckpt.config

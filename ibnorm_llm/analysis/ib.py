@@ -32,6 +32,7 @@ from typing import Literal
 
 import torch
 
+from ibnorm_llm.analysis.errors import AnalysisError
 from ibnorm_llm.analysis.renyi import (
     DEFAULT_ALPHA,
     DEFAULT_WIDTH_RULE,
@@ -78,7 +79,7 @@ def check_layers(layers: Sequence[int] | None, n_blocks: int) -> list[int]:
     chosen = sorted(set(int(layer) for layer in layers))
     bad = [layer for layer in chosen if not 0 <= layer < n_blocks]
     if bad:
-        raise ValueError(
+        raise AnalysisError(
             f"layer index {bad[0]} is out of range: the model has {n_blocks} decoder blocks (valid 0-{n_blocks - 1})"
         )
     return chosen

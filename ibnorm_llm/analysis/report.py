@@ -1,6 +1,6 @@
 """Analysis of one model on one batch: per-block IB values and per-norm activation statistics.
 
-``analyze_model`` returns the full JSON-able report (scripts/analyze.py); ``layer_report``
+``analyze_model`` returns the full JSON-able report (`ibnorm-llm analyze`); ``layer_report``
 flattens it into scalars for the trainer's periodic logging (``analysis.every``).
 """
 

@@ -11,17 +11,19 @@ Every key is checked: an unknown key, a wrong type or an invalid value raises
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .checks import check_values, wsd_decay_steps
+from ibnorm_llm.shipped import find_named, shipped_dir
+
+from .checks import check_eval, check_values, wsd_decay_steps
 from .convert import from_dict, to_dict
 from .errors import ConfigError
 from .legacy import legacy_norm_options
 from .sections import (
+    EVAL_SUITES,
     AnalysisConfig,
     DataConfig,
     EvalConfig,
@@ -38,33 +40,25 @@ from .sections import (
 from .yaml12 import yaml_load
 
 __all__ = [
-    "CONFIG_DIR", "AnalysisConfig", "ConfigError", "DataConfig", "EvalConfig", "LoggingConfig", "ModelConfig",
+    "CONFIG_DIR", "EVAL_SUITES", "AnalysisConfig", "ConfigError", "DataConfig", "EvalConfig", "LoggingConfig", "ModelConfig",
     "MuonConfig", "NormConfig", "NormOverride", "OptimConfig", "RunConfig", "TokenizerConfig", "TrainConfig",
-    "config_from_tree", "config_to_yaml", "from_dict", "legacy_norm_options", "load_config", "parse_override",
+    "check_eval", "config_from_tree", "config_to_yaml", "from_dict", "legacy_norm_options", "load_config", "parse_override",
     "replace", "resolve_config_path", "save_config", "wsd_decay_steps",
     "to_dict", "yaml_load",
 ]
 
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+CONFIG_DIR = shipped_dir("configs")
+"""The shipped config presets (ibnorm_llm/shipped/configs: the checkout's configs/, copied into a wheel)."""
 
 
 def resolve_config_path(name_or_path: str | Path) -> Path:
     """A path as given; else a bare name (``.yaml`` optional) looked up in ``./configs``, then in the
-    shipped presets (``configs/`` of the checkout this package runs from)."""
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    if path.parent == Path("."):
-        for folder in (Path("configs"), CONFIG_DIR):
-            for name in (path.name, f"{path.name}.yaml"):
-                if (folder / name).is_file():
-                    return folder / name
-    available = sorted(p.name for p in CONFIG_DIR.glob("*.yaml"))
-    close = difflib.get_close_matches(path.name, available, n=3)
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    where = f"{path}" if path.parent != Path(".") else f"./{path}, ./configs and {CONFIG_DIR}"
-    raise ConfigError(f"config file '{name_or_path}' not found (looked for {where}).{hint}")
+    shipped presets."""
+    path, problem = find_named(name_or_path, "configs")
+    if path is None:
+        raise ConfigError(problem)
+    return path
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:

@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
 from .errors import ConfigError
 from .resume import check_allow_changes
-from .sections import DataConfig, MuonConfig, OptimConfig, RunConfig
+from .sections import DataConfig, EvalConfig, MuonConfig, OptimConfig, RunConfig
 
 _POSITIVE_INT = (
     "data.seq_len", "data.val_tokens", "data.shuffle_buffer", "data.num_workers",
     "tokenizer.vocab_size", "tokenizer.train_max_documents", "train.max_steps", "train.micro_batch_size", "train.keep_last",
-    "train.eval_batches", "train.log_every", "analysis.n_tokens", "eval.batch_size",
+    "train.eval_batches", "train.log_every", "analysis.n_tokens",
 )
 _NON_NEGATIVE = (
     "optim.weight_decay", "optim.warmup_steps", "optim.grad_clip", "train.checkpoint_every",
     "train.eval_every", "analysis.every", "analysis.beta",
 )
+
+
+def check_eval(settings: EvalConfig, key_of: Callable[[str], str] = "eval.{}".format) -> None:
+    """The evaluation settings wherever they come from: a run config, a study file (``key_of`` names a
+    field as the reader wrote it, e.g. ``eval.limit``) or the flags of ``ibnorm-llm eval`` (``--limit``)."""
+    if settings.batch_size <= 0:
+        raise ConfigError(f"{key_of('batch_size')}={settings.batch_size}: must be a positive integer")
+    for key in ("limit", "max_gen_toks"):
+        value = getattr(settings, key)
+        if value is not None and value <= 0:
+            raise ConfigError(f"{key_of(key)}={value}: must be a positive integer (or null)")
+    if settings.tasks is not None and not settings.tasks:
+        raise ConfigError(f"{key_of('tasks')}: name at least one task, or leave it out for the whole suite")
 
 
 def check_values(cfg: RunConfig) -> None:
@@ -37,10 +51,11 @@ def check_values(cfg: RunConfig) -> None:
         raise ConfigError(f"optim.betas={list(cfg.optim.betas)}: each must be in [0, 1)")
     if not 0 < cfg.data.val_fraction < 1:
         raise ConfigError(f"data.val_fraction={cfg.data.val_fraction}: must be in (0, 1)")
+    check_eval(cfg.eval)
     _check_test_split(cfg)
     _check_muon(cfg.optim)
     _check_wsd(cfg)
-    for key in ("train.global_batch_size", "train.global_batch_tokens", "eval.limit"):
+    for key in ("train.global_batch_size", "train.global_batch_tokens"):
         value = _get(cfg, key)
         if value is not None and value <= 0:
             raise ConfigError(f"{key}={value}: must be a positive integer (or null)")

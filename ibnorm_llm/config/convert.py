@@ -16,6 +16,7 @@ from ibnorm_llm.norms import (
     check_norm_spec,
     option_names,
     option_types,
+    renamed_option_message,
 )
 
 from .errors import ConfigError
@@ -49,6 +50,11 @@ def _norm_spec(value: Any, key: str) -> NormSpec:
         if name == "kind":
             continue
         if name not in option_names():
+            renamed = renamed_option_message(str(name))
+            if renamed and option is None:  # an older config.yaml lists every option, unset ones as null
+                continue
+            if renamed:
+                raise ConfigError(f"{key}.{name}: {renamed}")
             close = difflib.get_close_matches(str(name), ["kind", *option_names()], n=1)
             hint = f"; did you mean '{key}.{close[0]}'?" if close else f"; valid keys: kind, {', '.join(option_names())}"
             raise ConfigError(f"unknown config key '{key}.{name}'{hint}")

@@ -31,6 +31,8 @@ SAFE_ON_RESUME: tuple[str, ...] = (
 )
 """Keys (or whole sections) that may differ from the checkpoint's run config on resume. Entries
 are exact dotted keys or section prefixes."""
+RESULT_NEUTRAL: tuple[str, ...] = tuple(k for k in SAFE_ON_RESUME if k not in ("train.max_steps", "train.skip_nonfinite"))
+"""Keys in which a finished run may differ from a planned one and still be that run (a study reuses it)."""
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -76,11 +78,8 @@ def differences(saved: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, A
     return out
 
 
-def resume_changes(saved_tree: dict[str, Any], cfg, source: str) -> list[dict[str, Any]]:
-    """Compare ``cfg`` with the run config ``saved_tree`` read from ``source`` (a checkpoint's
-    config.yaml). Returns the changes ``train.resume_allow_changes`` allows, as
-    ``{"key", "from", "to"}`` records; any other difference outside SAFE_ON_RESUME raises
-    ConfigError naming each key with both values."""
+def config_differences(saved_tree: dict[str, Any], cfg, ignore: tuple[str, ...]) -> list[tuple[str, Any, Any]]:
+    """:func:`differences` of a saved run config and ``cfg`` outside the keys and sections ``ignore`` names."""
     from . import config_from_tree  # the package imports this module
 
     try:
@@ -88,11 +87,24 @@ def resume_changes(saved_tree: dict[str, Any], cfg, source: str) -> list[dict[st
         saved = to_dict(config_from_tree(legacy_norm_options(saved_tree)))
     except ConfigError:
         saved = saved_tree
-    changed = [d for d in differences(saved, to_dict(cfg)) if not covered(d[0], SAFE_ON_RESUME)]
+    return [d for d in differences(saved, to_dict(cfg)) if not covered(d[0], ignore)]
+
+
+def describe_differences(found: list[tuple[str, Any, Any]]) -> str:
+    """``key old -> new; ...`` for messages."""
+    return "; ".join(f"{key} {_fmt(old)} -> {_fmt(new)}" for key, old, new in found)
+
+
+def resume_changes(saved_tree: dict[str, Any], cfg, source: str) -> list[dict[str, Any]]:
+    """Compare ``cfg`` with the run config ``saved_tree`` read from ``source`` (a checkpoint's
+    config.yaml). Returns the changes ``train.resume_allow_changes`` allows, as
+    ``{"key", "from", "to"}`` records; any other difference outside SAFE_ON_RESUME raises
+    ConfigError naming each key with both values."""
+    changed = config_differences(saved_tree, cfg, ignore=SAFE_ON_RESUME)
     allowed = cfg.train.resume_allow_changes
     refused = [d for d in changed if not covered(d[0], allowed)]
     if refused:
-        listed = "; ".join(f"{key} {_fmt(old)} -> {_fmt(new)}" for key, old, new in refused)
+        listed = describe_differences(refused)
         keys = ",".join(key for key, _, _ in refused)
         raise ConfigError(
             f"train.resume={cfg.train.resume}: the run config differs from the one the checkpoint was trained with "

@@ -270,11 +270,22 @@ class LoggingConfig:
     """Progress bar on the main process."""
 
 
+EVAL_SUITES = ("small", "v1", "v2", "all")
+"""The evaluation suites by name (their tasks: ibnorm_llm/evaluation/harness/suites.py). small: the
+small-model suite (cloze, above chance at 60M-350M); v1/v2: the Open LLM Leaderboards; all: v1 + v2."""
+_SUITE_OR_NONE = ("none", *EVAL_SUITES)
+SMOKE_MAX_GEN_TOKS = 32
+"""Generation cap of smoke evaluations: enough to exercise generation and scoring, not to answer."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class EvalConfig:
-    suite: Literal["none", "small", "v1", "v2", "all"] = "none"
-    """Task suite run in-process on final/ after training (single-process runs); none = skip.
-    small: the small-model suite (cloze, above chance at 60M-350M); v1/v2/all: the Open LLM Leaderboards."""
+    """How a checkpoint is evaluated: the ``eval`` section of a run config, a study file's ``eval``
+    and the flags of ``ibnorm-llm eval`` (ibnorm_llm/evaluation/settings.py maps one onto the other)."""
+
+    suite: Literal[_SUITE_OR_NONE] = "none"
+    """Task suite run on final/ after training (single-process runs) or on a study's final runs;
+    none = skip. One of EVAL_SUITES."""
     test: bool = False
     """Also evaluate the data test split on the final model: test_loss, test_ppl and test_bpb in the
     final metrics record (needs data.test_fraction > 0, or data.test_split with source=hf)."""
@@ -283,14 +294,25 @@ class EvalConfig:
     batch_size: int = 8
     """Fixed evaluation batch size (scores depend on it)."""
     offline_data: str | None = None
-    """Local task data directory (eval/offline_data layout)."""
+    """Local task data directory (the layout `ibnorm-llm prefetch` writes), or ``builtin`` for the smoke
+    data shipped with the package; with smoke=true and nothing set, builtin."""
     smoke: bool = False
     """Short generations and partial task groups allowed (for offline smoke data)."""
+    tasks: tuple[str, ...] | None = None
+    """A subset of the suite's tasks (None = all)."""
+    max_gen_toks: int | None = None
+    """Cap on generated tokens for generative tasks."""
+    allow_partial_groups: bool = False
+    """Offline: score a group on the subtasks that have data (recorded in summary.json)."""
+    seed: int | None = None
+    """One seed for all harness seeds (Python, NumPy, torch, few-shot sampling); None = the harness's own."""
+    perplexity: bool = True
+    """Also measure the held-out perplexity of the checkpoint's own validation data."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class AnalysisConfig:
-    """Information-bottleneck analysis (ibnorm_llm.analysis; scripts/analyze.py)."""
+    """Information-bottleneck analysis (ibnorm_llm.analysis; `ibnorm-llm analyze`)."""
 
     every: int = 0
     """Log per-layer IB values and activation statistics every N steps; 0 = off."""

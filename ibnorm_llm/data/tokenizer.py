@@ -59,7 +59,7 @@ def load_tokenizer(cfg: RunConfig) -> PreTrainedTokenizerBase:
 
     A hub name is loaded with AutoTokenizer (from the local cache first; offline, a missing one
     is a clear error). A missing local directory is trained there first when
-    ``tokenizer.train_if_missing`` (the same code as ``scripts/train_tokenizer.py``); two
+    ``tokenizer.train_if_missing`` (the same code as ``ibnorm-llm tokenizer``); two
     processes doing so at once build it once. An existing directory we trained must match the
     config's vocabulary size, algorithm, corpus and document cap (:func:`check_provenance`); for
     any other tokenizer ``tokenizer.vocab_size``, ``tokenizer.model_type`` and
@@ -74,7 +74,7 @@ def load_tokenizer(cfg: RunConfig) -> PreTrainedTokenizerBase:
             if not spec.train_if_missing:
                 raise DataError(
                     f"tokenizer.name_or_path={spec.name_or_path!r}: no tokenizer directory there. Train one with "
-                    f"`python scripts/train_tokenizer.py --config ... --out {spec.name_or_path}` or set "
+                    f"`ibnorm-llm tokenizer --config ... --out {spec.name_or_path}` or set "
                     f"tokenizer.train_if_missing=true"
                 )
             train_tokenizer_dir(cfg, directory)
@@ -114,7 +114,7 @@ def _load_hub_tokenizer(name: str):
     fix = (
         f"download it on a connected machine (`hf download {name}`, then copy the HF cache or "
         f"`save_pretrained` it to a folder) and set tokenizer.name_or_path to that folder, or train one with "
-        f"scripts/train_tokenizer.py"
+        f"`ibnorm-llm tokenizer`"
     )
     if _hub_offline():
         raise DataError(f"tokenizer.name_or_path={name!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE "
@@ -130,7 +130,7 @@ def ensure_special_tokens(tokenizer):
     if tokenizer.eos_token is None:
         raise DataError(
             f"tokenizer {tokenizer.name_or_path!r} has no EOS token; documents are joined with EOS. "
-            f"Use a tokenizer with one (or train one with scripts/train_tokenizer.py)"
+            f"Use a tokenizer with one (or train one with `ibnorm-llm tokenizer`)"
         )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

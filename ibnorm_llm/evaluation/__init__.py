@@ -8,7 +8,7 @@
 ::
 
     from ibnorm_llm.evaluation import run_leaderboard
-    summary = run_leaderboard(checkpoint, "v1", out_dir, limit=4, offline_data="eval/offline_data", smoke=True)
+    summary = run_leaderboard(checkpoint, "v1", out_dir, limit=4, offline_data=OFFLINE_DATA, smoke=True)  # ibnorm_llm.shipped
 
 Importing this package does not import lm_eval or datasets: the runner switches the Hub off
 first when it is given offline data.

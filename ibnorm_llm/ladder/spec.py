@@ -32,6 +32,7 @@ from typing import Any
 
 from ibnorm_llm.config import yaml_load
 from ibnorm_llm.models.presets import PRESETS
+from ibnorm_llm.shipped import find_named
 from ibnorm_llm.study.errors import StudyError, check_name, mapping
 from ibnorm_llm.study.spec import StudySpec, parse_study
 
@@ -199,13 +200,11 @@ def parse_ladder(data: Any, source: str = "<ladder>") -> LadderSpec:
     )
 
 
-def load_ladder(path: str | Path) -> LadderSpec:
-    """Read and check a ladder file."""
-    path = Path(path)
-    if not path.is_file():
-        found = sorted(p.name for p in Path("ladders").glob("*.yaml")) if Path("ladders").is_dir() else []
-        hint = f" Ladders here: {', '.join(found)}." if found else ""
-        raise LadderError(f"--ladder {path}: no such file.{hint}")
+def load_ladder(name_or_path: str | Path) -> LadderSpec:
+    """Read and check a ladder file: a path, or the name of one in ./ladders or shipped with the package."""
+    path, problem = find_named(name_or_path, "ladders")
+    if path is None:
+        raise LadderError(f"--ladder {problem}")
     try:
         data = yaml_load(path.read_text())
     except Exception as err:  # yaml.YAMLError and decoding errors alike: name the file

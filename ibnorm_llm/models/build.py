@@ -60,14 +60,16 @@ def resolve_norm(norm_cfg: NormConfig, family: str, dim: int, key: str) -> dict[
     """The norm as the model config records it: kind plus every constructor option, explicit.
 
     Unset options take the norm's own default, except eps, which takes the family's (1e-6
-    LLaMA, 1e-5 GPT-2) for norms that have one. Recording every value keeps a checkpoint's
+    LLaMA, 1e-5 GPT-2) for norms that have one and follow it (``follows_family_eps``: NormalNorm
+    keeps the official 1e-5, whose square root also guards its power step). Recording every value keeps a checkpoint's
     meaning fixed even if a default changes later. Invalid settings for this width raise
     ConfigError naming ``key``.
     """
     options = norm_cfg.options()
-    if "eps" in accepted_options(norm_cfg.kind) and "eps" not in options:
-        options["eps"] = FAMILY_NORM_EPS[family]
     try:
+        if "eps" in accepted_options(norm_cfg.kind) and "eps" not in options and \
+                resolve_options(norm_cfg.kind, options).follows_family_eps():
+            options["eps"] = FAMILY_NORM_EPS[family]
         resolved = resolve_options(norm_cfg.kind, options, dim)
     except ValueError as err:
         raise ConfigError(f"{key} (kind {norm_cfg.kind!r}, width {dim}): {err}") from None

@@ -21,8 +21,10 @@ from typing import Any
 
 from .options import NORM_OPTIONS, NormOptions
 from .spec import (
+    LEGACY_MARKERS,
     LEGACY_OPTIONS,
     RECORDED_OPTIONS,
+    RENAMED_OPTIONS,
     NormSpec,
     accepted_options,
     check_norm_spec,
@@ -31,16 +33,18 @@ from .spec import (
     option_names,
     option_types,
     options_class,
+    renamed_option_message,
     resolve_options,
     with_legacy_options,
 )
 from .validation import NormOptionError
 
 __all__ = [
-    "LEGACY_OPTIONS", "NORMS", "NORM_OPTIONS", "RECORDED_OPTIONS", "DyT", "IBNorm", "LayerNorm", "NormOptionError",
-    "NormOptions", "NormSpec", "NormalNorm", "RMSNorm", "accepted_options", "build_norm", "check_norm_spec",
-    "check_option_names", "compress", "compression_slope", "ibnorm_reference", "option_defaults", "option_names",
-    "option_types", "options_class", "resolve_options", "with_legacy_options",
+    "LEGACY_MARKERS", "LEGACY_OPTIONS", "NORMS", "NORM_OPTIONS", "RECORDED_OPTIONS", "RENAMED_OPTIONS", "DyT",
+    "IBNorm", "LayerNorm", "NormOptionError", "NormOptions", "NormSpec", "NormalNorm", "RMSNorm", "accepted_options",
+    "build_norm", "check_norm_spec", "check_option_names", "compress", "compression_slope", "ibnorm_reference",
+    "option_defaults", "option_names", "option_types", "options_class", "renamed_option_message", "resolve_options",
+    "with_legacy_options",
 ]
 
 

@@ -32,6 +32,9 @@ LAM_ROLES = ("rate", "scale")
 STANDARDIZATIONS = ("meanvar", "rms")
 ORDERS = ("compress_first", "standardize_first")
 IMPLS = ("auto", "reference", "fused", "triton")
+# NormalNorm: the official estimate of the power, then our earlier one; the official noise scale, then ours.
+LMBDA_ESTIMATES = ("newton", "clamped_finite_difference")
+NOISE_SCALES = ("mad", "std")
 
 # IBNorm's defaults for the reading (deviation units and the role of lambda): the one place to
 # change them. The functions in ibnorm.py (compress, ibnorm_reference, the kernels) take
@@ -65,6 +68,10 @@ class NormOptions:
     feature width, what depends on it) and returns the options with numbers as floats."""
 
     kind: ClassVar[str]
+
+    def follows_family_eps(self) -> bool:
+        """Whether a model preset's eps (1e-6 LLaMA, 1e-5 GPT-2) replaces this norm's default eps."""
+        return True
 
     def _checks(self) -> dict[str, Any]:
         """Option -> its checked value; every subclass checks each of its fields."""
@@ -159,16 +166,36 @@ class DyTOptions(NormOptions):
 
 @dataclass(frozen=True, kw_only=True)
 class NormalNormOptions(NormOptions):
+    """NormalNorm (docs/baselines.md). The defaults are the official ``LayerNormalNorm``
+    (DanielEftekhari/normality-normalization, ``layers.py``): one Newton step for the power from 1
+    with the gradient through it, no second standardization, noise of scale ``noise_train`` times the
+    mean absolute deviation, eps 1e-5. ``lmbda_estimate: clamped_finite_difference``,
+    ``second_standardize: true``, ``noise_scale: std`` and ``noise_train: 0.4`` together are our
+    earlier reading (``LEGACY_OPTIONS`` in spec.py). ``num_groups`` and ``bias`` are ours: the
+    official layer normalizes each token as one group and always has a bias."""
+
     kind: ClassVar[str] = "normalnorm"
     num_groups: int = 1
     eps: float = 1e-5
-    noise_std: float = 0.4
+    noise_train: float = 1.0
+    noise_scale: str = "mad"
+    lmbda_estimate: str = "newton"
+    second_standardize: bool = False
     affine: bool = True
     bias: bool = True
 
     def _checks(self) -> dict[str, Any]:
         return {"num_groups": check_group_count(self.num_groups), "eps": check_positive("eps", self.eps),
-                "noise_std": check_non_negative("noise_std", self.noise_std), **_affine(self)}
+                "noise_train": check_non_negative("noise_train", self.noise_train),
+                "noise_scale": check_choice("noise_scale", self.noise_scale, NOISE_SCALES),
+                "lmbda_estimate": check_choice("lmbda_estimate", self.lmbda_estimate, LMBDA_ESTIMATES),
+                "second_standardize": check_bool("second_standardize", self.second_standardize), **_affine(self)}
+
+    def follows_family_eps(self) -> bool:
+        """Under the official estimate sqrt(eps) also guards the power step and the transform, so eps is the
+        method's own (1e-5). Our earlier reading used eps only to standardize, and took the family's like
+        LayerNorm; it still does, so a checkpoint saved then is rebuilt as it was."""
+        return self.lmbda_estimate == "clamped_finite_difference"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -16,13 +16,36 @@ from typing import Any
 from .options import NORM_OPTIONS, NormOptions
 from .validation import NormOptionError
 
-RECORDED_OPTIONS: dict[str, tuple[str, ...]] = {"ibnorm": ("deviation", "lam_role")}
+RECORDED_OPTIONS: dict[str, tuple[str, ...]] = {
+    "ibnorm": ("deviation", "lam_role"),
+    "normalnorm": ("lmbda_estimate", "second_standardize", "noise_scale", "noise_train"),
+}
 """Options every spec of a kind carries explicitly, defaults included, so a saved config or checkpoint
 means the same after a default changes. IBNorm's reading of its unpublished compression (deviation
-units, the role of lambda) changed its default once; specs written before then lack ``lam_role`` and
-are read with :data:`LEGACY_OPTIONS` (see :func:`with_legacy_options`)."""
-LEGACY_OPTIONS: dict[str, dict[str, object]] = {"ibnorm": {"deviation": "raw", "lam_role": "rate"}}
-"""The reading a saved IBNorm spec had when it was written before ``lam_role`` existed."""
+units, the role of lambda) changed its default once, and NormalNorm's default changed from our reading
+to the official code's; specs written before then lack the option of ``LEGACY_MARKERS`` and are read
+with :data:`LEGACY_OPTIONS` (see :func:`with_legacy_options`)."""
+LEGACY_OPTIONS: dict[str, dict[str, object]] = {
+    "ibnorm": {"deviation": "raw", "lam_role": "rate"},
+    "normalnorm": {"lmbda_estimate": "clamped_finite_difference", "second_standardize": True, "noise_scale": "std",
+                   "noise_train": 0.4},
+}
+"""The reading a saved spec of each kind had when it was written before its ``LEGACY_MARKERS`` option existed."""
+LEGACY_MARKERS: dict[str, str] = {"ibnorm": "lam_role", "normalnorm": "lmbda_estimate"}
+"""The option whose absence marks a spec of the kind as written before its default changed."""
+RENAMED_OPTIONS: dict[str, tuple[str, str]] = {
+    "noise_std": ("noise_train", "NormalNorm's noise factor takes the official code's name, noise_train (default 1.0, "
+                  "times the mean absolute deviation); noise_scale: std with noise_train: 0.4 is the old noise_std: 0.4"),
+}
+"""Old option name -> (its new name, why): saved files are renamed on reading, new configs are told."""
+
+
+def renamed_option_message(name: str) -> str | None:
+    """The hint for an option that was renamed, or None."""
+    if name not in RENAMED_OPTIONS:
+        return None
+    new, why = RENAMED_OPTIONS[name]
+    return f"option {name!r} is now {new!r}: {why}"
 
 
 def _unknown_kind_message(kind: Any) -> str:
@@ -61,7 +84,9 @@ def check_option_names(kind: str, options: dict[str, Any]) -> None:
     accepted = accepted_options(kind)
     for name in options:
         if name not in accepted:
-            raise NormOptionError(name, options[name], f"kind {kind!r} does not take option {name!r} (it takes: {', '.join(accepted)})")
+            renamed = renamed_option_message(name)
+            reason = renamed or f"kind {kind!r} does not take option {name!r} (it takes: {', '.join(accepted)})"
+            raise NormOptionError(name, options[name], reason)
 
 
 def resolve_options(kind: str, options: dict[str, Any], dim: int | None = None) -> NormOptions:
@@ -72,12 +97,22 @@ def resolve_options(kind: str, options: dict[str, Any], dim: int | None = None) 
 
 
 def with_legacy_options(spec: dict[str, Any]) -> dict[str, Any]:
-    """A norm spec mapping read from a file saved before ``lam_role`` existed, with the reading it
-    had then written out: an IBNorm spec without ``lam_role`` gets ``deviation: raw`` (unless set)
-    and ``lam_role: rate``. Specs of other kinds, and IBNorm specs that name a ``lam_role``, are
-    returned unchanged."""
+    """A norm spec mapping read from a saved file, with the reading it had when it was written:
+
+    - renamed options (``RENAMED_OPTIONS``) take their new name, for every kind (saved config.yaml
+      files list every option of every norm, unset ones as null);
+    - a spec of a kind in ``LEGACY_OPTIONS`` without its ``LEGACY_MARKERS`` option was written before
+      that kind's default changed and gets the old reading for each option it does not set: IBNorm
+      ``deviation: raw``, ``lam_role: rate``; NormalNorm ``lmbda_estimate: clamped_finite_difference``,
+      ``second_standardize: true``, ``noise_scale: std``, ``noise_train: 0.4`` (the old ``noise_std``).
+
+    A spec that names its marker, and one with nothing to rename, is returned unchanged (the same object).
+    """
+    renamed = {old: new for old, (new, _) in RENAMED_OPTIONS.items() if old in spec}
+    if renamed:
+        spec = {renamed.get(k, k): v for k, v in spec.items() if not (k in renamed and v is None)}
     legacy = LEGACY_OPTIONS.get(spec.get("kind"))
-    if legacy is None or spec.get("lam_role") is not None:
+    if legacy is None or spec.get(LEGACY_MARKERS[spec["kind"]]) is not None:
         return spec
     return {**spec, **{k: v for k, v in legacy.items() if spec.get(k) is None}}
 
@@ -101,7 +136,7 @@ class NormSpec:
     """One norm as data: a registry name plus the options set for it, ``{kind, **options}``.
 
     Options left unset (or ``None``) take the norm's own default; the options of ``RECORDED_OPTIONS``
-    (IBNorm's reading) are written out with that default, so they are always explicit. Immutable and hashable, so
+    (IBNorm's and NormalNorm's reading) are written out with that default, so they are always explicit. Immutable and hashable, so
     equal specs share one resolved norm. An option is readable as an attribute
     (``spec.lam``: ``None`` when unset) when some registered norm takes it.
     """

@@ -5,8 +5,8 @@
     results = StudyRunner(plan, launcher=None).run()
     write_report(results)              # runs/study/report.md, report.csv, runs.csv, plots
 
-The top layer of the package: it drives the trainer through scripts/pretrain.py and the
-evaluation through eval/leaderboard.py, each in a subprocess.
+Below the command line only: it drives the trainer and the evaluation through the package's own
+entry point, ``python -m ibnorm_llm train|eval``, each in a subprocess.
 """
 
 from ibnorm_llm.study.plan import StudyPlan, build_plan

@@ -7,9 +7,9 @@ import csv
 from collections.abc import Mapping
 from pathlib import Path
 
+from ibnorm_llm.stats import SeedTest, Spread
 from ibnorm_llm.study.factorial import Factorial
 from ibnorm_llm.study.interaction import Gap, Layout, interactions, layout, means, ranking_sentence, rankings
-from ibnorm_llm.study.stats import PairedTest, Spread
 
 PerSeed = Mapping[str, Mapping[int, float]]
 """arm -> seed -> test value."""
@@ -23,7 +23,7 @@ def _cell(loss: Spread | None, bpb: Spread | None) -> str:
     return text + (f"; bpb {bpb.mean:.4f}" + (f" ± {bpb.sd:.4f}" if bpb.sd is not None else "") if bpb else "")
 
 
-def _test(test: PairedTest | None) -> str:
+def _test(test: SeedTest | None) -> str:
     if test is None:
         return "-"
     sd = f" ± {test.sd_difference:.4f}" if test.sd_difference is not None else ""

@@ -8,7 +8,8 @@ the gap moves from the reference column to ``c``:
     interaction(r, c) = [loss(r, c) - loss(base, c)] - [loss(r, ref) - loss(base, ref)]
 
 computed per seed (seed s of every cell shares the data order and initialization seed) and tested
-with a paired t-test over the seeds, i.e. a one-sample test of the per-seed interaction contrasts.
+with ibnorm_llm.stats.seed_test: a paired t-test over the seeds, i.e. a one-sample test of the per-seed
+interaction contrasts.
 """
 
 from __future__ import annotations
@@ -16,10 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ibnorm_llm.stats import SIGNIFICANCE, SeedTest, Spread, seed_test, spread
 from ibnorm_llm.study.factorial import Factorial
-from ibnorm_llm.study.stats import PairedTest, Spread, paired_test, spread
-
-SIGNIFICANCE = 0.05
 
 
 @dataclass(frozen=True)
@@ -51,19 +50,19 @@ def layout(factorial: Factorial) -> Layout:
 class Gap:
     row: str
     column: str
-    versus_baseline: PairedTest | None
-    """loss(row, column) - loss(baseline, column) over the seeds both have; None without shared seeds."""
-    interaction: PairedTest | None
-    """This gap minus the same row's gap in the reference column, paired over seeds; None in the
-    reference column itself or without shared seeds."""
+    versus_baseline: SeedTest | None
+    """loss(row, column) - loss(baseline, column) over seeds (ibnorm_llm.stats.seed_test); None when a side has no values."""
+    interaction: SeedTest | None
+    """This gap minus the same row's gap in the reference column, over seeds; None in the reference column
+    itself or when a side has no values."""
 
 
 def _gaps(row: Mapping[int, float], base: Mapping[int, float]) -> dict[int, float]:
     return {seed: row[seed] - base[seed] for seed in sorted(set(row) & set(base))}
 
 
-def _tested(arm: Mapping[int, float], against: Mapping[int, float]) -> PairedTest | None:
-    return paired_test(arm, against) if set(arm) & set(against) else None
+def _tested(arm: Mapping[int, float], against: Mapping[int, float]) -> SeedTest | None:
+    return seed_test(arm, against) if arm and against else None
 
 
 def interactions(per_seed: Mapping[str, Mapping[int, float]], grid: Layout, baseline: str) -> list[Gap]:

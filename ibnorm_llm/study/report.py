@@ -11,15 +11,16 @@ import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ibnorm_llm.config import EvalConfig
+from ibnorm_llm.config.eval_flags import eval_flags
+from ibnorm_llm.evaluation.comparison.summaries import TaskScore, load_summary
+from ibnorm_llm.stats import SeedTest, Spread, describe_difference, seed_test, spread
 from ibnorm_llm.study.claims import claims_section
 from ibnorm_llm.study.factorial_report import write_factorial
 from ibnorm_llm.study.plan import Point
 from ibnorm_llm.study.plots import plot_curves, plot_sensitivity
 from ibnorm_llm.study.results import Measurement, RunResult
 from ibnorm_llm.study.runner import StudyResults
-from ibnorm_llm.study.stats import PairedTest, Spread, paired_test, spread
-
-SIGNIFICANCE = 0.05
 
 
 @dataclass(frozen=True)
@@ -49,9 +50,10 @@ class ArmSummary:
     compared_with: str | None = None
     """The arm it is compared with (None: the study's baseline; in a factorial study the baseline level at
     this arm's other levels)."""
-    vs_baseline: PairedTest | None = None
-    vs_baseline_bpb: PairedTest | None = None
-    suite: dict[str, TaskSummary] = field(default_factory=dict)
+    vs_baseline: SeedTest | None = None
+    vs_baseline_bpb: SeedTest | None = None
+    suites: dict[str, dict[str, TaskSummary]] = field(default_factory=dict)
+    """suite -> task -> its score over the seeds."""
 
     @property
     def loss(self) -> Spread | None:
@@ -76,18 +78,15 @@ def _per_seed(runs: dict[int, RunResult], attr: str) -> dict[int, float]:
 
 
 def _suite_summary(result_dirs: dict[int, Path]) -> dict[str, TaskSummary]:
-    by_task: dict[str, list[dict]] = {}
+    by_task: dict[str, list[TaskScore]] = {}
     for directory in result_dirs.values():
-        summary = json.loads((directory / "summary.json").read_text())
-        for task, entry in summary["tasks"].items():
-            by_task.setdefault(task, []).append(entry)
+        for task, score in load_summary(directory).tasks.items():
+            by_task.setdefault(task, []).append(score)
     out = {}
-    for task, entries in by_task.items():
-        bpbs = [e["bpb"] for e in entries if isinstance(e.get("bpb"), (int, float))]
-        out[task] = TaskSummary(
-            metric=entries[0]["metric"], value=spread([e["value"] for e in entries]),
-            bpb=spread(bpbs) if bpbs else None, chance=entries[0].get("chance"),
-        )
+    for task, scores in by_task.items():
+        bpbs = [s.bpb for s in scores if s.bpb is not None]
+        out[task] = TaskSummary(metric=scores[0].metric, value=spread([s.value for s in scores]),
+                                bpb=spread(bpbs) if bpbs else None, chance=scores[0].chance)
     return out
 
 
@@ -101,7 +100,7 @@ def summarize(results: StudyResults) -> list[ArmSummary]:
             test_loss=_per_seed(runs, "test_loss"), test_bpb=_per_seed(runs, "test_bpb"),
             diverged_seeds=tuple(s for s, r in runs.items() if r.diverged is not None),
             at_edge=choice.at_edge, failed_points=choice.failed, skipped=results.plan.grids[arm].skipped,
-            suite=_suite_summary(results.suite.get(arm, {})),
+            suites={suite: _suite_summary(by_arm.get(arm, {})) for suite, by_arm in results.suite.items()},
         ))
     by_name = {a.arm: a for a in arms}
     compared = []
@@ -110,17 +109,18 @@ def summarize(results: StudyResults) -> list[ArmSummary]:
         summary = replace(summary, compared_with=base.arm)
         if summary.arm != base.arm and summary.test_loss and base.test_loss:
             summary = replace(
-                summary, vs_baseline=paired_test(summary.test_loss, base.test_loss),
-                vs_baseline_bpb=paired_test(summary.test_bpb, base.test_bpb) if summary.test_bpb and base.test_bpb
+                summary, vs_baseline=seed_test(summary.test_loss, base.test_loss),
+                vs_baseline_bpb=seed_test(summary.test_bpb, base.test_bpb) if summary.test_bpb and base.test_bpb
                 else None,
             )
         compared.append(summary)
     return compared
 
 
-def verdicts(arms: list[ArmSummary], default_baseline: str) -> list[str]:
+def verdicts(arms: list[ArmSummary], default_baseline: str, smoke_suites: tuple[str, ...] = ()) -> list[str]:
     """What the study supports and what it does not, in words, one line per finding; each arm against its
-    ``compared_with`` arm, or ``default_baseline``."""
+    ``compared_with`` arm, or ``default_baseline``. Scores of ``smoke_suites`` are a pipeline check, so
+    their chance levels are not findings."""
     by_name = {a.arm: a for a in arms}
     lines = []
     for arm in arms:
@@ -132,26 +132,9 @@ def verdicts(arms: list[ArmSummary], default_baseline: str) -> list[str]:
         if test is None:
             lines.append(f"**{arm.arm} vs {baseline}: no comparison** (no finished test numbers on one side).")
             continue
-        direction = "lower" if test.mean_difference < 0 else "higher"
-        diff = f"{test.mean_difference:+.4f} nats test loss"
         seed_sd = max(s for s in (arm.loss.sd, base.loss.sd, 0.0) if s is not None)
-        significant = test.p is not None and test.p < SIGNIFICANCE
-        p = f"p={test.p:.3g}" if test.p is not None else "no p-value"
-        within_spread = abs(test.mean_difference) <= seed_sd
-        if test.n < 2:
-            lines.append(f"**{arm.arm} vs {baseline}: not supported either way**: {diff} from a single seed; "
-                         "one seed cannot separate a difference from seed noise.")
-        elif significant:
-            caveat = (f"; it is smaller than the seed-to-seed spread (sd {seed_sd:.4f}), so single runs would not "
-                      "show it reliably" if within_spread else "")
-            lines.append(f"**{arm.arm} vs {baseline}: supported**: {arm.arm} has {direction} test loss ({diff}, "
-                         f"paired t-test over n={test.n} seeds, {p}), each at its own tuned settings{caveat}.")
-        elif within_spread:
-            lines.append(f"**{arm.arm} vs {baseline}: no difference supported**: {diff} is smaller than the seed "
-                         f"spread (sd {seed_sd:.4f} over n={test.n} seeds) and not significant ({p}).")
-        else:
-            lines.append(f"**{arm.arm} vs {baseline}: suggestive only**: {diff} exceeds the seed spread "
-                         f"(sd {seed_sd:.4f}) but is not significant at {SIGNIFICANCE} ({p}, n={test.n} seeds).")
+        lines.append(describe_difference(arm.arm, baseline, test, seed_sd, quantity="nats test loss",
+                                         lower_is_better=True))
     for arm in arms:
         if arm.at_edge:
             lines.append(f"{arm.arm}'s chosen {', '.join(arm.at_edge)} is at the edge of the grid: its optimum may lie "
@@ -159,9 +142,13 @@ def verdicts(arms: list[ArmSummary], default_baseline: str) -> list[str]:
         if arm.diverged_seeds:
             lines.append(f"{arm.arm} diverged at seed(s) {', '.join(map(str, arm.diverged_seeds))} of its chosen "
                          "settings; its numbers use the other seeds.")
-        at_chance = [t for t, s in arm.suite.items() if s.at_chance]
-        if at_chance:
-            lines.append(f"{arm.arm}: {', '.join(at_chance)} at or below chance; those scores cannot rank norms.")
+        for suite, tasks in arm.suites.items():
+            if suite in smoke_suites:
+                continue
+            at_chance = [t for t, s in tasks.items() if s.at_chance]
+            if at_chance:
+                lines.append(f"{arm.arm}: {', '.join(at_chance)} ({suite}) at or below chance; those scores cannot "
+                             "rank norms.")
     lines.append("Not supported by any study of this kind: claims beyond its model size, training length, data and "
                  "grid; every number here is for this setting only.")
     return lines
@@ -173,14 +160,14 @@ def _fmt(spread_: Spread | None) -> str:
     return f"{spread_.mean:.4f} ± {spread_.sd:.4f}" if spread_.sd is not None else f"{spread_.mean:.4f}"
 
 
-def _diff(test: PairedTest | None) -> str:
+def _diff(test: SeedTest | None) -> str:
     if test is None:
         return "-"
     sd = f" ± {test.sd_difference:.4f}" if test.sd_difference is not None else ""
     return f"{test.mean_difference:+.4f}{sd}"
 
 
-def _p(test: PairedTest | None) -> str:
+def _p(test: SeedTest | None) -> str:
     return f"{test.p:.3g}" if test is not None and test.p is not None else "-"
 
 
@@ -195,23 +182,28 @@ def _tuning_table(results: StudyResults) -> list[str]:
     return lines
 
 
-def _suite_table(arms: list[ArmSummary], suite: str) -> list[str]:
-    tasks = list(dict.fromkeys(t for a in arms for t in a.suite))
+def _suite_table(arms: list[ArmSummary], settings: EvalConfig) -> list[str]:
+    suite = settings.suite
+    tasks = list(dict.fromkeys(t for a in arms for t in a.suites.get(suite, {})))
     if not tasks:
         return []
-    lines = [f"## {suite} suite on the final runs (mean ± sd over seeds; *at/below chance* marked)", "",
-             "| arm | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
+    lines = [f"## {suite} suite on the final runs (mean ± sd over seeds; *at/below chance* marked)", ""]
+    if settings.smoke:
+        lines += ["**Offline smoke: a pipeline check, not a result.** These scores come from a few items per task "
+                  f"with short generations (`{' '.join(eval_flags(settings)[2:])}`); they show that the evaluation "
+                  "runs end to end and say nothing about the norms.", ""]
+    lines += ["| arm | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
     for arm in arms:
         cells = []
         for task in tasks:
-            s = arm.suite.get(task)
+            s = arm.suites.get(suite, {}).get(task)
             if s is None:
                 cells.append("-")
                 continue
             cell = f"{s.metric} {_fmt(s.value)}" + (f"; bpb {_fmt(s.bpb)}" if s.bpb else "")
             cells.append(cell + (" *at/below chance*" if s.at_chance else ""))
         lines.append(f"| {arm.arm} | " + " | ".join(cells) + " |")
-    chances = {t: s.chance for a in arms for t, s in a.suite.items() if s.chance is not None}
+    chances = {t: s.chance for a in arms for t, s in a.suites.get(suite, {}).items() if s.chance is not None}
     if chances:
         lines += ["", "Chance levels: " + ", ".join(f"{t} {c:.3f}" for t, c in chances.items()) + "."]
     return lines + [""]
@@ -263,6 +255,13 @@ def _grids(spec) -> str:
         f"{arm} {json.dumps(spec.grid(arm)) if spec.grid(arm) else 'no grid'}" for arm in spec.arms) + ")"
 
 
+def _selection(spec, tuning_seed: int) -> str:
+    if not any(spec.grid(arm) for arm in spec.arms):
+        return "No grid is tuned: every arm runs its own settings at"
+    return (f"{_grids(spec)} at seed {tuning_seed}; its point chosen on the **validation** split (lowest final "
+            "validation loss); that point run with")
+
+
 def write_report(results: StudyResults) -> Path:
     plan, spec = results.plan, results.plan.spec
     arms = summarize(results)
@@ -273,7 +272,8 @@ def write_report(results: StudyResults) -> Path:
     n_seeds = len(spec.seeds)
     lines = [f"# Study {spec.name}: {', '.join(spec.arms)} (baseline {spec.baseline})", "",
              "## What this study supports", ""]
-    lines += [f"- {line}" for line in verdicts(arms, spec.baseline)]
+    smoke = tuple(settings.suite for settings in spec.evals if settings.smoke)
+    lines += [f"- {line}" for line in verdicts(arms, spec.baseline, smoke)]
     if spec.factorial is not None:
         lines += ["", *write_factorial(spec.factorial, spec.baseline, {a.arm: a.test_loss for a in arms},
                                        {a.arm: a.test_bpb for a in arms}, out / "interaction.csv")]
@@ -283,9 +283,8 @@ def write_report(results: StudyResults) -> Path:
         "", "## Protocol", "",
         f"- Base config `{spec.base}` with {json.dumps(spec.overrides) if spec.overrides else 'no overrides'}; "
         f"arms: " + "; ".join(f"{a} {json.dumps(s)}" for a, s in spec.arms.items()) + ".",
-        f"- {_grids(spec)} at seed {plan.tuning_seed}; its point chosen on the **validation** split (lowest final validation loss); that point run with "
-        f"seeds {', '.join(map(str, spec.seeds))} (n={n_seeds}); the numbers below are from the **test** split, "
-        "which selection never saw. A seed sets train.seed and data.shuffle_seed.",
+        f"- {_selection(spec, plan.tuning_seed)} seeds {', '.join(map(str, spec.seeds))} (n={n_seeds}); the numbers "
+        "below are from the **test** split, which selection never saw. A seed sets train.seed and data.shuffle_seed.",
     ]
     for arm in arms:
         for key, reason in arm.skipped.items():
@@ -304,9 +303,10 @@ def write_report(results: StudyResults) -> Path:
                      f"{a.loss.n if a.loss else 0} | {_fmt(a.loss)} | {_fmt(a.bpb)} | {_diff(a.vs_baseline)} | "
                      f"{_p(a.vs_baseline)} | {_diff(a.vs_baseline_bpb)} | {_p(a.vs_baseline_bpb)} |")
     lines += ["", "Δ: arm minus baseline per seed (negative = better than the baseline); p: two-sided paired "
-              "t-test over the seeds both have. bpb: bits per byte (loss · tokens / (ln 2 · bytes)), comparable "
+              "t-test when both have the same seeds, Welch's otherwise (ibnorm_llm.stats). bpb: bits per byte (loss · tokens / (ln 2 · bytes)), comparable "
               "across tokenizers.", ""]
-    lines += _suite_table(arms, spec.eval.suite)
+    for settings in spec.evals:
+        lines += _suite_table(arms, settings)
     lines += ["## Tuning (validation split, seed " + str(plan.tuning_seed) + ")", "", *_tuning_table(results), ""]
     if sensitivity is not None:
         lines += ["![validation loss against the tuned value](lr_sensitivity.png)", ""]

@@ -1,7 +1,9 @@
 """Running a study: tuning runs, selection on validation, final runs, the suite, the report.
 
-Each training is ``<launcher> scripts/pretrain.py --config <out>/configs/<run>.yaml`` in a
-subprocess (``--launcher`` e.g. ``accelerate launch --config_file launch/ddp.yaml``); a run
+Each training is ``<launcher> -m ibnorm_llm train --config <out>/configs/<run>.yaml`` in a subprocess
+(the launcher is this Python, or ``--launcher`` e.g. ``accelerate launch --config_file launch/ddp.yaml``),
+and evaluations and analyses are ``python -m ibnorm_llm eval|analyze ...``: the package's own entry
+point, so a study runs the same from an installed wheel as from a checkout. A run
 already finished is skipped and an interrupted one continues from its newest checkpoint
 (``train.resume=auto``), so rerunning a study after a crash only does what is left.
 """
@@ -20,41 +22,35 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ibnorm_llm.config import save_config
+from ibnorm_llm.checkpoint import RUN_CONFIG_FILE
+from ibnorm_llm.config import EvalConfig, save_config, yaml_load
+from ibnorm_llm.config.eval_flags import default_eval_dir, eval_flags
+from ibnorm_llm.config.resume import RESULT_NEUTRAL, config_differences, describe_differences
+from ibnorm_llm.evaluation.comparison.summaries import SUMMARY_FILE
 from ibnorm_llm.study.plan import Point, Run, StudyPlan
 from ibnorm_llm.study.results import DIVERGED_FILE, RunResult, is_finished, read_result
 from ibnorm_llm.study.selection import Choice, choose
 from ibnorm_llm.study.spec import StudyError
 
-ROOT = Path(__file__).resolve().parents[2]
-PRETRAIN = ROOT / "scripts" / "pretrain.py"
-LEADERBOARD = ROOT / "eval" / "leaderboard.py"
-ANALYZE = ROOT / "scripts" / "analyze.py"
+ENTRY_POINT = ["-m", "ibnorm_llm"]
+"""How a subprocess runs this package's command line (``python -m ibnorm_llm`` / ``accelerate launch -m ibnorm_llm``)."""
 ANALYSIS_FILE = "analysis.json"
 NONFINITE_EXIT = 3
-"""scripts/pretrain.py's exit status for a non-finite loss: a diverged grid point, not a broken study."""
+"""``ibnorm-llm train``'s exit status for a non-finite loss: a diverged grid point, not a broken study."""
 
 
 def training_command(run: Run, launcher: str | None) -> list[str]:
     prefix = shlex.split(launcher) if launcher else [sys.executable]
-    return [*prefix, str(PRETRAIN), "--config", str(run.config_path)]
+    return [*prefix, *ENTRY_POINT, "train", "--config", str(run.config_path)]
 
 
 def eval_dir(run: Run, suite: str) -> Path:
-    return run.run_dir / f"eval_{suite}"
+    return default_eval_dir(run.run_dir / "checkpoints" / "final", suite)
 
 
-def eval_command(plan: StudyPlan, run: Run) -> list[str]:
-    ev = plan.spec.eval
-    command = [sys.executable, str(LEADERBOARD), "--checkpoint", str(run.run_dir / "checkpoints" / "final"),
-               "--suite", ev.suite, "--out", str(eval_dir(run, ev.suite)), "--batch-size", str(ev.batch_size)]
-    if ev.limit is not None:
-        command += ["--limit", str(ev.limit)]
-    if ev.offline_data is not None:
-        command += ["--offline-data", str(Path(ev.offline_data).resolve())]
-    if ev.smoke:
-        command.append("--smoke")
-    return command
+def eval_command(run: Run, settings: EvalConfig) -> list[str]:
+    return [sys.executable, *ENTRY_POINT, "eval", "--checkpoint", str(run.run_dir / "checkpoints" / "final"),
+            "--out", str(eval_dir(run, settings.suite)), *eval_flags(settings)]
 
 
 def analysis_dir(run: Run) -> Path:
@@ -62,9 +58,9 @@ def analysis_dir(run: Run) -> Path:
 
 
 def analyze_command(plan: StudyPlan, run: Run) -> list[str]:
-    """scripts/analyze.py on the run's final checkpoint with the study's ``analyze`` settings."""
+    """``ibnorm-llm analyze`` on the run's final checkpoint with the study's ``analyze`` settings."""
     settings = plan.spec.analyze or {}
-    command = [sys.executable, str(ANALYZE), "--checkpoint", str(run.run_dir / "checkpoints" / "final"),
+    command = [sys.executable, *ENTRY_POINT, "analyze", "--checkpoint", str(run.run_dir / "checkpoints" / "final"),
                "--out", str(analysis_dir(run)), "--labels", run.name, "--threads", "1"]
     for key, value in settings.items():
         if key == "chance":
@@ -88,8 +84,8 @@ class StudyResults:
     choices: dict[str, Choice]
     finals: dict[str, dict[int, RunResult]]
     """arm -> seed -> the chosen point's run."""
-    suite: dict[str, dict[int, Path]]
-    """arm -> seed -> eval result directory (empty without eval.suite)."""
+    suite: dict[str, dict[str, dict[int, Path]]]
+    """suite -> arm -> seed -> eval result directory (empty without ``eval``)."""
     analyses: dict[str, dict[int, Path]] = field(default_factory=dict)
     """arm -> seed -> analysis.json of the final checkpoint (empty without ``analyze``)."""
 
@@ -144,6 +140,7 @@ class StudyRunner:
         index = self._next_index()
         state = run_state(run)
         if state == "done":
+            self._check_same_settings(run)
             _log(f"[{index}/{self._total}] {run.name}: finished earlier, skipped")
             return read_result(run.run_dir)
         save_config(self.plan.config(run), run.config_path)
@@ -170,6 +167,19 @@ class StudyRunner:
             _log(f"    {run.name} done in {time.perf_counter() - started:.0f} s")
         return read_result(run.run_dir)
 
+    def _check_same_settings(self, run: Run) -> None:
+        """A finished run is reused only if it is the run planned now: the study file may have changed since."""
+        saved = run.run_dir / "checkpoints" / "final" / RUN_CONFIG_FILE
+        if not saved.is_file():
+            return  # a diverged run has no final checkpoint; its DIVERGED_FILE records why it stopped
+        changed = config_differences(yaml_load(saved.read_text()) or {}, self.plan.config(run), ignore=RESULT_NEUTRAL)
+        if changed:
+            raise StudyError(
+                f"run {run.name} in {run.run_dir} finished with other settings than planned now "
+                f"({describe_differences(changed)}): the study's settings changed since it ran. Use another --out "
+                f"for the new settings, or move {run.run_dir} away to retrain it"
+            )
+
     def _all(self, work: Callable[[Run], object], runs: list[Run]) -> list:
         """``work`` on every run, ``jobs`` at a time, results in order; the first failure is raised."""
         if self.jobs == 1 or len(runs) < 2:
@@ -177,12 +187,12 @@ class StudyRunner:
         with ThreadPoolExecutor(max_workers=self.jobs) as pool:
             return list(pool.map(work, runs))
 
-    def evaluate(self, run: Run) -> Path:
-        out = eval_dir(run, self.plan.spec.eval.suite)
-        if (out / "summary.json").is_file():
+    def evaluate(self, run: Run, settings: EvalConfig) -> Path:
+        out = eval_dir(run, settings.suite)
+        if (out / SUMMARY_FILE).is_file():
             return out
-        log = self.plan.out / "logs" / f"{run.name}.eval.log"
-        code = self.execute(eval_command(self.plan, run), log)
+        log = self.plan.out / "logs" / f"{run.name}.eval_{settings.suite}.log"
+        code = self.execute(eval_command(run, settings), log)
         if code != 0:
             raise StudyError(f"evaluating {run.name} failed (exit status {code}); see {log}")
         return out
@@ -245,11 +255,12 @@ class StudyRunner:
             finals[run.arm][run.seed] = result
         final_runs = [plan.run(arm, plan.point_for(arm, chosen), seed) for arm, runs in finals.items() for seed in runs
                       if runs[seed].diverged is None]
-        suite: dict[str, dict[int, Path]] = {}
-        if plan.spec.eval.suite != "none":
-            for run in final_runs:
-                _log(f"eval {plan.spec.eval.suite}: {run.name}")
-                suite.setdefault(run.arm, {})[run.seed] = self.evaluate(run)
+        suite: dict[str, dict[str, dict[int, Path]]] = {}
+        for settings in plan.spec.evals:
+            _log(f"eval {settings.suite} of {len(final_runs)} final checkpoints")
+            evaluated = self._all(lambda run, settings=settings: self.evaluate(run, settings), final_runs)
+            for run, path in zip(final_runs, evaluated, strict=True):
+                suite.setdefault(settings.suite, {}).setdefault(run.arm, {})[run.seed] = path
         analyses: dict[str, dict[int, Path]] = {}
         if plan.spec.analyze is not None:
             _log(f"analysis of {len(final_runs)} final checkpoints")

@@ -9,7 +9,7 @@
     baseline: rmsnorm
     tune: {optim.lr: [1.0e-3, 3.0e-3, 1.0e-2]}   # grid tuned separately for every arm
     seeds: [0, 1, 2]
-    eval: {suite: none}                    # or small / v1 / v2 / all, on every final run
+    eval: {suite: none}                    # or small / v1 / v2 / all, on every final run; or a list of such
 
 Large designs (studies/ibnorm_readings.yaml) add, all optional:
 
@@ -38,27 +38,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ibnorm_llm.config import ConfigError, resolve_config_path, yaml_load
+from ibnorm_llm.config import ConfigError, EvalConfig, check_eval, from_dict, resolve_config_path, yaml_load
+from ibnorm_llm.shipped import find_named
 from ibnorm_llm.study.errors import StudyError, check_name, check_tune, mapping
 from ibnorm_llm.study.factorial import Factorial, parse_factors
 
-EVAL_SUITES = ("none", "small", "v1", "v2", "all")
 _TOP_KEYS = ("name", "base", "overrides", "arms", "baseline", "tune", "seeds", "eval", "arm_grid", "exclude",
              "tune_from", "final_seeds", "analyze", "claims", "factors")
 FINAL_SEEDS = ("all", "best_per_anchor")
 CLAIMS = ("none", "ibnorm_paper")
-_EVAL_KEYS = ("suite", "limit", "batch_size", "offline_data", "smoke")
-
-
-@dataclass(frozen=True)
-class StudyEval:
-    """The evaluation suite run on every final run's checkpoint (eval/leaderboard.py options)."""
-
-    suite: str = "none"
-    limit: int | None = None
-    batch_size: int = 8
-    offline_data: str | None = None
-    smoke: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,7 +58,9 @@ class StudySpec:
     baseline: str
     tune: dict[str, list[Any]]
     seeds: tuple[int, ...]
-    eval: StudyEval = field(default_factory=StudyEval)
+    evals: tuple[EvalConfig, ...] = ()
+    """The evaluations of every final run's checkpoint, one per suite (the fields of a run config's ``eval``,
+    less ``test``); ``eval`` in the file is one mapping or a list of them."""
     source: str = "<study>"
     """The file it was read from (for messages)."""
     tune_from: dict[str, str] = field(default_factory=dict)
@@ -99,23 +89,27 @@ class StudySpec:
         return self.factorial.with_level(arm, self.factorial.first, self.baseline)
 
 
-def _parse_eval(raw: Any, source: str) -> StudyEval:
-    data = mapping(raw, "eval", source)
-    for key in data:
-        if key not in _EVAL_KEYS:
-            close = difflib.get_close_matches(key, _EVAL_KEYS, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(_EVAL_KEYS)}"
-            raise StudyError(f"{source}: unknown key 'eval.{key}'{hint}")
-    result = StudyEval(**data)
-    if result.suite not in EVAL_SUITES:
-        raise StudyError(f"{source}: eval.suite={result.suite!r} must be one of {', '.join(EVAL_SUITES)}")
-    for key in ("limit", "batch_size"):
-        value = getattr(result, key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
-            raise StudyError(f"{source}: eval.{key}={value!r} must be a positive integer")
-    if not isinstance(result.smoke, bool):
-        raise StudyError(f"{source}: eval.smoke={result.smoke!r} must be true or false")
-    return result
+def _parse_evals(raw: Any, source: str) -> tuple[EvalConfig, ...]:
+    """``eval``: one mapping of EvalConfig fields or a list of them; suite none entries evaluate nothing."""
+    entries = raw if isinstance(raw, list) else [raw]
+    evals = []
+    for index, entry in enumerate(entries):
+        where = f"eval[{index}]" if isinstance(raw, list) else "eval"
+        data = mapping(entry, where, source)
+        if "test" in data:
+            raise StudyError(f"{source}: {where}.test is set by the study itself (every final run is tested); remove it")
+        try:
+            settings = from_dict(EvalConfig, data, prefix=f"{where}.")
+            check_eval(settings, key_of=f"{where}.{{}}".format)
+        except ConfigError as err:
+            raise StudyError(f"{source}: {err}") from None
+        if settings.suite != "none":
+            evals.append(settings)
+    suites = [e.suite for e in evals]
+    if len(set(suites)) != len(suites):
+        raise StudyError(f"{source}: eval lists suite {next(s for s in suites if suites.count(s) > 1)} twice; "
+                         "each suite is evaluated once per final run")
+    return tuple(evals)
 
 
 def parse_study(data: Any, source: str = "<study>") -> StudySpec:
@@ -178,7 +172,7 @@ def parse_study(data: Any, source: str = "<study>") -> StudySpec:
         analyze = mapping(analyze, "analyze", source)
     return StudySpec(
         name=name, base=base, overrides=mapping(data.get("overrides"), "overrides", source), arms=arms,
-        baseline=baseline, tune=tune, seeds=tuple(seeds), eval=_parse_eval(data.get("eval"), source), source=source,
+        baseline=baseline, tune=tune, seeds=tuple(seeds), evals=_parse_evals(data.get("eval"), source), source=source,
         tune_from=_tune_from(data.get("tune_from"), arms, source), final_seeds=final_seeds, analyze=analyze,
         claims=claims, factorial=factorial,
     )
@@ -261,13 +255,11 @@ def _tune_from(raw: Any, arms: dict[str, dict[str, Any]], source: str) -> dict[s
     return result
 
 
-def load_study(path: str | Path) -> StudySpec:
-    """Read and check a study file."""
-    path = Path(path)
-    if not path.is_file():
-        found = sorted(p.name for p in Path("studies").glob("*.yaml")) if Path("studies").is_dir() else []
-        hint = f" Studies here: {', '.join(found)}." if found else ""
-        raise StudyError(f"--study {path}: no such file.{hint}")
+def load_study(name_or_path: str | Path) -> StudySpec:
+    """Read and check a study file: a path, or the name of one in ./studies or shipped with the package."""
+    path, problem = find_named(name_or_path, "studies")
+    if path is None:
+        raise StudyError(f"--study {problem}")
     try:
         data = yaml_load(path.read_text())
     except Exception as err:  # yaml.YAMLError and decoding errors alike: name the file

@@ -2,7 +2,7 @@
 
 Training sits below evaluation, so ``train()`` does not import the harness: the caller passes
 the runner (``train(cfg, final_eval=run_final_eval)`` with
-:func:`ibnorm_llm.evaluation.harness.run_final_eval`, as ``scripts/pretrain.py`` does). The
+:func:`ibnorm_llm.evaluation.harness.run_final_eval`, as ``ibnorm-llm train`` does). The
 scores land in ``runs/<name>/eval/`` and, as ``eval/<task>`` headline values, in the final step's
 metrics record and the tracker.
 """
@@ -27,15 +27,15 @@ def check_final_eval(cfg: EvalConfig, world_size: int, final_eval: FinalEval | N
         raise ConfigError(
             f"eval.suite={cfg.suite} under a launch of {world_size} processes: lm-eval cannot run in-process "
             "under a multi-process launch. Set eval.suite=none and, after training, run "
-            "eval/leaderboard.py on runs/<run_name>/checkpoints/final (it shards the tasks itself under accelerate launch)."
+            "`ibnorm-llm eval --checkpoint runs/<run_name>/checkpoints/final` (it shards the tasks itself under accelerate launch)."
         )
-    if cfg.offline_data is not None and not Path(cfg.offline_data).is_dir():
+    if cfg.offline_data not in (None, "builtin") and not Path(cfg.offline_data).expanduser().is_dir():
         raise ConfigError(
             f"eval.offline_data={cfg.offline_data}: no such directory; point it at task data in the "
-            "eval/offline_data layout, or set eval.offline_data=null to use the Hugging Face Hub"
+            "layout `ibnorm-llm prefetch` writes, builtin for the shipped smoke data, or null for the Hugging Face Hub"
         )
     if final_eval is None:
         raise ConfigError(
             f"eval.suite={cfg.suite}: this train() call was given no final_eval runner; pass "
-            "final_eval=ibnorm_llm.evaluation.harness.run_final_eval (scripts/pretrain.py does) or set eval.suite=none"
+            "final_eval=ibnorm_llm.evaluation.harness.run_final_eval (`ibnorm-llm train` does) or set eval.suite=none"
         )

@@ -28,6 +28,7 @@ from accelerate.utils import gather_object, set_seed
 from ibnorm_llm.analysis import gather_tokens, layer_report
 from ibnorm_llm.checkpoint import RUN_CONFIG_FILE
 from ibnorm_llm.config import ConfigError, RunConfig, save_config, wsd_decay_steps, yaml_load
+from ibnorm_llm.config.eval_flags import default_eval_dir
 from ibnorm_llm.config.resume import resume_changes
 from ibnorm_llm.data import IGNORE_INDEX, build_train_loader, build_val_batches, check_data_config, load_tokenizer
 from ibnorm_llm.data.token_bytes import TokenBytes, token_bytes
@@ -497,7 +498,7 @@ def finish(s: Session, progress: Progress) -> TrainResult:
     if s.cfg.eval.suite != "none":
         s.model = s.optimizer = None  # the leaderboard loads final/ itself: free the training copy first
         s.accelerator.free_memory()
-        eval_scores = s.final_eval(s.cfg.eval, final, s.cfg.run_dir / "eval", s.accelerator.device.type)
+        eval_scores = s.final_eval(s.cfg.eval, final, default_eval_dir(final, s.cfg.eval.suite), s.accelerator.device.type)
         s.metrics.merge_into(progress.step, eval_scores)
         s.tracker.log({"step": progress.step, **eval_scores})
     s.tracker.close()

@@ -1,28 +1,22 @@
 """scripts/analyze.py end to end on two tiny checkpoints, and its errors on bad input."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 from ibnorm_llm.analysis.checkpoint import analyze_checkpoint
+from ibnorm_llm.cli import run_command
 from ibnorm_llm.config import AnalysisConfig
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "analyze.py"
 
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("analyze_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def analyze(argv: list[str]) -> int:
+    return run_command("analyze", argv)
 
 
 def test_analyze_writes_json_and_plots_for_overlaid_checkpoints(tiny_checkpoints, tmp_path, capsys):
     out = tmp_path / "ib"
     argv = ["--checkpoint", *map(str, tiny_checkpoints), "--out", str(out), "--n-tokens", "128", "--beta", "0.5"]
-    assert load_script().main(argv) == 0
+    assert analyze(argv) == 0
     result = json.loads((out / "analysis.json").read_text())
     assert result["analysis"]["beta"] == 0.5 and result["analysis"]["n_tokens"] == 128
     assert list(result["checkpoints"]) == ["rms/final", "ibl/final"]
@@ -54,10 +48,10 @@ def test_layer_subset_and_embedding_targets(tiny_checkpoints):
 ])
 def test_bad_input_exits_2_with_a_clear_message(tiny_checkpoints, tmp_path, capsys, extra, message):
     argv = ["--checkpoint", str(tiny_checkpoints[0]), "--out", str(tmp_path / "x"), "--n-tokens", "64", *extra]
-    assert load_script().main(argv) == 2
+    assert analyze(argv) == 2
     assert message in capsys.readouterr().err
 
 
 def test_missing_checkpoint_files_are_named(tmp_path, capsys):
-    assert load_script().main(["--checkpoint", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
+    assert analyze(["--checkpoint", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
     assert "no config.yaml" in capsys.readouterr().err

@@ -6,6 +6,7 @@ import threading
 import pytest
 from transformers import AutoTokenizer
 
+from ibnorm_llm.cli import run_command
 from ibnorm_llm.config import load_config
 from ibnorm_llm.data import DataError, builtin_corpus_fingerprint, load_tokenizer
 from ibnorm_llm.data.atomic import build_dir_once
@@ -174,7 +175,7 @@ def test_failed_build_leaves_no_target(tmp_path):
 
 def test_missing_local_tokenizer_without_training_is_a_clear_error(tmp_path):
     cfg = load_config(None, [f"tokenizer.name_or_path={tmp_path / 'nothing'}", "tokenizer.train_if_missing=false"])
-    with pytest.raises(DataError, match=r"tokenizer.name_or_path=.*nothing.*train_tokenizer.py"):
+    with pytest.raises(DataError, match=r"tokenizer.name_or_path=.*nothing.*ibnorm-llm tokenizer"):
         load_tokenizer(cfg)
 
 
@@ -197,31 +198,19 @@ def test_local_or_hub_name(name, local):
     assert is_local_tokenizer_path(name) is local
 
 
-def _script(name):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "scripts" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"script_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_train_tokenizer_script(tmp_path, corpus_file, capsys):
-    train_tokenizer = _script("train_tokenizer")
     config = tmp_path / "c.yaml"
     config.write_text(f"data:\n  source: files\n  files: [{corpus_file}]\ntokenizer:\n  vocab_size: 400\n")
     out = tmp_path / "tok"
-    assert train_tokenizer.main(["--config", str(config), "--out", str(out)]) == 0
+    assert run_command("tokenizer", ["--config", str(config), "--out", str(out)]) == 0
     assert "400 tokens, trained in" in capsys.readouterr().out
     assert len(AutoTokenizer.from_pretrained(str(out))) == 400
-    assert train_tokenizer.main(["--config", str(config), "--out", str(out)]) == 0
+    assert run_command("tokenizer", ["--config", str(config), "--out", str(out)]) == 0
     assert "already there" in capsys.readouterr().out
-    assert train_tokenizer.main(["--config", str(config), "--out", str(out), "--force"]) == 0
+    assert run_command("tokenizer", ["--config", str(config), "--out", str(out), "--force"]) == 0
     assert "trained in" in capsys.readouterr().out
     bad_files = ["data.files=[/nope.txt]", "--out", str(tmp_path / "other")]
-    assert train_tokenizer.main(["--config", str(config), *bad_files]) == 2
+    assert run_command("tokenizer", ["--config", str(config), *bad_files]) == 2
     assert "data.files[0]='/nope.txt': file not found" in capsys.readouterr().err
 
 

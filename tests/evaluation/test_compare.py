@@ -7,7 +7,6 @@ Expected values are computed here from the raw JSON, independently of the module
 """
 
 import csv
-import importlib.util
 import io
 import json
 import math
@@ -18,6 +17,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from ibnorm_llm.cli import run_command
 from ibnorm_llm.evaluation.comparison import (
     MISSING,
     ResultError,
@@ -195,18 +195,13 @@ def test_gpt2_defaults_to_layernorm_and_baseline_is_overridable():
 
 
 def test_write_comparison_and_cli(tmp_path):
-    spec = importlib.util.spec_from_file_location("compare_cli", Path(__file__).parents[2] / "eval" / "compare.py")
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
     out = tmp_path / "out"
-    cli.main([str(d) for d in sorted(RESULTS.iterdir())] + ["--out", str(out)])
+    run_command("compare", [str(d) for d in sorted(RESULTS.iterdir())] + ["--out", str(out)])
     for name in ("comparison.md", "comparison.csv", "task_deltas_llama-60m.png", "lambda_sweep_llama-60m.png"):
         assert (out / name).stat().st_size > 0, name
     assert (out / "task_deltas_llama-60m.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "## Relative change against the baseline (%)" in (out / "comparison.md").read_text()
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main([str(tmp_path), "--out", str(out)])
-    assert exit_info.value.code == 2
+    assert run_command("compare", [str(tmp_path), "--out", str(out)]) == 2
 
     # The demo's call: a single-seed pair, no sweep, held-out loss beside the scores.
     demo = write_comparison([RESULTS / "rmsnorm_s0", RESULTS / "ibnorm_l4_s0"], tmp_path / "demo", title="Demo")
@@ -320,12 +315,9 @@ def test_norm_options_split_rows_but_share_the_baseline():
 
 
 def test_cli_skips_folders_without_results_with_a_note(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("compare_cli", Path(__file__).parents[2] / "eval" / "compare.py")
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
     unfinished = tmp_path / "unfinished"
     (unfinished / "tasks").mkdir(parents=True)  # what a failed evaluation used to leave behind
-    cli.main([str(RESULTS / "rmsnorm_s0"), str(RESULTS / "ibnorm_l4_s0"), str(unfinished), "--out", str(tmp_path / "o")])
+    run_command("compare", [str(RESULTS / "rmsnorm_s0"), str(RESULTS / "ibnorm_l4_s0"), str(unfinished), "--out", str(tmp_path / "o")])
     captured = capsys.readouterr()
     assert f"note: skipping {unfinished}: no summary.json" in captured.err
     assert "2 rows from 2 results" in captured.out
@@ -361,9 +353,6 @@ def _run_folder(root, name, norm, seed, eval_loss, test_loss, step=40):
 
 
 def test_training_run_folders_compare_on_held_out_and_test_numbers(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("compare_cli", Path(__file__).parents[2] / "eval" / "compare.py")
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
     runs = tmp_path / "runs"
     ibn = ["model.norm.kind=ibnorm", "model.norm.variant=L", "model.norm.lam=4"]
     folders = [_run_folder(runs, f"rms_s{s}", ["model.norm.kind=rmsnorm"], s, 3.0 + s / 10, 3.1 + s / 10)
@@ -372,7 +361,7 @@ def test_training_run_folders_compare_on_held_out_and_test_numbers(tmp_path, cap
     unevaluated = runs / "fresh"
     unevaluated.mkdir()
     out = tmp_path / "cmp"
-    cli.main([*map(str, folders), str(unevaluated), "--out", str(out)])
+    run_command("compare", [*map(str, folders), str(unevaluated), "--out", str(out)])
     assert "2 rows from 6 results" in capsys.readouterr().out
     md = (out / "comparison.md").read_text()
     assert "Training runs" in md and "held-out loss" in md and "test loss" in md and "test bpb" in md

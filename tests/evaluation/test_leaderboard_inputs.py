@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from ibnorm_llm.checkpoint import CheckpointError, inspect_checkpoint
+from ibnorm_llm.cli import run_command
 from ibnorm_llm.evaluation.harness import leaderboard
 from ibnorm_llm.evaluation.harness.leaderboard import run_leaderboard
 from ibnorm_llm.evaluation.harness.offline import OfflineDataError
@@ -20,11 +20,8 @@ REPO = Path(__file__).resolve().parents[2]
 OFFLINE = REPO / "eval" / "offline_data"
 
 
-def load_cli():
-    spec = importlib.util.spec_from_file_location("eval_leaderboard_cli", REPO / "eval" / "leaderboard.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def eval_cli(argv: list[str]) -> int:
+    return run_command("eval", argv)
 
 
 @pytest.fixture
@@ -95,7 +92,7 @@ def test_tasks_without_offline_data_are_listed_with_their_files(fake_checkpoint,
         run_leaderboard(fake_checkpoint, "v1", tmp_path / "out", tasks=["hellaswag", "gsm8k"], offline_data=empty)
     text = str(err.value)
     assert "hellaswag: no offline data" in text and "gsm8k: no offline data" in text
-    assert str(empty / "hellaswag" / "train.jsonl") in text and "eval/prefetch.py" in text
+    assert str(empty / "hellaswag" / "train.jsonl") in text and "ibnorm-llm prefetch" in text
 
 
 def test_partial_groups_need_an_explicit_flag(fake_checkpoint, tmp_path):
@@ -119,7 +116,7 @@ def test_math_extras_missing_names_what_to_install(monkeypatch):
 
 def test_cli_reports_errors_without_a_traceback(fake_checkpoint, tmp_path, capsys):
     (fake_checkpoint / "config.json").unlink()
-    code = load_cli().main(["--checkpoint", str(fake_checkpoint), "--suite", "v1", "--out", str(tmp_path / "o")])
+    code = eval_cli(["--checkpoint", str(fake_checkpoint), "--suite", "v1", "--out", str(tmp_path / "o")])
     assert code == 2
     assert "error: --checkpoint" in capsys.readouterr().err
 
@@ -145,13 +142,13 @@ def test_offline_hub_without_offline_data_names_task_dataset_and_both_fixes(fake
     monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
     out = tmp_path / "out"
     started = time.perf_counter()
-    code = load_cli().main(["--checkpoint", str(fake_checkpoint), "--suite", "small", "--tasks", "arc_easy",
+    code = eval_cli(["--checkpoint", str(fake_checkpoint), "--suite", "small", "--tasks", "arc_easy",
                             "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 2 and time.perf_counter() - started < 20
     assert err.count("\n") == 1 and "Traceback" not in err
     assert "task arc_easy needs the dataset allenai/ai2_arc from the Hugging Face Hub" in err
-    assert "HF_HUB_OFFLINE=1" in err and "--offline-data DIR" in err and "eval/prefetch.py" in err
+    assert "HF_HUB_OFFLINE=1" in err and "--offline-data DIR" in err and "ibnorm-llm prefetch" in err
     assert not out.exists()
 
 

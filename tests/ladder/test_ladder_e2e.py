@@ -1,4 +1,4 @@
-"""A scaled-down ladder end to end with real training (2 arms, 3 sizes, 2 budgets), and scripts/ladder.py
+"""A scaled-down ladder end to end with real training (2 arms, 3 sizes, 2 budgets), and `ibnorm-llm ladder`
 on it: a rerun trains nothing; a bad file exits 2 with a one-line error."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_script(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "scripts/ladder.py", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "ibnorm_llm", "ladder", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
@@ -45,7 +45,8 @@ def test_bad_ladder_file_exits_2_with_one_line_naming_the_key(tmp_path):
     path = write_ladder(tmp_path / "bad.yaml", budgets=[10, 5])
     result = run_script("--ladder", str(path), "--dry-run")
     assert result.returncode == 2
-    assert result.stderr.strip().count("\n") == 0 and "budgets=[10, 5] must increase" in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and result.stderr.startswith("ladder error: ")
+    assert "budgets=[10, 5] must increase" in result.stderr
 
 
 @pytest.mark.slow

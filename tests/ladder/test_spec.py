@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from ladder_helpers import ladder_dict
@@ -11,7 +10,6 @@ from ladder_helpers import ladder_dict
 from ibnorm_llm.ladder.plan import build_ladder_plan
 from ibnorm_llm.ladder.spec import DEFAULT_TARGETS, LadderError, load_ladder, parse_ladder
 
-ROOT = Path(__file__).resolve().parents[2]
 SIZES = ladder_dict()["sizes"]
 
 
@@ -78,7 +76,7 @@ def test_ladders_that_cannot_be_planned_are_refused_before_anything_runs(case, d
     assert not (tmp_path / "out").exists()
 
 
-def test_defaults_and_the_shipped_ladders_read(tmp_path):
+def test_defaults_and_the_shipped_ladders_read():
     data = ladder_dict()
     del data["targets"], data["lr_rule"]
     spec = parse_ladder(data)
@@ -86,8 +84,8 @@ def test_defaults_and_the_shipped_ladders_read(tmp_path):
     assert spec.lr_rule.kind == "power" and spec.lr_rule.exponent == pytest.approx(-1 / 3)
     assert spec.study.overrides["optim.schedule"] == "wsd"
     for name in ("tiny_norms", "llama_norms"):
-        shipped = load_ladder(ROOT / "ladders" / f"{name}.yaml")
+        shipped = load_ladder(name)  # found by name among the shipped ladders
         assert len(shipped.sizes) >= 4 and len(shipped.budgets) >= 3
         assert set(shipped.study.arms) == {"rmsnorm", "ibnorm_l", "ibnorm_t"}
-    with pytest.raises(LadderError, match="no such file"):
-        load_ladder(tmp_path / "missing.yaml")
+    with pytest.raises(LadderError, match="ladder file 'tiny_norm' not found .* Did you mean: tiny_norms.yaml"):
+        load_ladder("tiny_norm")

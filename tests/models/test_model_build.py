@@ -68,7 +68,9 @@ def test_tied_and_untied_embeddings_follow_preset_and_override():
 @pytest.mark.parametrize(
     ("preset", "kind", "eps"),
     [("llama-tiny", "rmsnorm", 1e-6), ("llama-tiny", "ibnorm", 1e-6), ("gpt2-tiny", "layernorm", 1e-5),
-     ("gpt2-tiny", "ibnorm", 1e-5), ("gpt2-tiny", "normalnorm", 1e-5)],
+     ("gpt2-tiny", "ibnorm", 1e-5), ("gpt2-tiny", "normalnorm", 1e-5),
+     # NormalNorm keeps the official eps in LLaMA too (its sqrt is the guard of the power step)
+     ("llama-tiny", "normalnorm", 1e-5)],
 )
 def test_config_records_preset_and_family_eps(preset, kind, eps):
     model = build_model(ModelConfig(preset=preset, n_layers=2, norm=NormConfig(kind=kind)), VOCAB)
@@ -77,6 +79,15 @@ def test_config_records_preset_and_family_eps(preset, kind, eps):
     assert model.config.block_norms == [model.config.norm] * 2 and model.config.final_norm == model.config.norm
     norms = [m for m in model.modules() if m.__class__.__name__ in {"RMSNorm", "LayerNorm", "IBNorm", "NormalNorm"}]
     assert len(norms) == 5 and {m.eps for m in norms} == {eps}
+
+
+def test_normalnorms_earlier_reading_takes_the_family_eps_as_it_did():
+    """Under the earlier reading eps only standardizes, like LayerNorm's; the official reading keeps 1e-5."""
+    old = NormConfig(kind="normalnorm", lmbda_estimate="clamped_finite_difference", second_standardize=True,
+                     noise_scale="std", noise_train=0.4)
+    assert build_model(ModelConfig(preset="llama-tiny", n_layers=1, norm=old), VOCAB).config.norm["eps"] == 1e-6
+    explicit = NormConfig(kind="normalnorm", eps=1e-6)
+    assert build_model(ModelConfig(preset="llama-tiny", n_layers=1, norm=explicit), VOCAB).config.norm["eps"] == 1e-6
 
 
 def test_explicit_eps_and_options_win_and_dyt_gets_no_eps():

@@ -1,26 +1,20 @@
-"""scripts/export_hf.py: baseline-norm checkpoints become stock transformers directories; others are refused."""
+"""`ibnorm-llm export`: baseline-norm checkpoints become stock transformers directories; others are refused."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
 from transformers import GPT2LMHeadModel, LlamaForCausalLM
 
+from ibnorm_llm.cli import run_command
 from ibnorm_llm.config import NormConfig, NormOverride
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "export_hf.py"
 
 
 @pytest.fixture(scope="module")
 def export_main():
-    spec = importlib.util.spec_from_file_location("export_hf", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return lambda argv: run_command("export", argv)
 
 
 @pytest.mark.parametrize(("family", "stock_class"), [("llama", LlamaForCausalLM), ("gpt2", GPT2LMHeadModel)])
@@ -68,7 +62,7 @@ def test_non_stock_norms_are_refused_with_the_reason(tmp_path, family, fields, r
     make_tiny(family, **fields).save_pretrained(checkpoint)
     assert export_main(["--checkpoint", str(checkpoint), "--out", str(out)]) == 2
     error = capsys.readouterr().err
-    assert "export_hf: error: cannot export to a stock" in error and reason in error
+    assert "export error: cannot export to a stock" in error and reason in error
     assert "trust_remote_code=True" in error
     assert not out.exists() and not list(tmp_path.glob(".*partial"))
 

@@ -17,6 +17,8 @@ CASES = [(kind, {}) for kind in NORMS if kind != "ibnorm"] + [
     ("ibnorm", {"impl": impl, "variant": variant, "learnable_lam": True, "num_groups": 2, "deviation": deviation})
     for impl in ("reference", "fused", "auto")
     for variant, deviation in (("L", "raw"), ("T", "std"))
+] + [  # NormalNorm's earlier reading (its two-step clamped power estimate, a loop of where/clamp)
+    ("normalnorm", {"lmbda_estimate": "clamped_finite_difference", "second_standardize": True, "noise_scale": "std"}),
 ] + [  # the scale role of lambda through the CPU operator (S with lam < 1: only valid under scale)
     ("ibnorm", {"impl": "fused", "variant": "S", "lam": 0.7, "lam_role": "scale", "learnable_lam": True,
                 "num_groups": 2, "deviation": "std"}),
@@ -25,7 +27,7 @@ CASES = [(kind, {}) for kind in NORMS if kind != "ibnorm"] + [
 
 def _case_id(case) -> str:
     kind, options = case
-    return "-".join([kind, *(f"{k}={v}" for k, v in options.items() if k in ("impl", "variant"))])
+    return "-".join([kind, *(f"{k}={v}" for k, v in options.items() if k in ("impl", "variant", "lmbda_estimate"))])
 
 
 def _forward_backward(module: torch.nn.Module, x: torch.Tensor, grad_out: torch.Tensor) -> list[torch.Tensor]:

@@ -10,7 +10,8 @@ from ibnorm_llm.norms import NORMS, build_norm
 from ibnorm_llm.norms import normalnorm as normalnorm_module
 
 DIM = 16
-MEANVAR_NORMS = ("layernorm", "ibnorm", "normalnorm")
+# NormalNorm ends in a standardization only under its non-default second_standardize.
+MEANVAR_NORMS = {"layernorm": {}, "ibnorm": {}, "normalnorm": {"second_standardize": True}}
 
 
 def _build(kind: str, dim: int = DIM, **options) -> nn.Module:
@@ -81,19 +82,21 @@ def test_parameters_are_named_weight_and_bias(kind):
 @pytest.mark.parametrize("kind", MEANVAR_NORMS)
 def test_meanvar_output_is_standardized_at_init(kind):
     x = torch.randn(64, DIM) * 4 + 2
-    y = _build(kind)(x)
+    y = _build(kind, **MEANVAR_NORMS[kind])(x)
     torch.testing.assert_close(y.mean(-1), torch.zeros(64), rtol=0, atol=1e-5)
     torch.testing.assert_close(y.var(-1, unbiased=False), torch.ones(64), rtol=0, atol=1e-3)
 
 
-@pytest.mark.parametrize("kind", NORMS)
+@pytest.mark.parametrize("kind", [*NORMS, "normalnorm-clamped"])
 def test_gradcheck_float64(kind, monkeypatch):
-    if kind == "normalnorm":
-        # Its power estimate is detached by design; hold it fixed so finite differences
-        # see the same function autograd differentiates.
+    options = {}
+    if kind == "normalnorm-clamped":
+        # The old power estimate is detached by design; hold it fixed so finite differences see the same
+        # function autograd differentiates. The default (official) estimate is differentiated through.
+        kind, options = "normalnorm", {"lmbda_estimate": "clamped_finite_difference"}
         fixed = torch.full((3, 1, 1), 0.8, dtype=torch.float64)
-        monkeypatch.setattr(normalnorm_module, "estimate_power", lambda z: fixed)
-    norm = _build(kind, 8).double()
+        monkeypatch.setattr(normalnorm_module, "finite_difference_lmbda", lambda z: fixed)
+    norm = _build(kind, 8, **options).double()
     _perturb(norm)
     x = torch.randn(3, 8, dtype=torch.float64, requires_grad=True)
     params = tuple(norm.parameters())

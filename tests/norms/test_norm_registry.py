@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_accepted_options_come_from_the_options_classes():
     assert accepted_options("rmsnorm") == ("eps", "affine")
     assert accepted_options("dyt") == ("alpha_init", "affine", "bias")
-    assert "lam" in accepted_options("ibnorm") and "noise_std" in accepted_options("normalnorm")
+    assert "lam" in accepted_options("ibnorm") and "noise_train" in accepted_options("normalnorm")
     assert list(NORM_OPTIONS) == list(NORMS)
 
 
@@ -89,7 +89,12 @@ def test_build_norm_checks_group_divisibility_with_the_real_width():
         ("{kind: ibnorm, variant: S, lam: 0.5}", r"^model\.norm\.lam=0\.5: .*>= 1 for variant S"),
         ("{kind: ibnorm, variant: Q}", r"^model\.norm\.variant='Q': must be one of S, L, T$"),
         ("{kind: dyt, eps: 1.0e-5}", r"^model\.norm\.eps: kind 'dyt' does not take option 'eps'"),
-        ("{kind: normalnorm, noise_std: -0.1}", r"^model\.norm\.noise_std=-0\.1: must be a finite number >= 0"),
+        ("{kind: normalnorm, noise_train: -0.1}", r"^model\.norm\.noise_train=-0\.1: must be a finite number >= 0"),
+        ("{kind: normalnorm, noise_std: 0.4}", r"^model\.norm\.noise_std: option 'noise_std' is now 'noise_train': .*noise_scale: std"),
+        ("{kind: normalnorm, lmbda_estimate: clamped}",
+         r"^model\.norm\.lmbda_estimate='clamped': must be one of newton, clamped_finite_difference$"),
+        ("{kind: normalnorm, noise_scale: var}", r"^model\.norm\.noise_scale='var': must be one of mad, std$"),
+        ("{kind: normalnorm, second_standardize: 1}", r"^model\.norm\.second_standardize"),
     ],
 )
 def test_norm_spec_errors_name_the_dotted_key(norm, message):
@@ -103,7 +108,8 @@ def test_good_norm_specs_load_and_pass_the_registry_check():
         NormSpec("layernorm", eps=1e-5, bias=False),
         NormSpec("rmsnorm"),
         NormSpec("dyt", alpha_init=1.0),
-        NormSpec("normalnorm", noise_std=0.0),
+        NormSpec("normalnorm", noise_train=0.0),
+        NormSpec("normalnorm", lmbda_estimate="clamped_finite_difference", second_standardize=True, noise_scale="std"),
     ):
         check_norm_spec(spec)
         assert load_config(None, [f"model.norm={spec.to_dict()}"]).model.norm == spec

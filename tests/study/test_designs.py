@@ -100,6 +100,6 @@ def test_all_final_seeds_by_default_and_the_analysis_command(tmp_path):
     assert all(sorted(runs) == [0, 1, 2] for runs in results.finals.values())
     plan = build_plan(parse_study(design(analyze={"n_tokens": 256, "chance": False})), tmp_path / "a")
     command = analyze_command(plan, plan.run("L_lam4", plan.grids["L_lam4"].points[0], 0))
-    assert command[1].endswith("scripts/analyze.py") and "--no-chance" in command
+    assert command[1:4] == ["-m", "ibnorm_llm", "analyze"] and "--no-chance" in command
     assert command[command.index("--n-tokens") + 1] == "256"
     assert command[command.index("--checkpoint") + 1].endswith("d_L_lam4_lr0.001_seed0/checkpoints/final")

@@ -65,7 +65,7 @@ def test_selection_uses_validation_and_final_numbers_come_from_test(study_file, 
     assert (plan.out / "lr_sensitivity.png").stat().st_size > 0 and (plan.out / "loss_curves.png").stat().st_size > 0
     # The differences are 0.2, 0.21, 0.22: larger than the seed spread (0.1) and consistent -> supported.
     first_lines = text.split("## Protocol")[0]
-    assert "ibnorm_t vs rmsnorm: supported" in first_lines and "higher test loss" in first_lines
+    assert "ibnorm_t vs rmsnorm: supported" in first_lines and "ibnorm_t is worse" in first_lines
     # IBNorm-T's chosen lr is the largest of the grid (and lam the smallest): its optimum may lie outside.
     assert "ibnorm_t's chosen optim.lr, model.norm.lam is at the edge of the grid" in first_lines
     assert "rmsnorm's chosen" not in first_lines
@@ -115,7 +115,10 @@ def test_interrupted_study_resumes_without_retraining_finished_runs(study_file, 
     ({"baseline": "layernorm"}, "baseline='layernorm' is not one of the arms"),
     ({"seeds": []}, "seeds=\\[\\] must be a non-empty list"),
     ({"tune": {"optim.lr": []}}, "tune.optim.lr=\\[\\] must be a non-empty list"),
-    ({"eval": {"suite": "big"}}, "eval.suite='big' must be one of"),
+    ({"eval": {"suite": "big"}}, "eval.suite='big': must be one of"),
+    ({"eval": [{"suite": "small"}, {"suite": "small", "limit": 2}]}, "eval lists suite small twice"),
+    ({"eval": {"suite": "small", "test": True}}, "eval.test is set by the study itself"),
+    ({"eval": [{"suite": "small", "limt": 2}]}, r"unknown config key 'eval\[0\].limt'"),
     ({"arm": {}}, "unknown key 'arm'; did you mean 'arms'"),
     ({"tune": {"optim.lrr": [0.1]}}, "unknown config key 'optim.lrr'"),
     ({"tune": {"model.norm.variant": ["S"]}}, "both tuned and fixed by arms.ibnorm_t"),
@@ -156,6 +159,6 @@ def test_launcher_wraps_the_training_command_and_a_missing_one_is_named(study_fi
     run = plan.tuning_runs()[0]
     command = training_command(run, "accelerate launch --config_file 'launch/ddp.yaml'")
     assert command[:4] == ["accelerate", "launch", "--config_file", "launch/ddp.yaml"]
-    assert command[-2:] == ["--config", str(run.config_path)] and command[4].endswith("scripts/pretrain.py")
+    assert command[4:] == ["-m", "ibnorm_llm", "train", "--config", str(run.config_path)]
     with pytest.raises(StudyError, match="no such program \\(check --launcher\\)"):
         _execute(["no-such-launcher", "x"], tmp_path / "log")

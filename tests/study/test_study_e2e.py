@@ -1,4 +1,4 @@
-"""scripts/study.py end to end with real training: a scaled-down study (2 arms, 2 learning rates, 2 seeds)."""
+"""`ibnorm-llm study` (through its scripts/study.py shim) end to end with real training: a scaled-down study (2 arms, 2 learning rates, 2 seeds)."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path, data_files):
     assert result.returncode == 0, result.stderr
     assert "1) tuning at seed 0: 4 runs" in result.stdout
     assert "skip model.norm.lam: rmsnorm takes no lam" in result.stdout
-    assert "accelerate launch --config_file launch/ddp.yaml" in result.stdout and "pretrain.py --config" in result.stdout
+    assert "accelerate launch --config_file launch/ddp.yaml" in result.stdout and "-m ibnorm_llm train --config" in result.stdout
     assert "6 training runs in all" in result.stdout
     assert not list(out.glob("e2e_*"))
 

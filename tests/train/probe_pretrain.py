@@ -1,4 +1,4 @@
-"""scripts/pretrain.py with test probes, for runs the tests launch (also under accelerate launch).
+"""``ibnorm-llm train`` with test probes, for runs the tests launch (also under accelerate launch).
 
     PROBE_DTYPES=DIR              each rank writes DIR/rank_<r>.json: the dtypes the norms saw as
                                   input, the dtypes their reductions (the statistics) ran in, and
@@ -21,11 +21,9 @@ from pathlib import Path
 import torch
 from torch.overrides import TorchFunctionMode
 
+from ibnorm_llm.cli import run_command
 from ibnorm_llm.norms import NORMS
 from ibnorm_llm.train import checkpoint, trainer
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-import pretrain  # noqa: E402
 
 # Ops that compute a norm's statistics, seen through __torch_function__. A kernel that computes them
 # inside one opaque op must be added here by name, or its statistics go unseen.
@@ -95,4 +93,4 @@ if __name__ == "__main__":
         _probe_dtypes(Path(out))
     if step := os.environ.get("PROBE_KILL_DURING_CHECKPOINT"):
         _kill_during_checkpoint(int(step))
-    sys.exit(pretrain.main())
+    sys.exit(run_command("train", sys.argv[1:]))

@@ -1,4 +1,4 @@
-"""Smoke runs of the demo and the training benchmark, and loss falling on the shipped tiny configs."""
+"""Smoke runs of the demo (a study) and the training benchmark, and loss falling on the shipped tiny configs."""
 
 from __future__ import annotations
 
@@ -32,27 +32,39 @@ def test_loss_falls_on_shipped_tiny_config(config, tmp_path, data_files):
 
 
 @pytest.mark.slow
-def test_demo_writes_comparison_and_plot(tmp_path, data_files):
+def test_demo_is_the_demo_study_and_writes_its_report(tmp_path, data_files):
     out = tmp_path / "demo"
     result = subprocess.run(
-        [sys.executable, "scripts/demo.py", "--steps", "3", "--out", str(out), *_data_overrides(data_files),
+        [sys.executable, "scripts/demo.py", "--steps", "3", "--out", str(out), "--jobs", "2", *_data_overrides(data_files),
          "model.d_model=64", "model.n_layers=2", "model.n_heads=2", "model.d_ff=128", "train.micro_batch_size=4",
          "train.eval_batches=2", "logging.progress=false"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    report = (out / "comparison.md").read_text()
-    for name in ("llama_tiny_rmsnorm", "llama_tiny_ibnorm_s", "llama_tiny_ibnorm_l", "llama_tiny_ibnorm_t"):
-        assert f"| {name} |" in report
-        assert (out / name / "checkpoints" / "final" / "model.safetensors").is_file()
-    assert "| llama_tiny_ibnorm_t | ibnorm | T | 4 | 3 | 384 |" in report
+    report = (out / "report.md").read_text()
+    for arm in ("rmsnorm", "ibnorm_s", "ibnorm_l", "ibnorm_t"):
+        assert f"| {arm}" in report
+        run_dir = out / f"demo_{arm}_default_seed0"
+        assert (run_dir / "checkpoints" / "final" / "model.safetensors").is_file()
+        # The offline smoke of both leaderboards and of the small suite ran on every checkpoint.
+        assert '"leaderboard_ifeval"' in (run_dir / "eval_all" / "summary.json").read_text()
+        assert '"arc_easy"' in (run_dir / "eval_small" / "summary.json").read_text()
+    assert "ibnorm_t vs rmsnorm: not supported either way" in report  # one seed supports nothing
+    assert report.count("Offline smoke: a pipeline check, not a result") == 2
     assert (out / "loss_curves.png").stat().st_size > 10_000
-    # The offline leaderboard smoke of both suites ran on every checkpoint and is in the report.
-    assert "Leaderboard I + II (offline smoke)" in report
-    for name in ("llama_tiny_rmsnorm", "llama_tiny_ibnorm_l"):
-        summary = (out / "leaderboard" / name / "summary.json").read_text()
-        assert '"arc_challenge"' in summary and '"leaderboard_ifeval"' in summary
-    assert (out / "leaderboard" / "comparison.csv").read_text().count("\n") >= 5  # header + 4 runs
+    # A rerun trains nothing: the finished runs are the planned ones.
+    again = subprocess.run([sys.executable, "-m", "ibnorm_llm", "demo", "--steps", "3", "--out", str(out),
+                            "--no-leaderboard", *_data_overrides(data_files), "model.d_model=64", "model.n_layers=2",
+                            "model.n_heads=2", "model.d_ff=128", "train.micro_batch_size=4", "train.eval_batches=2",
+                            "logging.progress=false"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stderr.count("finished earlier, skipped") == 4
+    # Other settings are refused instead of silently reusing runs trained differently.
+    other = subprocess.run([sys.executable, "-m", "ibnorm_llm", "demo", "--steps", "4", "--out", str(out),
+                            "--no-leaderboard", *_data_overrides(data_files), "model.d_model=64", "model.n_layers=2",
+                            "model.n_heads=2", "model.d_ff=128", "train.micro_batch_size=4", "train.eval_batches=2",
+                            "logging.progress=false"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert other.returncode == 2 and "train.max_steps 3 -> 4" in other.stderr, other.stderr[-2000:]
 
 
 @pytest.mark.slow

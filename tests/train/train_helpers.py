@@ -25,10 +25,10 @@ PROBE = Path(__file__).resolve().parent / "probe_pretrain.py"
 
 
 def pretrain_command(overrides, *, launch: list[str] | None = None, probe: bool = False) -> list[str]:
-    """scripts/pretrain.py (or its probing wrapper, probe_pretrain.py), optionally under ``accelerate launch`` args."""
+    """``-m ibnorm_llm train`` (or the probing wrapper, probe_pretrain.py), optionally under ``accelerate launch`` args."""
     prefix = [sys.executable, "-m", "accelerate.commands.launch", *launch] if launch else [sys.executable]
-    script = PROBE if probe else ROOT / "scripts" / "pretrain.py"
-    return [*prefix, str(script), "--config", str(ROOT / "configs" / "llama_tiny_rmsnorm.yaml"), *overrides]
+    entry = [str(PROBE)] if probe else ["-m", "ibnorm_llm", "train"]
+    return [*prefix, *entry, "--config", str(ROOT / "configs" / "llama_tiny_rmsnorm.yaml"), *overrides]
 
 
 def pretrain_env(env: dict | None = None) -> dict:
@@ -37,7 +37,7 @@ def pretrain_env(env: dict | None = None) -> dict:
 
 def pretrain(overrides, *, launch: list[str] | None = None, env: dict | None = None, probe: bool = False,
              timeout: int = 600):
-    """Run scripts/pretrain.py in a subprocess (see pretrain_command)."""
+    """Run ``ibnorm-llm train`` in a subprocess (see pretrain_command)."""
     return subprocess.run(pretrain_command(overrides, launch=launch, probe=probe), cwd=ROOT, env=pretrain_env(env),
                           capture_output=True, text=True, timeout=timeout)
 

@@ -1,8 +1,8 @@
 """Compare leaderboard results of several runs: a pure function of the saved ``summary.json`` files.
 
-``eval/leaderboard.py`` writes one result directory per evaluated checkpoint, each holding a
+``ibnorm-llm eval`` writes one result directory per evaluated checkpoint, each holding a
 ``summary.json`` (read by :mod:`.summaries`). :mod:`.build` groups runs that differ only in their
-seed and compares every run with the baseline norm of its preset (t-tests in :mod:`.significance`);
+seed and compares every run with the baseline norm of its preset (t-tests in :mod:`ibnorm_llm.stats`);
 the result (:mod:`.table`, plain data) is rendered as Markdown and CSV by :mod:`.render` and as
 PNG plots by :mod:`.plots`::
 

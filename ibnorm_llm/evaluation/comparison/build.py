@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 
 from ibnorm_llm.evaluation.comparison.render import to_csv, to_markdown
-from ibnorm_llm.evaluation.comparison.significance import seed_test
 from ibnorm_llm.evaluation.comparison.summaries import (
     MUST_MATCH,
     SHOULD_MATCH,
@@ -41,6 +40,7 @@ from ibnorm_llm.evaluation.comparison.summaries import (
 from ibnorm_llm.evaluation.comparison.table import Cell, Column, Comparison, Delta, Row
 from ibnorm_llm.evaluation.harness.suites import SUITES
 from ibnorm_llm.models.presets import FAMILY_BASELINE_NORM, PRESETS
+from ibnorm_llm.stats import seed_test
 
 _RUN_KEYS = ("preset", "norm", "variant", "lam", "seed", "run_name")
 """Run fields with a fixed meaning; any other field of ``run`` must also match for runs to group."""
@@ -252,8 +252,8 @@ def _delta(run: Cell, base: Cell) -> Delta:
         return Delta(None, None, None, None)
     diff = run.mean - base.mean
     pct = 100.0 * diff / base.mean if base.mean != 0 else None
-    p_value, test = seed_test(run.by_seed, base.by_seed)
-    return Delta(pct, diff, p_value, test)
+    found = seed_test(run.by_seed, base.by_seed)
+    return Delta(pct, diff, found.p, found.test)
 
 
 def _row_order(row: Row) -> tuple:

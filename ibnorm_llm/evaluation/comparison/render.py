@@ -9,9 +9,9 @@ import csv
 import io
 from collections.abc import Sequence
 
-from ibnorm_llm.evaluation.comparison.significance import MIN_SEEDS_FOR_TEST
 from ibnorm_llm.evaluation.comparison.summaries import TRAINING, suite_parts_of
 from ibnorm_llm.evaluation.comparison.table import Column, Comparison, Delta, Row
+from ibnorm_llm.stats import MIN_SEEDS_FOR_TEST
 
 MISSING = "—"
 
@@ -129,7 +129,7 @@ def to_markdown(comparison: Comparison, title: str = "Norm comparison") -> str:
         "## Relative change against the baseline (%)",
         "",
         "Δ% = 100 · (run − baseline) / baseline on seed means, against the baseline norm of the same preset "
-        "and step. p: with ≥3 seeds on both sides, a paired t-test (scipy.stats.ttest_rel) pairing seed s of "
+        f"and step. p: with ≥{MIN_SEEDS_FOR_TEST} seeds on both sides, a paired t-test (scipy.stats.ttest_rel) pairing seed s of "
         "the run with seed s of the baseline when both have the same seeds, otherwise Welch's t-test "
         "(unequal variances). For loss and perplexity a negative change is an improvement. Bold: best change "
         "in its column among rows of the same step and tokens.",

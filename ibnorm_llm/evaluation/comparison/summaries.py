@@ -1,6 +1,6 @@
 """Leaderboard results as read from ``summary.json``: one :class:`RunSummary` per evaluated checkpoint.
 
-``eval/leaderboard.py`` writes one result directory per evaluated checkpoint, each holding a
+``ibnorm-llm eval`` writes one result directory per evaluated checkpoint, each holding a
 ``summary.json`` (schema in :func:`parse_summary`). Every problem with a file raises
 :class:`ResultError` naming it::
 
@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ibnorm_llm.evaluation.harness.suites import SUITE_CHOICES, suite_parts, task_names
+from ibnorm_llm.config import EVAL_SUITES
+from ibnorm_llm.evaluation.harness.suites import suite_parts, task_names
 
 SUMMARY_FILE = "summary.json"
 TRAINING = "training"
@@ -125,7 +126,7 @@ class RunSummary:
 
 def _field(data: Mapping, key: str, kinds: tuple, source: str, where: str = "", *, nullable: bool = False) -> Any:
     if key not in data:
-        raise ResultError(f"{source}: missing key '{where}{key}' (re-run eval/leaderboard.py to rewrite the summary)")
+        raise ResultError(f"{source}: missing key '{where}{key}' (re-run `ibnorm-llm eval` to rewrite the summary)")
     value = data[key]
     if value is None and nullable:
         return None
@@ -159,8 +160,8 @@ def parse_summary(data: Any, source: str) -> RunSummary:
     if not isinstance(data, dict):
         raise ResultError(f"{source}: expected a JSON object, got {type(data).__name__}")
     suite = _field(data, "suite", (str,), source)
-    if suite not in SUITE_CHOICES:
-        raise ResultError(f"{source}: suite={suite!r}, expected one of {', '.join(SUITE_CHOICES)}")
+    if suite not in EVAL_SUITES:
+        raise ResultError(f"{source}: suite={suite!r}, expected one of {', '.join(EVAL_SUITES)}")
     run = _field(data, "run", (dict,), source)
     _field(run, "preset", (str,), source, "run.", nullable=True)
     _field(run, "norm", (str,), source, "run.", nullable=True)
@@ -275,13 +276,13 @@ def load_summary(result_dir: str | Path) -> RunSummary:
         path = path / SUMMARY_FILE
     if not path.is_file():
         raise ResultError(
-            f"{path}: no {SUMMARY_FILE} here; pass result directories written by eval/leaderboard.py --out DIR "
+            f"{path}: no {SUMMARY_FILE} here; pass result directories written by `ibnorm-llm eval --out DIR` "
             "or training run folders (runs/<run_name>)"
         )
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ResultError(f"{path}: not valid JSON ({err}); re-run eval/leaderboard.py for this checkpoint") from None
+        raise ResultError(f"{path}: not valid JSON ({err}); re-run `ibnorm-llm eval` for this checkpoint") from None
     return parse_summary(data, str(path))
 
 

@@ -11,10 +11,9 @@ first when it is given offline data.
 """
 
 from ibnorm_llm.evaluation.harness.final import run_final_eval
-from ibnorm_llm.evaluation.harness.leaderboard import SMOKE_MAX_GEN_TOKS, run_leaderboard
+from ibnorm_llm.evaluation.harness.leaderboard import run_eval, run_leaderboard
 from ibnorm_llm.evaluation.harness.offline import OfflineDataError
 from ibnorm_llm.evaluation.harness.suites import (
-    SUITE_CHOICES,
     SUITES,
     SuiteError,
     TaskSpec,
@@ -23,6 +22,5 @@ from ibnorm_llm.evaluation.harness.suites import (
 )
 
 __all__ = [
-    "SMOKE_MAX_GEN_TOKS", "SUITES", "SUITE_CHOICES", "OfflineDataError", "SuiteError", "TaskSpec", "run_final_eval",
-    "run_leaderboard", "select_tasks", "suite_tasks",
+    "SUITES", "OfflineDataError", "SuiteError", "TaskSpec", "run_eval", "run_final_eval", "run_leaderboard", "select_tasks", "suite_tasks",
 ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ibnorm_llm.config import ConfigError, EvalConfig
-from ibnorm_llm.evaluation.harness.leaderboard import run_leaderboard
+from ibnorm_llm.evaluation.harness.leaderboard import run_eval
 from ibnorm_llm.evaluation.harness.offline import OfflineDataError
 from ibnorm_llm.evaluation.harness.suites import SuiteError
 
@@ -20,13 +20,10 @@ def run_final_eval(cfg: EvalConfig, final: Path, out_dir: Path, device: str) -> 
     naming eval.* and the saved checkpoint, so the launcher reports them like any bad setting.
     """
     try:
-        summary = run_leaderboard(
-            final, cfg.suite, out_dir, limit=cfg.limit, batch_size=cfg.batch_size, offline_data=cfg.offline_data,
-            smoke=cfg.smoke, device=device,
-        )
+        summary = run_eval(final, cfg, out_dir, device=device)
     except (SuiteError, OfflineDataError) as err:
         raise ConfigError(
             f"eval.suite={cfg.suite}: {str(err).rstrip('.')}. Training finished and {final} is saved; fix eval.* and run "
-            f"eval/leaderboard.py on it."
+            f"`ibnorm-llm eval --checkpoint {final}` on it."
         ) from err
     return {f"eval/{task}": score["value"] for task, score in summary["tasks"].items()}

@@ -1,7 +1,7 @@
 """Run the Open LLM Leaderboard suites on a checkpoint with lm-evaluation-harness.
 
     summary = run_leaderboard("runs/demo_rms/checkpoints/final", "v1", "runs/eval/demo_rms",
-                              limit=4, offline_data="eval/offline_data", smoke=True)
+                              limit=4, offline_data=OFFLINE_DATA, smoke=True)
 
 Writes into ``out_dir``:
 
@@ -32,17 +32,17 @@ from pathlib import Path
 from typing import Any
 
 from ibnorm_llm.checkpoint import CheckpointError, CheckpointInfo, inspect_checkpoint, load_checkpoint
-from ibnorm_llm.config import to_dict
+from ibnorm_llm.config import EvalConfig, to_dict
+from ibnorm_llm.config.sections import SMOKE_MAX_GEN_TOKS
 from ibnorm_llm.evaluation.harness.offline import Coverage, check_hub_data, check_offline_data, enable_offline_mode
 from ibnorm_llm.evaluation.harness.perplexity import held_out_perplexity
 from ibnorm_llm.evaluation.harness.punkt import PunktSource, ensure_punkt_tab
 from ibnorm_llm.evaluation.harness.run_identity import run_fields
 from ibnorm_llm.evaluation.harness.suites import SuiteError, TaskSpec, select_tasks
 from ibnorm_llm.evaluation.harness.task_dir import write_task_dir
-from ibnorm_llm.evaluation.harness.tasks import TaskTree, resolve_task
+from ibnorm_llm.evaluation.harness.tasks import MissingDependencyError, TaskTree, resolve_task
+from ibnorm_llm.shipped import OFFLINE_DATA
 
-SMOKE_MAX_GEN_TOKS = 32
-"""Generation length of generative tasks under ``smoke`` (the harness's are 256 to 1280)."""
 SMOKE_BOOTSTRAP_ITERS = 1000
 FULL_BOOTSTRAP_ITERS = 100_000
 """The harness default, used for the stderr of non-mean aggregations (ifeval's instruction level)."""
@@ -72,7 +72,7 @@ def check_math_extras() -> None:
         if not version("antlr4-python3-runtime").startswith("4.11"):
             missing.append("antlr4-python3-runtime==4.11")
     if missing:
-        raise ImportError(
+        raise MissingDependencyError(
             "leaderboard_math_hard needs " + ", ".join(missing) + ": pip install " + " ".join(f"'{m}'" for m in missing)
         )
 
@@ -231,6 +231,25 @@ def _build_lm(info: CheckpointInfo, device: str, dtype: str, batch_size: int, pe
     if not perplexity:
         notes.append("held-out perplexity skipped (--no-perplexity)")
     return lm, held_out
+
+
+def offline_data_of(settings: EvalConfig) -> Path | None:
+    """The task data folder ``settings`` asks for: ``builtin`` (and smoke with none given) is the
+    smoke data shipped with the package; None reads the Hub."""
+    if settings.offline_data == "builtin" or (settings.offline_data is None and settings.smoke):
+        return OFFLINE_DATA
+    return Path(settings.offline_data).expanduser() if settings.offline_data is not None else None
+
+
+def run_eval(checkpoint: str | Path, settings: EvalConfig, out_dir: str | Path, *, device: str = "cpu",
+             dtype: str = "float32") -> dict[str, Any] | None:
+    """:func:`run_leaderboard` with the settings of an EvalConfig (a run's ``eval``, a study's, the CLI's)."""
+    return run_leaderboard(
+        checkpoint, settings.suite, out_dir, tasks=list(settings.tasks) if settings.tasks else None,
+        limit=settings.limit, batch_size=settings.batch_size, offline_data=offline_data_of(settings),
+        smoke=settings.smoke, max_gen_toks=settings.max_gen_toks, allow_partial_groups=settings.allow_partial_groups,
+        device=device, dtype=dtype, seed=settings.seed, perplexity=settings.perplexity,
+    )
 
 
 def run_leaderboard(

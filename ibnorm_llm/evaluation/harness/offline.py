@@ -1,6 +1,6 @@
 """Offline task data: the on-disk layout, what a run would miss, and switching the Hub off.
 
-Layout (written by ``eval/prefetch.py``; a small handwritten copy ships in ``eval/offline_data/``)::
+Layout (written by ``ibnorm-llm prefetch``; a small handwritten copy ships with the package, ``--offline-data builtin``)::
 
     DIR/<leaf task>/<split>.jsonl               one JSON object per line, the dataset's own fields
     DIR/nltk_data/tokenizers/punkt_tab/english  optional: NLTK's sentence splitter for ifeval
@@ -77,7 +77,7 @@ def check_offline_data(
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise OfflineDataError(
-            f"--offline-data {data_dir}: no such directory; use eval/offline_data or a folder written by eval/prefetch.py"
+            f"--offline-data {data_dir}: no such directory; use builtin (the smoke data shipped with the package) or a folder written by `ibnorm-llm prefetch`"
         )
     result = {tree.spec.name: coverage(tree, data_dir) for tree in trees}
     problems = []
@@ -97,7 +97,7 @@ def check_offline_data(
             problems.append(f"{tree.spec.name}: no offline data; files missing: {listed}")
     if problems:
         hint = (
-            "Fetch the real data with `python eval/prefetch.py --out DIR` on a connected machine"
+            "Fetch the real data with `ibnorm-llm prefetch --out DIR` on a connected machine"
             + ("" if allow_partial_groups else ", or pass --allow-partial-groups (implied by --smoke) to score "
                "groups on the subtasks that are present")
             + "."
@@ -170,6 +170,6 @@ def check_hub_data(trees: list[TaskTree], suite: str) -> None:
     others = f" (and {len(uncached) - 1} more task(s))" if len(uncached) > 1 else ""
     raise OfflineDataError(
         f"task {first.name} needs the dataset {first.dataset_path}{others} from the Hugging Face Hub, which cannot be "
-        f"reached ({why}). Pass --offline-data DIR with a folder written by `python eval/prefetch.py --out DIR "
-        f"--suite {suite}` on a connected machine (eval/offline_data holds a small copy for smoke runs)"
+        f"reached ({why}). Pass --offline-data DIR with a folder written by `ibnorm-llm prefetch --out DIR "
+        f"--suite {suite}` on a connected machine (--offline-data builtin is a small copy for smoke runs)"
     )

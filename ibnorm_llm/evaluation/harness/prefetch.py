@@ -22,6 +22,10 @@ from ibnorm_llm.evaluation.harness.suites import select_tasks
 from ibnorm_llm.evaluation.harness.tasks import HarnessTask, resolve_task
 
 
+class PrefetchError(RuntimeError):
+    """Some task data could not be downloaded (the rest was written); the message lists what and why."""
+
+
 def _write_jsonl(path: Path, rows: Any) -> int:
     """Write rows atomically (temp file, then rename), so an interrupted fetch leaves no partial split."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,7 +95,7 @@ def prefetch(
     manifest = {"suite": suite, "tasks": written, "failed": failed}
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
     if failed:
-        raise RuntimeError(
+        raise PrefetchError(
             f"prefetch into {out_dir}: {len(failed)} item(s) failed (the rest were written):\n  "
             + "\n  ".join(f"{k}: {v}" for k, v in failed.items())
             + "\nGPQA is gated: accept its terms on the Hub and run `huggingface-cli login`, then re-run."

@@ -4,7 +4,7 @@ lm-eval's ifeval module calls ``nltk.download("punkt_tab")`` when ``nltk.data.fi
 which offline is a network call that hangs or fails. Before ifeval is imported we make sure a
 ``punkt_tab`` is on NLTK's path, in this order:
 
-1. ``prefetched``: ``<offline data>/nltk_data`` (written by ``eval/prefetch.py``);
+1. ``prefetched``: ``<offline data>/nltk_data`` (written by ``ibnorm-llm prefetch``);
 2. ``installed``: one NLTK already finds (``~/nltk_data``, ``$NLTK_DATA`` ...);
 3. ``trained``: offline only, a Punkt model trained with NLTK's ``PunktTrainer`` on the built-in
    corpus and saved in the ``punkt_tab`` layout. ifeval only counts sentences with it (the

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ibnorm_llm.config import EVAL_SUITES
+
 
 class SuiteError(ValueError):
     """An unknown suite or task name; the message lists the valid ones."""
@@ -83,7 +85,6 @@ SUITES: dict[str, tuple[TaskSpec, ...]] = {
 }
 """Suite name -> its tasks, in leaderboard order."""
 
-SUITE_CHOICES = ("small", "v1", "v2", "all")
 LEADERBOARDS = ("v1", "v2")
 """What ``all`` covers: both leaderboards (the small suite is asked for by name)."""
 
@@ -96,7 +97,7 @@ def suite_parts(suite: str) -> tuple[str, ...]:
     if suite == "all":
         return LEADERBOARDS
     if suite not in SUITES:
-        raise SuiteError(f"unknown suite {suite!r}: choose one of {', '.join(SUITE_CHOICES)}")
+        raise SuiteError(f"unknown suite {suite!r}: choose one of {', '.join(EVAL_SUITES)}")
     return (suite,)
 
 

@@ -23,11 +23,15 @@ SPLIT_KEYS = ("training_split", "validation_split", "test_split", "fewshot_split
 """The task-config keys naming a dataset split the harness may read."""
 
 
+class MissingDependencyError(ImportError):
+    """A package a task needs is not installed; the message says what to pip install."""
+
+
 def harness_tasks_root() -> Path:
     """``lm_eval/tasks/`` of the installed harness (found without importing lm_eval)."""
     spec = importlib.util.find_spec("lm_eval")
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError("lm-eval is not installed: pip install 'lm-eval==0.4.13'")
+        raise MissingDependencyError("lm-eval is not installed: pip install 'lm-eval==0.4.13'")
     return Path(next(iter(spec.submodule_search_locations))) / "tasks"
 
 
