@@ -44,3 +44,36 @@ def ladder_dict(data: dict[str, Path] | None = None, **changes) -> dict:
 def write_ladder(path: Path, data: dict[str, Path] | None = None, **changes) -> Path:
     path.write_text(json.dumps(ladder_dict(data, **changes)))
     return path
+
+
+class FakeTrainer:
+    """``execute`` for LadderRunner: reads the run's config and writes what a finished run leaves (metrics with
+    a validation and a test loss that fall with width and steps, a complete final/, run.json); a learning rate
+    above ``diverge_above`` exits as a non-finite loss."""
+
+    def __init__(self, diverge_above: float = 1.0):
+        self.diverge_above = diverge_above
+        self.calls: list[tuple[str, str]] = []
+        """(run name, train.resume) of every training started."""
+
+    def __call__(self, command: list[str], log: Path) -> int:
+        from ibnorm_llm.config import load_config
+        from ibnorm_llm.study.runner import NONFINITE_EXIT
+        from ibnorm_llm.train.checkpoint import COMPLETE, STATE_DIR
+
+        cfg = load_config(command[command.index("--config") + 1])
+        self.calls.append((cfg.run_name, cfg.train.resume))
+        if cfg.optim.lr > self.diverge_above:
+            return NONFINITE_EXIT
+        steps = cfg.train.max_steps
+        test = 2.0 + 40.0 / cfg.model.d_model + 30.0 / steps + abs(cfg.optim.lr - 0.01)
+        records = [{"step": s, "loss": test + 1.0 / s, "tokens": s * 128} for s in range(1, steps + 1)]
+        records[-1].update(eval_loss=test + 0.01, test_loss=test)
+        cfg.run_dir.mkdir(parents=True, exist_ok=True)
+        (cfg.run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+        (cfg.run_dir / "run.json").write_text(json.dumps({"n_params": 10_000 * cfg.model.d_model}))
+        for name in ("final", f"step_{steps - 1}"):
+            state = cfg.run_dir / "checkpoints" / name / STATE_DIR
+            state.mkdir(parents=True, exist_ok=True)
+            (state / COMPLETE).write_text("done\n")
+        return 0
