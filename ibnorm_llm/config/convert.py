@@ -35,7 +35,7 @@ def _type_name(tp: Any) -> str:
 
 def _norm_spec(value: Any, key: str) -> NormSpec:
     """A norm spec from its YAML mapping, checked once against the norm registry: the kind, each
-    option's name and type (from the norm's constructor signature) and its value."""
+    option's name and type (from the norm's options class, norms/options.py) and its value."""
     if isinstance(value, NormSpec):
         return value
     if not isinstance(value, dict):

@@ -162,3 +162,37 @@ def test_launcher_wraps_the_training_command_and_a_missing_one_is_named(study_fi
     assert command[4:] == ["-m", "ibnorm_llm", "train", "--config", str(run.config_path)]
     with pytest.raises(StudyError, match="no such program \\(check --launcher\\)"):
         _execute(["no-such-launcher", "x"], tmp_path / "log")
+
+
+def test_every_listed_suite_evaluates_every_final_run_with_its_own_settings(study_file, tmp_path):
+    import shutil
+    from pathlib import Path
+
+    summary = Path(__file__).resolve().parents[1] / "evaluation" / "fixtures" / "results" / "rmsnorm_s0"
+    trainer, evaluations = FakeTrainer(known_losses), []
+
+    def execute(command, log):
+        if command[1:4] != ["-m", "ibnorm_llm", "eval"]:
+            return trainer(command, log)
+        evaluations.append(command)
+        shutil.copytree(summary, command[command.index("--out") + 1])  # a v1 summary stands in for either suite
+        return 0
+
+    path = study_file(tune={"optim.lr": [0.003]}, seeds=[0, 1],
+                      eval=[{"suite": "v1", "smoke": True}, {"suite": "small", "limit": 2}])
+    plan = build_plan(load_study(path), tmp_path / "out")
+    results = StudyRunner(plan, execute=execute).run()
+    final_runs = [run for arm in results.finals.values() for run in arm.values()]
+    assert len(evaluations) == 2 * len(final_runs) == 8
+    v1 = [c for c in evaluations if c[c.index("--suite") + 1] == "v1"]
+    small = [c for c in evaluations if c[c.index("--suite") + 1] == "small"]
+    assert all("--smoke" in c and "--limit" not in c for c in v1)
+    assert all(c[c.index("--limit") + 1] == "2" and "--smoke" not in c for c in small)
+    assert {c[c.index("--out") + 1].rsplit("/", 1)[1] for c in evaluations} == {"eval_v1", "eval_small"}
+    report = write_report(results).read_text()
+    assert "## v1 suite on the final runs" in report and "## small suite on the final runs" in report
+    assert report.count("Offline smoke: a pipeline check, not a result") == 1  # only the smoke suite says so
+    # A rerun evaluates nothing again: the summaries are there.
+    evaluations.clear()
+    StudyRunner(plan, execute=execute).run()
+    assert evaluations == []

@@ -56,7 +56,7 @@ def test_bad_study_file_exits_2_naming_the_key(tmp_path, data_files):
 def test_scaled_down_study_trains_selects_and_reports(tmp_path, data_files):
     out = tmp_path / "out"
     path = study(tmp_path, data_files)
-    result = run_script("--study", str(path), "--out", str(out), "--launcher", sys.executable)
+    result = run_script("--study", str(path), "--out", str(out), "--launcher", sys.executable, "--jobs", "2")
     assert result.returncode == 0, result.stderr[-3000:]
     runs = sorted(p.name for p in out.glob("e2e_*") if p.is_dir())
     assert len(runs) == 6  # 2 arms x 2 lrs at seed 0, then the chosen lr of each arm at seed 1
