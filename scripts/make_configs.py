@@ -9,7 +9,11 @@ steps, cosine to 10%, no clipping, whole model in bf16); GPT-2 follows nanoGPT/l
 (GPT-2 BPE, 1024 tokens, 2^19 tokens per step, AdamW (0.9, 0.95), decay 0.1, clip 1.0,
 warmup 700, cosine, bf16 autocast) on FineWeb-Edu. IBNorm runs use lambda = 4, the paper's
 best value in most runs. The 2025-26 baselines (Derf, SeeDNorm, Peri-LN, Mix-LN, LayerNorm
-Scaling; docs/baselines.md) run in the same LLaMA recipe at 60M and 130M, and on the CPU.
+Scaling; docs/baselines.md) run in the same LLaMA recipe at 60M and 130M, and on the CPU, with
+the settings of their authors' code that are not the training recipe: DyT and Derf with the
+DyT/Derf LM recipe (embeddings times a learnable sqrt(d_model), alpha_0 by position from the DyT
+paper's width table, no norm bias), Mix-LN and LayerNorm Scaling with their codes' embedding init
+(std sqrt(2/5)).
 """
 
 from __future__ import annotations
@@ -37,13 +41,21 @@ GPT2 = [
 IBNORM_VARIANTS = {"s": "S", "l": "L", "t": "T"}
 LAM = 4.0
 BASELINE_SIZES = ("llama60m", "llama130m")
+# The DyT/Derf LM recipe (docs/baselines.md): the embeddings times a learnable scalar initialized to
+# sqrt(d_model) (jiachenzhu/DyT other_tasks/LLaMA, zlab-princeton/Derf "language model"), alpha_0 by
+# position from the DyT paper's width table (arXiv 2503.10622, Tables 11-12), no bias in the norm.
+DYT_LM_RECIPE = {"alpha_init": "dyt_width", "embed_scale": {"init": "sqrt_d", "learnable": True}}
+# The Mix-LN (pixeli99/MixLN) and LayerNorm Scaling (lmsdss/LayerNorm-Scaling) codes draw the token
+# embeddings with std sqrt(2/5) in LlamaPreTrainedModel._init_weights, for every norm type.
+MIX_LN_EMBED_INIT_STD = (2 / 5) ** 0.5
 # name -> model section: a norm function or a placement/scaling of RMSNorm or IBNorm-L (docs/baselines.md)
 BASELINES: dict[str, dict] = {
-    "derf": {"norm": {"kind": "derf"}},
+    "dyt": {"norm": {"kind": "dyt", "bias": False}, **DYT_LM_RECIPE},
+    "derf": {"norm": {"kind": "derf", "bias": False}, **DYT_LM_RECIPE},
     "seednorm": {"norm": {"kind": "seednorm"}},
     "rmsnorm_peri": {"norm": {"kind": "rmsnorm"}, "norm_placement": "peri"},
-    "rmsnorm_mix": {"norm": {"kind": "rmsnorm"}, "norm_placement": "mix"},
-    "rmsnorm_lns": {"norm": {"kind": "rmsnorm"}, "norm_scaling": "lns"},
+    "rmsnorm_mix": {"norm": {"kind": "rmsnorm"}, "norm_placement": "mix", "embed_init_std": MIX_LN_EMBED_INIT_STD},
+    "rmsnorm_lns": {"norm": {"kind": "rmsnorm"}, "norm_scaling": "lns", "embed_init_std": MIX_LN_EMBED_INIT_STD},
     "ibnorm_l_peri": {"norm": {"kind": "ibnorm", "variant": "L", "lam": LAM}, "norm_placement": "peri"},
 }
 _LAYOUT_WORDS = {
@@ -64,6 +76,10 @@ def _describe(model: dict) -> str:
     norm = model["norm"]
     words = [f"IBNorm-{norm['variant']} (lambda {norm['lam']:g})" if norm["kind"] == "ibnorm" else norm["kind"]]
     words += [text for (key, value), text in _LAYOUT_WORDS.items() if model.get(key) == value]
+    if "embed_scale" in model:
+        words.append("in the DyT/Derf LM recipe")
+    if "embed_init_std" in model:
+        words.append(f"and embedding init std {model['embed_init_std']:.4g} (its code's)")
     return " ".join(words)
 
 

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from ibnorm_llm.config import CONFIG_DIR, load_config
+from ibnorm_llm.config import CONFIG_DIR, EmbedScaleConfig, load_config
 
 CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))
 ROOT = Path(__file__).resolve().parent.parent
 # The 2025-26 baselines: name suffix -> (norm kind, norm_placement, norm_scaling)
 BASELINES = {
+    "dyt": ("dyt", "pre", "none"),
     "derf": ("derf", "pre", "none"),
     "seednorm": ("seednorm", "pre", "none"),
     "rmsnorm_peri": ("rmsnorm", "peri", "none"),
@@ -45,6 +46,14 @@ def test_config_loads_and_matches_its_name(path):
         assert (norm.kind, norm.variant, norm.lam) == ("ibnorm", path.stem[-1].upper(), 4.0)
     else:
         assert norm.kind == ("rmsnorm" if path.stem.startswith("llama") else "layernorm")
+    # The authors' settings beyond the norm (docs/baselines.md): the DyT/Derf LM recipe, the Mix-LN/LNS
+    # codes' embedding init; every other config keeps the defaults (no scale, alpha per spec, init_std).
+    recipe = baseline in ("dyt", "derf")
+    assert cfg.model.embed_scale == (EmbedScaleConfig(init="sqrt_d", learnable=True) if recipe else None)
+    assert cfg.model.alpha_init == ("dyt_width" if recipe else None)
+    if recipe:
+        assert norm.bias is False
+    assert cfg.model.embed_init_std == ((2 / 5) ** 0.5 if baseline in ("rmsnorm_mix", "rmsnorm_lns") else None)
     if "_tiny_" in path.stem:
         assert (cfg.data.source, cfg.train.precision) == ("builtin", "fp32")
     elif path.stem.startswith("llama"):

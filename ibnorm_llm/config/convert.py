@@ -30,6 +30,10 @@ def _type_name(tp: Any) -> str:
         return " | ".join(_type_name(a) for a in typing.get_args(tp))
     if origin is tuple:
         return "list of " + _type_name(typing.get_args(tp)[0])
+    if dataclasses.is_dataclass(tp):
+        return "a mapping {" + ", ".join(f.name for f in dataclasses.fields(tp)) + "}"
+    if tp is type(None):
+        return "null"
     return getattr(tp, "__name__", str(tp))
 
 
@@ -84,6 +88,9 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             if type(None) in args:
                 return None
             raise ConfigError(f"{key}: null is not allowed; expected {_type_name(tp)}")
+        mappings = [arg for arg in args if dataclasses.is_dataclass(arg)]
+        if isinstance(value, dict) and len(mappings) == 1:
+            return _convert(value, mappings[0], key)  # a mapping can only mean the dataclass: its own errors
         errors = []
         for arg in args:
             if arg is type(None):

@@ -40,6 +40,48 @@ class NormOverride:
         return range(first_i, last_i + 1)
 
 
+EMBED_SCALE_INITS = ("sqrt_d",)
+"""Named initial values of ``model.embed_scale.init``: sqrt_d is sqrt(d_model), the DyT/Derf LM codes'."""
+ALPHA_INIT_RULES = ("dyt_width",)
+"""Named rules for ``model.alpha_init`` (ibnorm_llm/models/recipes.py): dyt_width is the DyT paper's
+alpha_0 by model width (arXiv 2503.10622, Tables 11 and 12)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmbedScaleConfig:
+    """``model.embed_scale``: the token embeddings multiplied by a scalar s before the first block,
+    x = s * E[ids] (GPT-2: s * (E[ids] + P[pos])), as the DyT (LLaMA) and Derf (GPT-2) LM codes do."""
+
+    init: float | Literal["sqrt_d"] = "sqrt_d"
+    """Initial value of s: sqrt_d (sqrt(d_model), the official codes') or a number > 0."""
+    learnable: bool = True
+    """Train s (a parameter of shape (1,), never weight-decayed) or keep it fixed (a buffer)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.init, str) and not (self.init > 0 and self.init != float("inf")):
+            raise ConfigError(
+                f"model.embed_scale.init={self.init}: must be a finite number > 0 or sqrt_d (sqrt(d_model))"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class PositionAlphaInit:
+    """``model.alpha_init`` as values: the initial alpha of every DyT/Derf norm at each position."""
+
+    attention: float
+    """Norms of the attention sub-layer (its input norm; under Peri-LN also its output norm)."""
+    mlp: float
+    """Norms of the MLP sub-layer (its input norm; under Peri-LN also its output norm)."""
+    final: float
+    """The final norm before the LM head."""
+
+    def __post_init__(self) -> None:
+        for name in ("attention", "mlp", "final"):
+            value = getattr(self, name)
+            if not (value > 0 and value != float("inf")):
+                raise ConfigError(f"model.alpha_init.{name}={value}: must be a finite number > 0")
+
+
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig:
     preset: str = "llama-tiny"
@@ -75,7 +117,15 @@ class ModelConfig:
     tie_embeddings: bool | None = None
     """Share the token embedding with the LM head; None = the preset's choice (LLaMA untied, GPT-2 tied)."""
     init_std: float | None = None
-    """Std of the normal init of linear and embedding weights; None = 0.02."""
+    """Std of the normal init of linear weights, and of the embeddings unless embed_init_std is set; None = 0.02."""
+    embed_init_std: float | None = None
+    """Std of the normal init of the embedding tables (LLaMA embed_tokens; GPT-2 wte and wpe; a tied LM head
+    shares it); None = init_std. The Mix-LN and LayerNorm Scaling codes use sqrt(2/5) (docs/baselines.md)."""
+    embed_scale: EmbedScaleConfig | None = None
+    """Multiply the embeddings by a scalar before the first block (the DyT/Derf LM recipe); None = no scale."""
+    alpha_init: Literal["dyt_width"] | PositionAlphaInit | None = None
+    """Initial alpha of the DyT/Derf norms by position: {attention, mlp, final} values, or dyt_width (the
+    DyT paper's values for the model's width); None = each norm spec's own alpha_init."""
     gradient_checkpointing: bool = False
     """Recompute block activations in the backward to save memory."""
 
@@ -86,6 +136,10 @@ class ModelConfig:
                 raise ConfigError(f"model.{name}={value}: must be a positive integer (or null for the preset's)")
         if self.init_std is not None and not self.init_std > 0:
             raise ConfigError(f"model.init_std={self.init_std}: must be > 0 (or null for 0.02)")
+        if self.embed_init_std is not None and not (0 < self.embed_init_std < float("inf")):
+            raise ConfigError(
+                f"model.embed_init_std={self.embed_init_std}: must be a finite number > 0 (or null for model.init_std)"
+            )
         if self.mix_ln_fraction is not None:
             if self.norm_placement != "mix":
                 raise ConfigError(

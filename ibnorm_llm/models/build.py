@@ -17,6 +17,7 @@ from ibnorm_llm.norms import accepted_options, resolve_options
 from .modeling_norm_lm import NormGPT2Config, NormGPT2LMHeadModel, NormLlamaConfig, NormLlamaForCausalLM
 from .norm_blocks import MIX_LN_FRACTION, post_ln_blocks
 from .presets import FAMILY_NORM_EPS, PRESETS, Preset
+from .recipes import dyt_alpha_init, sqrt_d
 
 MODEL_CLASSES: dict[str, type[PreTrainedModel]] = {
     NormLlamaConfig.model_type: NormLlamaForCausalLM,
@@ -91,6 +92,61 @@ def _block_norms(model_cfg: ModelConfig, norm: dict[str, Any], family: str, dim:
     return [dict(resolved[model_cfg.norm_for_block(i)]) for i in range(n_layers)]
 
 
+def _position_alphas(model_cfg: ModelConfig, d_model: int) -> tuple[float, float, float] | None:
+    """(attention, mlp, final) initial alpha of ``model.alpha_init``, or None when it is unset."""
+    rule = model_cfg.alpha_init
+    if rule is None:
+        return None
+    if rule == "dyt_width":
+        attention, other = dyt_alpha_init(d_model)
+        return attention, other, other
+    return rule.attention, rule.mlp, rule.final
+
+
+def _with_position_alpha(
+    model_cfg: ModelConfig, d_model: int, block_norms: list[dict], final_norm: dict
+) -> tuple[list[dict], list[dict], dict]:
+    """The attention norms, MLP norms and final norm, each DyT/Derf among them with the initial alpha
+    of its position under ``model.alpha_init`` (a norm kind without alpha_init is left as it is)."""
+    alphas = _position_alphas(model_cfg, d_model)
+    mlp_norms = [dict(spec) for spec in block_norms]
+    if alphas is None:
+        return block_norms, mlp_norms, final_norm
+    shown = model_cfg.alpha_init if isinstance(model_cfg.alpha_init, str) else "{attention, mlp, final}"
+    named = [("model.norm", model_cfg.norm), ("model.final_norm", model_cfg.final_norm)]
+    named += [(f"model.norm_overrides[{i}].norm", o.norm) for i, o in enumerate(model_cfg.norm_overrides)]
+    for key, spec in named:
+        if spec is not None and "alpha_init" in spec.options():
+            raise ConfigError(
+                f"{key}.alpha_init={spec.options()['alpha_init']} and model.alpha_init={shown} are both set: "
+                f"model.alpha_init sets every DyT/Derf norm's alpha by position; remove one of them"
+            )
+    takes = [spec for spec in [*block_norms, final_norm] if "alpha_init" in spec]
+    if not takes:
+        kinds = sorted({spec["kind"] for spec in [*block_norms, final_norm]})
+        raise ConfigError(
+            f"model.alpha_init={shown}: no norm of this model takes alpha_init (kinds: {', '.join(kinds)}); "
+            "it applies to kind dyt or derf: remove it or use one of those norms"
+        )
+    attention, mlp, final = alphas
+
+    def at(spec: dict, alpha: float) -> dict:
+        return {**spec, "alpha_init": alpha} if "alpha_init" in spec else dict(spec)
+
+    return ([at(spec, attention) for spec in block_norms], [at(spec, mlp) for spec in block_norms],
+            at(final_norm, final))
+
+
+def _embedding_fields(model_cfg: ModelConfig, d_model: int) -> dict[str, Any]:
+    """The model config's embed_scale ({init, learnable}, the init as a number) and embed_init_std."""
+    scale = model_cfg.embed_scale
+    resolved = None
+    if scale is not None:
+        resolved = {"init": sqrt_d(d_model) if scale.init == "sqrt_d" else float(scale.init),
+                    "learnable": scale.learnable}
+    return dict(embed_scale=resolved, embed_init_std=model_cfg.embed_init_std)
+
+
 def _block_layout(model_cfg: ModelConfig, family: str, n_layers: int, head_dim: int) -> dict[str, Any]:
     """The placement fields of the model config, checked against the depth and head width."""
     fraction = MIX_LN_FRACTION if model_cfg.mix_ln_fraction is None else model_cfg.mix_ln_fraction
@@ -141,6 +197,7 @@ def build_hf_config(
         if model_cfg.final_norm is None
         else resolve_norm(model_cfg.final_norm, preset.family, d_model, "model.final_norm")
     )
+    block_norms, block_mlp_norms, final_norm = _with_position_alpha(model_cfg, d_model, block_norms, final_norm)
     common: dict[str, Any] = dict(
         vocab_size=padded_vocab_size(vocab_size),
         tie_word_embeddings=tie,
@@ -151,8 +208,10 @@ def build_hf_config(
         preset=model_cfg.preset,
         norm=norm,
         block_norms=block_norms,
+        block_mlp_norms=block_mlp_norms,
         final_norm=final_norm,
         **_block_layout(model_cfg, preset.family, n_layers, d_model // n_heads),
+        **_embedding_fields(model_cfg, d_model),
     )
     family_eps = FAMILY_NORM_EPS[preset.family]
     if preset.family == "llama":

@@ -33,11 +33,11 @@ _STOCK = {
 }
 _STOCK_OPTIONS = {"rmsnorm": {"affine": True}, "layernorm": {"affine": True, "bias": True}}
 """Options the stock norm has fixed (eps is free but must be the same in every norm)."""
-_STOCK_LAYOUT = {"norm_placement": "pre", "norm_scaling": "none", "qk_norm": None}
-"""Block-layout settings of the stock classes (Pre-LN, no scaling, no query/key norm)."""
+_STOCK_LAYOUT = {"norm_placement": "pre", "norm_scaling": "none", "qk_norm": None, "embed_scale": None}
+"""Layout settings of the stock classes (Pre-LN, no scaling, no query/key norm, no embedding scale)."""
 _OUR_CONFIG_KEYS = (
-    "preset", "norm", "block_norms", "final_norm", "auto_map", "architectures", "model_type", "mix_ln_fraction",
-    *_STOCK_LAYOUT,
+    "preset", "norm", "block_norms", "block_mlp_norms", "final_norm", "auto_map", "architectures", "model_type",
+    "mix_ln_fraction", "embed_init_std", *_STOCK_LAYOUT,
 )
 
 
@@ -60,12 +60,14 @@ def stock_norm_eps(config: PretrainedConfig) -> float:
     for setting, stock_value in _STOCK_LAYOUT.items():
         value = getattr(config, setting)
         if value != stock_value:
-            shown = f"{{kind: {value['kind']}, ...}}" if isinstance(value, dict) else repr(value)
+            shown = f"{{kind: {value['kind']}, ...}}" if isinstance(value, dict) and "kind" in value else repr(value)
             raise ExportError(
                 f"cannot export to a stock {stock_class.__name__}: model.{setting}={shown}, "
                 f"but the stock model has {setting}={stock_value!r}{shared}"
             )
-    places = [(f"block {i}", spec) for i, spec in enumerate(config.block_norms)] + [("the final norm", config.final_norm)]
+    places = [(f"block {i}", spec) for i, spec in enumerate(config.block_norms)]
+    places += [(f"block {i} (MLP)", spec) for i, spec in enumerate(config.block_mlp_norms)]
+    places += [("the final norm", config.final_norm)]
     eps_values = set()
     for where, spec in places:
         if spec["kind"] != baseline:

@@ -10,9 +10,15 @@ gives each decoder layer the configured norm placement (``norm_blocks``). Peri-L
 to each block; a query/key norm adds ``q_norm`` / ``k_norm`` to each attention module.
 
 The config records each norm as JSON-able data, ``{"kind": <registry name>, <option>: value}``:
-``norm`` (the block norm), ``block_norms`` (one entry per block, overrides applied),
-``final_norm`` and ``qk_norm`` (None = none); and the block layout: ``norm_placement``
-(pre, post, peri, mix), ``mix_ln_fraction`` and ``norm_scaling`` (none, lns).
+``norm`` (the block norm), ``block_norms`` (one entry per block, overrides applied: the norms
+of the attention sub-layer), ``block_mlp_norms`` (the same for the MLP sub-layer; unset = a
+copy of ``block_norms``, as every checkpoint written before it existed meant), ``final_norm``
+and ``qk_norm`` (None = none); the block layout: ``norm_placement`` (pre, post, peri, mix),
+``mix_ln_fraction`` and ``norm_scaling`` (none, lns); and the embeddings: ``embed_scale``
+(``{"init": s0, "learnable": bool}``: the residual stream entering the first block is
+multiplied by a scalar ``embed_scale`` of shape (1,) on the base model, initialized to s0;
+None = no scale) and ``embed_init_std`` (std of the embedding tables' normal init; None =
+``initializer_range``, like the linear layers).
 
 This file is copied into every checkpoint (``auto_map``), so that
 ``AutoModelForCausalLM.from_pretrained(dir, trust_remote_code=True)`` works where ibnorm_llm
@@ -21,13 +27,16 @@ registry arrives through the relative module ``norm_registry`` (see that module)
 """
 
 import inspect
+import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from huggingface_hub.dataclasses import strict
 from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+from transformers import initialization as init
 from transformers.dynamic_module_utils import get_relative_import_files
 
 from .norm_blocks import (
@@ -63,6 +72,18 @@ def _check_block_layout(config: "NormLlamaConfig | NormGPT2Config") -> None:
         raise ValueError(f"norm_scaling={config.norm_scaling!r}: must be one of {', '.join(NORM_SCALINGS)}")
     if config.qk_norm is not None:
         config.qk_norm = _check_norm_spec(config.qk_norm, "qk_norm")
+    scale = config.embed_scale
+    if scale is not None and not (
+        isinstance(scale, dict) and set(scale) == {"init", "learnable"} and isinstance(scale["learnable"], bool)
+        and isinstance(scale["init"], (int, float)) and not isinstance(scale["init"], bool)
+        and 0 < scale["init"] < math.inf
+    ):
+        raise ValueError(
+            f"embed_scale={scale!r}: expected None or {{'init': a finite number > 0, 'learnable': true or false}}"
+        )
+    std = config.embed_init_std
+    if std is not None and (isinstance(std, bool) or not isinstance(std, (int, float)) or not 0 < std < math.inf):
+        raise ValueError(f"embed_init_std={std!r}: expected None or a finite number > 0")
 
 
 def _resolve_norm_fields(config: "NormLlamaConfig | NormGPT2Config", baseline: dict) -> None:
@@ -79,6 +100,17 @@ def _resolve_norm_fields(config: "NormLlamaConfig | NormGPT2Config", baseline: d
             f"block_norms has {count} entries but the model has {config.num_hidden_layers} blocks: give one norm per block"
         )
     config.block_norms = [_check_norm_spec(spec, f"block_norms[{i}]") for i, spec in enumerate(config.block_norms)]
+    if config.block_mlp_norms is None:  # written before the MLP norms could differ: the same norms
+        config.block_mlp_norms = [dict(spec) for spec in config.block_norms]
+    if not isinstance(config.block_mlp_norms, list) or len(config.block_mlp_norms) != config.num_hidden_layers:
+        count = len(config.block_mlp_norms) if isinstance(config.block_mlp_norms, list) else config.block_mlp_norms
+        raise ValueError(
+            f"block_mlp_norms has {count} entries but the model has {config.num_hidden_layers} blocks: "
+            "give one norm per block (or leave it unset for the same norms as block_norms)"
+        )
+    config.block_mlp_norms = [
+        _check_norm_spec(spec, f"block_mlp_norms[{i}]") for i, spec in enumerate(config.block_mlp_norms)
+    ]
     _check_block_layout(config)
 
 
@@ -89,11 +121,14 @@ class _NormFields:
     preset: str | None = None
     norm: dict | None = None
     block_norms: list | None = None
+    block_mlp_norms: list | None = None
     final_norm: dict | None = None
     qk_norm: dict | None = None
     norm_placement: str = "pre"
     mix_ln_fraction: float = MIX_LN_FRACTION
     norm_scaling: str = "none"
+    embed_scale: dict | None = None
+    embed_init_std: float | None = None
 
 
 @strict
@@ -144,14 +179,71 @@ def _write_norm_code(folder: Path) -> None:
             shutil.copyfile(source, target)
 
 
+class _EmbedScaleHook:
+    """Forward pre-hook on the first decoder block: its input (the embeddings; GPT-2: token plus
+    position embeddings) times the base model's ``embed_scale``, in the input's dtype. A callable
+    object, not a closure, so that ``copy.deepcopy`` and pickling carry it over to the copy's scale."""
+
+    def __init__(self, base_model: nn.Module) -> None:
+        self.base_model = base_model
+
+    def __call__(self, _module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        scale = self.base_model.embed_scale
+        if args:
+            return (args[0] * scale.to(args[0].dtype), *args[1:]), kwargs
+        hidden = kwargs["hidden_states"]
+        return args, {**kwargs, "hidden_states": hidden * scale.to(hidden.dtype)}
+
+
 class _RegistryNormModel:
     """What both families share: registry-norm initialization and self-contained saving."""
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, tuple(NORMS.values())):
             module.reset_parameters()
+            return
+        super()._init_weights(module)
+        embed_std = self.config.embed_init_std
+        if isinstance(module, nn.Embedding) and embed_std is not None:
+            # After the family's own init, so this std wins for the embedding tables only (a tied LM
+            # head is the same tensor and shares it).
+            init.normal_(module.weight, mean=0.0, std=embed_std)
+            if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):
+                init.zeros_(module.weight[module.padding_idx])
+        scale = module._parameters.get("embed_scale", module._buffers.get("embed_scale"))
+        if scale is not None:
+            init.constant_(scale, self.config.embed_scale["init"])
+
+    def _init_embeddings(self, base_model: nn.Module) -> None:
+        """Draw the embedding tables again with ``config.embed_init_std`` when it is set.
+
+        The base model initialized its tables in its own constructor, with its own ``_init_weights``
+        (``initializer_range``), before this class could route it here; a model built on the meta
+        device gets the std from ``_init_weights`` instead. Nothing is drawn when the std is unset, so
+        a model without it is initialized exactly as before the option existed.
+        """
+        std = self.config.embed_init_std
+        if std is None:
+            return
+        with torch.no_grad():
+            for module in base_model.modules():
+                if isinstance(module, nn.Embedding) and module.weight.device.type != "meta":
+                    module.weight.normal_(mean=0.0, std=std)
+                    if module.padding_idx is not None:
+                        module.weight[module.padding_idx].zero_()
+
+    def _place_embed_scale(self, base_model: nn.Module, blocks: nn.ModuleList) -> None:
+        """The learnable (or fixed) embedding scale of ``config.embed_scale`` on ``base_model``, applied
+        to the first block's input."""
+        spec = self.config.embed_scale
+        if spec is None:
+            return
+        value = torch.full((1,), float(spec["init"]))
+        if spec["learnable"]:
+            base_model.embed_scale = nn.Parameter(value)
         else:
-            super()._init_weights(module)
+            base_model.register_buffer("embed_scale", value)
+        blocks[0].register_forward_pre_hook(_EmbedScaleHook(base_model), with_kwargs=True)
 
     def _route_norm_init(self, base_model: nn.Module) -> None:
         # transformers initializes a nested PreTrainedModel (the base model, which holds the norms)
@@ -163,14 +255,15 @@ class _RegistryNormModel:
         """Registry norms, placement and query/key norms for every decoder block, in place."""
         config, dim = self.config, self.config.hidden_size
         placements = block_placements(config.norm_placement, len(blocks), config.mix_ln_fraction)
-        for index, (block, spec, placement) in enumerate(zip(blocks, config.block_norms, placements, strict=True)):
+        layout = zip(blocks, config.block_norms, config.block_mlp_norms, placements, strict=True)
+        for index, (block, spec, mlp_spec, placement) in enumerate(layout):
             block_class.adopt(block, placement, norm_output_scale(config.norm_scaling, index))
             (input_norm, output_norm), (mlp_input_norm, mlp_output_norm) = block_class.NORM_NAMES
             setattr(block, input_norm, _registry_norm(spec, dim))
-            setattr(block, mlp_input_norm, _registry_norm(spec, dim))
+            setattr(block, mlp_input_norm, _registry_norm(mlp_spec, dim))
             if placement == "peri":
                 setattr(block, output_norm, _registry_norm(spec, dim))
-                setattr(block, mlp_output_norm, _registry_norm(spec, dim))
+                setattr(block, mlp_output_norm, _registry_norm(mlp_spec, dim))
             if config.qk_norm is not None:
                 attach_qk_norm(
                     getattr(block, attention_name), lambda: _registry_norm(config.qk_norm, head_dim), head_dim
@@ -199,7 +292,9 @@ class NormLlamaForCausalLM(_RegistryNormModel, LlamaForCausalLM):
         super().__init__(config)
         self._place_norms(self.model.layers, NormLlamaDecoderLayer, "self_attn", config.head_dim)
         self.model.norm = _registry_norm(config.final_norm, config.hidden_size)
+        self._place_embed_scale(self.model, self.model.layers)
         self._route_norm_init(self.model)
+        self._init_embeddings(self.model)
 
 
 class NormGPT2LMHeadModel(_RegistryNormModel, GPT2LMHeadModel):
@@ -212,7 +307,9 @@ class NormGPT2LMHeadModel(_RegistryNormModel, GPT2LMHeadModel):
         head_dim = config.hidden_size // config.num_attention_heads
         self._place_norms(self.transformer.h, NormGPT2Block, "attn", head_dim)
         self.transformer.ln_f = _registry_norm(config.final_norm, config.hidden_size)
+        self._place_embed_scale(self.transformer, self.transformer.h)
         self._route_norm_init(self.transformer)
+        self._init_embeddings(self.transformer)
 
 
 NormLlamaConfig.register_for_auto_class()

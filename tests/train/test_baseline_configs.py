@@ -10,7 +10,7 @@ from train_helpers import losses
 from ibnorm_llm.config import load_config
 from ibnorm_llm.train.trainer import train
 
-BASELINES = ("derf", "seednorm", "rmsnorm_peri", "rmsnorm_mix", "rmsnorm_lns", "ibnorm_l_peri")
+BASELINES = ("dyt", "derf", "seednorm", "rmsnorm_peri", "rmsnorm_mix", "rmsnorm_lns", "ibnorm_l_peri")
 
 
 @pytest.mark.slow
