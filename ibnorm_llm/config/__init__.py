@@ -29,6 +29,7 @@ from .sections import (
     EvalConfig,
     LoggingConfig,
     ModelConfig,
+    MonitorConfig,
     MuonConfig,
     NormConfig,
     NormOverride,
@@ -41,7 +42,7 @@ from .yaml12 import yaml_load
 
 __all__ = [
     "CONFIG_DIR", "EVAL_SUITES", "AnalysisConfig", "ConfigError", "DataConfig", "EvalConfig", "LoggingConfig", "ModelConfig",
-    "MuonConfig", "NormConfig", "NormOverride", "OptimConfig", "RunConfig", "TokenizerConfig", "TrainConfig",
+    "MonitorConfig", "MuonConfig", "NormConfig", "NormOverride", "OptimConfig", "RunConfig", "TokenizerConfig", "TrainConfig",
     "check_eval", "config_from_tree", "config_to_yaml", "from_dict", "legacy_norm_options", "load_config", "parse_override",
     "replace", "resolve_config_path", "save_config", "wsd_decay_steps",
     "to_dict", "yaml_load",
