@@ -513,7 +513,7 @@ def train_step(s: Session, progress: Progress) -> float:
             s.tracker.write(f"step {progress.step}: {event['spike/kind']} spike ({event['spike/value']:.4g} against "
                             f"{event['spike/mean']:.4g} +- {event['spike/std']:.3g}); "
                             + (f"skipped ({progress.spike_skipped} so far)" if skip else "applied")
-                            + (f"; gradients grew most in {event['spike/layers']}" if event["spike/layers"] else ""))
+                            + (f"; gradient norms moved most in {event['spike/layers']}" if event["spike/layers"] else ""))
             if skip:
                 s.optimizer.zero_grad(set_to_none=True)
                 return norm_value

@@ -45,11 +45,12 @@ class SpikeDetector:
 
 
 def moved_most(current: dict[str, float], reference: dict[str, float] | None, k: int = 3) -> list[str]:
-    """The ``k`` parameter groups whose gradient norm grew most since ``reference`` (the last monitor
-    step's), as ``group (x ratio)``; without a reference, the largest gradient norms."""
+    """The ``k`` parameter groups whose gradient norm changed most, by factor up or down, since
+    ``reference`` (the last monitor step's), as ``group (x ratio)``; without a reference, the largest
+    gradient norms."""
     if reference:
-        ratios = {g: v / reference[g] for g, v in current.items() if reference.get(g)}
-        ranked = sorted(ratios, key=ratios.get, reverse=True)[:k]
+        ratios = {g: v / reference[g] for g, v in current.items() if reference.get(g) and v > 0}
+        ranked = sorted(ratios, key=lambda g: abs(math.log(ratios[g])), reverse=True)[:k]
         return [f"{g} (x{ratios[g]:.3g})" for g in ranked]
     ranked = sorted(current, key=current.get, reverse=True)[:k]
     return [f"{g} ({current[g]:.3g})" for g in ranked]
