@@ -80,7 +80,7 @@ def gain_stats(norms: dict[str, nn.Module]) -> dict[str, float]:
     for name, module in norms.items():
         weight = getattr(module, "weight", None)
         prefix = f"monitor/norm/{name}"
-        if isinstance(weight, torch.Tensor):
+        if isinstance(weight, torch.Tensor) and weight.numel() > 0:  # ZeRO-3 leaves empty partitions
             w = _full(weight.detach()).double()
             values = torch.stack([w.mean(), w.pow(2).mean().sqrt(), w.abs().max()]).tolist()
             record.update(zip((f"{prefix}/gain_mean", f"{prefix}/gain_rms", f"{prefix}/gain_max"), values, strict=True))
