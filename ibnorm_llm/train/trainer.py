@@ -470,7 +470,7 @@ def train_step(s: Session, progress: Progress) -> float:
         for micro in range(plan.grad_accum):
             batch = {k: v.to(device, non_blocking=True) for k, v in next(s.loader).items()}
             with s.strategy.micro_step(s.model, last=micro == plan.grad_accum - 1):
-                with hooks.recording(attention=micro == 0) if monitoring else contextlib.nullcontext():
+                with hooks.recording() if monitoring else contextlib.nullcontext():
                     outputs = s.model(**batch)
                 loss = outputs.loss
                 objective = loss

@@ -93,8 +93,8 @@ class MonitorHooks:
 
     @contextmanager
     def recording(self, attention: bool = True) -> Iterator[None]:
-        """Measure the forwards run inside; ``attention``: also the attention statistics (the trainer
-        asks for them on the first micro batch only: they cost a (sequences, heads, T, T) product)."""
+        """Measure the forwards run inside; ``attention``: also the attention statistics (a (sequences,
+        heads, T, T) product per block, over the first ``attention_sequences`` rows of each batch)."""
         self.recording_forward, self.attention_on = True, attention
         try:
             yield
