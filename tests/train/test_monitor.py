@@ -188,3 +188,24 @@ def test_z_loss_weight_changes_the_update_but_the_logged_loss_stays_the_cross_en
     assert z["loss"] != plain["loss"]
     # z-loss is about log(512)^2 = 39 here: 0.39 more if it were logged, far beyond what it changes in 4 steps
     assert z["loss"] == pytest.approx(plain["loss"], abs=0.1)
+
+
+def test_blocks_recomputed_in_the_backward_are_not_counted_twice():
+    def monitored_step(checkpointing: bool) -> Tally:
+        model = _model().train()
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+        tally = Tally()
+        ids = _batch()
+        with MonitorHooks(model, tally, 3) as hooks:
+            with hooks.recording():
+                loss = model(input_ids=ids, labels=ids).loss
+            loss.backward()  # recomputes every block's forward under checkpointing, outside recording()
+        return tally
+
+    plain, recomputed = monitored_step(False), monitored_step(True)
+    # pooled statistics of a tensor seen twice are unchanged: the element counts show a second count
+    counts = {name: float(piece[0]) for name, (kind, piece) in plain.sums.items() if kind == "moments"}
+    assert counts["monitor/norm/model.layers.1.input_layernorm/in"] == 3 * 12 * 32
+    assert {name: float(piece[0]) for name, (kind, piece) in recomputed.sums.items() if kind == "moments"} == counts
+    assert recomputed.record() == pytest.approx(plain.record(), rel=1e-6)
