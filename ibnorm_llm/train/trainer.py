@@ -418,6 +418,13 @@ def _all_reduce(accelerator):
     return reduce
 
 
+def _eager_if(monitoring: bool):
+    """A monitor step's forward runs eagerly under train.compile: the compiled graph would have to be
+    traced again with the hooks in it (and without them on the next step), and a traced graph drops
+    some of the hooks' side effects. Other steps run the compiled graph, which never saw a hook."""
+    return torch.compiler.set_stance("force_eager") if monitoring else contextlib.nullcontext()
+
+
 def monitor_due(cfg: RunConfig, step: int) -> bool:
     """Whether optimizer step ``step`` (counted from 1) is a monitor step (monitor.every)."""
     return cfg.monitor.every > 0 and step % cfg.monitor.every == 0
@@ -470,7 +477,7 @@ def train_step(s: Session, progress: Progress) -> float:
         for micro in range(plan.grad_accum):
             batch = {k: v.to(device, non_blocking=True) for k, v in next(s.loader).items()}
             with s.strategy.micro_step(s.model, last=micro == plan.grad_accum - 1):
-                with hooks.recording() if monitoring else contextlib.nullcontext():
+                with hooks.recording() if monitoring else contextlib.nullcontext(), _eager_if(monitoring):
                     outputs = s.model(**batch)
                 loss = outputs.loss
                 objective = loss
