@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_helpers import overrides_for, tiny_config
+from train_helpers import ROOT, overrides_for, tiny_config
 
-from ibnorm_llm.config import ModelConfig
+from ibnorm_llm.config import ConfigError, ModelConfig
 from ibnorm_llm.models import build_model
 from ibnorm_llm.norms import NormSpec
 from ibnorm_llm.train.monitor import MonitorHooks, Tally, hook_count
@@ -209,3 +210,33 @@ def test_blocks_recomputed_in_the_backward_are_not_counted_twice():
     assert counts["monitor/norm/model.layers.1.input_layernorm/in"] == 3 * 12 * 32
     assert {name: float(piece[0]) for name, (kind, piece) in recomputed.sums.items() if kind == "moments"} == counts
     assert recomputed.record() == pytest.approx(plain.record(), rel=1e-6)
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("monitor.every=-1", r"monitor\.every=-1: must be >= 0"),
+    ("monitor.spike_window=2", r"monitor\.spike_window=2: must be at least 4"),
+    ("monitor.spike_sigmas=0", r"monitor\.spike_sigmas=0\.0: must be > 0"),
+    ("monitor.attention_sequences=0", r"monitor\.attention_sequences=0: must be a positive integer"),
+    ("optim.z_loss=-0.1", r"optim\.z_loss=-0\.1: must be >= 0"),
+])
+def test_bad_monitor_settings_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        tiny_config([override])
+
+
+def test_every_statistic_in_the_docs_tables_is_logged(runs):
+    """The statistic names of docs/monitoring.md's tables are the ones a run writes (both ways)."""
+    text = (ROOT / "docs" / "monitoring.md").read_text()
+    documented, in_statistics_table = set(), False
+    for line in text.splitlines():
+        if line.startswith("| statistic |"):
+            in_statistics_table = True
+        elif not line.startswith("|"):
+            in_statistics_table = False
+        elif in_statistics_table and line.startswith("| `"):
+            documented |= set(re.findall(r"`([a-z_]+)`", line.split("|")[1]))
+    records = {r["step"]: r for r in _records(runs["monitored"])}
+    logged = {key.rsplit("/", 1)[1] for key in records[2] if key.startswith("monitor/")}
+    logged |= {"alpha"}  # DyT and Derf only: this run has IBNorm-T
+    assert logged <= documented, logged - documented
+    assert documented <= logged, documented - logged
