@@ -194,8 +194,8 @@ def test_z_loss_weight_changes_the_update_but_the_logged_loss_stays_the_cross_en
 def test_blocks_recomputed_in_the_backward_are_not_counted_twice():
     def monitored_step(checkpointing: bool) -> Tally:
         model = _model().train()
-        if checkpointing:
-            model.gradient_checkpointing_enable()
+        if checkpointing:  # as the trainer enables it (the method's name differs across transformers 5.x)
+            (getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable)()
         tally = Tally()
         ids = _batch()
         with MonitorHooks(model, tally, 3) as hooks:
