@@ -523,6 +523,8 @@ def train_step(s: Session, progress: Progress) -> float:
                             + (f"; gradient norms moved most in {event['spike/layers']}" if event["spike/layers"] else ""))
             if skip:
                 s.optimizer.zero_grad(set_to_none=True)
+                if monitoring:  # the spiking step's statistics, without an update to measure
+                    _finish_monitor(s, progress, plain, tally, param_tally, None)
                 return norm_value
         before = snapshot(plain) if param_tally is not None else None
         s.optimizer.step()
@@ -549,7 +551,8 @@ def _finish_monitor(s: Session, progress: Progress, plain, tally: Tally, param_t
     reduce = _all_reduce(s.accelerator)
     record = tally.record(reduce, s.accelerator.device)
     if param_tally is not None:
-        update_stats(plain, before, param_tally)
+        if before is not None:
+            update_stats(plain, before, param_tally)
         shard_reduce = reduce if s.strategy.shards_parameters else no_reduce
         params = param_tally.record(shard_reduce, s.accelerator.device)
         record.update(params)

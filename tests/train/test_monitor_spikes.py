@@ -31,9 +31,10 @@ def _records(run_dir):
     return {r["step"]: r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())}
 
 
-@pytest.mark.parametrize("skip", [True, False], ids=["skip_spikes", "log_only"])
-def test_an_injected_spike_is_logged_and_skipped_with_the_weights_unchanged(tmp_path, data_files, skip):
-    cfg = tiny_config([*overrides_for(tmp_path, data_files), *SPIKE, "run_name=spike", "monitor.every=3",
+@pytest.mark.parametrize(("skip", "every"), [(True, 3), (False, 3), (True, 4)],
+                         ids=["skip_spikes", "log_only", "skip_on_a_monitor_step"])
+def test_an_injected_spike_is_logged_and_skipped_with_the_weights_unchanged(tmp_path, data_files, skip, every):
+    cfg = tiny_config([*overrides_for(tmp_path, data_files), *SPIKE, "run_name=spike", f"monitor.every={every}",
                        f"train.skip_spikes={str(skip).lower()}"])
     s = setup(cfg)
     progress = Progress(0, 0, 0)
@@ -61,7 +62,10 @@ def test_an_injected_spike_is_logged_and_skipped_with_the_weights_unchanged(tmp_
     event = records[8]
     assert "loss (rank 0)" in event["spike/kind"] and event["spike/skipped"] is skip
     assert event["spike/value"] > event["spike/mean"] + 6 * event["spike/std"]
-    assert event["spike/layers"].count("(x") == 3  # three groups, compared with monitor step 6
+    assert event["spike/layers"].count("(x") == 3  # three groups, compared with the last monitor step
+    if every == 4:  # the spiking monitor step logs its statistics; no update was applied to measure
+        assert event["monitor/param/head/grad_norm"] > records[4]["monitor/param/head/grad_norm"]
+        assert "monitor/block/1/attn_entropy" in event and "monitor/param/head/update_ratio" not in event
     assert records[9]["spike_skipped_steps"] == int(skip)
     assert not any("spike/kind" in records[step] for step in records if step != 8)
 
