@@ -3,6 +3,7 @@
     python scripts/bench_train.py                                  # llama_tiny, rmsnorm vs stock
     python scripts/bench_train.py --norms rmsnorm ibnorm_l         # + IBNorm-L step-time ratio
     python scripts/bench_train.py --quick                          # seconds, for smoke tests
+    python scripts/bench_train.py --monitor-every 100              # + the cost of monitor.every=100 and =1
 
 Both contenders run in this one process on the same machine, with the same model size,
 initial weights, micro batch, accumulation, optimizer settings, device and precision
@@ -15,11 +16,16 @@ is reported, because other processes on a shared machine only ever make a run sl
 
 With more than the baseline norm, a second table times the norms' models stepping in turn on
 the same batches (no trainer, no drift between separate runs): what each norm costs in a step.
+
+``--monitor-every N`` adds the telemetry's cost (monitor.every, docs/monitoring.md): one trainer
+session runs plain steps and monitor steps in turn, and the ratio of their medians r gives the
+step-time overhead at every N steps, (r - 1) / N, and at every step, r - 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import tempfile
@@ -37,7 +43,8 @@ from ibnorm_llm.train.batching import plan_batches
 from ibnorm_llm.train.cpu_memory import reuse_freed_memory
 from ibnorm_llm.train.distributed import apply_compute_options, check_precision
 from ibnorm_llm.train.metrics import read_metrics
-from ibnorm_llm.train.trainer import train
+from ibnorm_llm.train.optim import lr_at, set_lr
+from ibnorm_llm.train.trainer import Progress, setup, train, train_step
 
 QUICK = ["model.d_model=64", "model.n_layers=2", "model.n_heads=2", "model.d_ff=128", "data.seq_len=64",
          "train.micro_batch_size=8"]
@@ -143,6 +150,30 @@ def time_interleaved_steps(cfgs: dict, warmup: int, steps: int) -> dict[str, flo
     return {name: statistics.median(values) for name, values in seconds.items()}
 
 
+def time_monitor_steps(cfg, warmup: int, steps: int) -> tuple[float, float]:
+    """Median seconds of a plain trainer step and of a monitor step, the two in turn in one session."""
+    total = 2 * (warmup + steps)
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_steps=total + 1))
+    plain = dataclasses.replace(cfg, monitor=dataclasses.replace(cfg.monitor, every=0))
+    monitored = dataclasses.replace(cfg, monitor=dataclasses.replace(cfg.monitor, every=1))
+    session = setup(plain)
+    progress = Progress(0, 0, 0)
+    session.model.train()
+    seconds: dict[bool, list[float]] = {False: [], True: []}
+    for step in range(total):
+        on = step % 2 == 1
+        session.cfg = monitored if on else plain
+        set_lr(session.optimizer, lr_at(progress.step, cfg.optim, cfg.train.max_steps), cfg.optim)
+        start = time.perf_counter()
+        train_step(session, progress)  # one host sync: the step has finished when it returns
+        if step >= 2 * warmup:
+            seconds[on].append(time.perf_counter() - start)
+        progress.extra.clear()
+    session.tracker.close()
+    session.metrics.close()
+    return statistics.median(seconds[False]), statistics.median(seconds[True])
+
+
 def run_plain_loop(cfg, warmup: int) -> float:
     """Tokens/s of a plain PyTorch loop over the stock transformers model."""
     tokenizer = load_tokenizer(cfg)
@@ -169,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=4, help="untimed steps at the start of every run")
     parser.add_argument("--rounds", type=int, default=2, help="runs per contender; the best is reported")
     parser.add_argument("--quick", action="store_true", help="tiny model and 4 steps: a smoke test")
+    parser.add_argument("--monitor-every", type=int, default=0, metavar="N",
+                        help="also time monitor steps against plain ones: the overhead at monitor.every=N and =1")
     parser.add_argument("overrides", nargs="*", help="dotted.key=value overrides of the base config")
     args = parser.parse_args(argv)
     if args.quick:
@@ -231,6 +264,19 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{'norm':<26}{'ms/step':>12}{'vs ' + baseline:>16}")
         for norm, value in step_s.items():
             print(f"{norm:<26}{value * 1000:>12.1f}{value / step_s[baseline]:>15.3f}x")
+
+    if args.monitor_every > 0:
+        with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
+            plain_s, monitor_s = time_monitor_steps(bench_config(args, Path(tmp), norms[0], "monitor"),
+                                                    args.warmup, args.steps)
+        ratio = monitor_s / plain_s
+        print(f"\nmonitor steps ({norms[0]}; plain and monitor steps in turn in one trainer session, median of "
+              f"{args.steps} each):")
+        print(f"{'plain step ms':>14}{'monitor step ms':>17}{'monitor.every=' + str(args.monitor_every):>22}"
+              f"{'monitor.every=1':>18}")
+        print(f"{plain_s * 1000:>14.1f}{monitor_s * 1000:>17.1f}{1 + (ratio - 1) / args.monitor_every:>21.4f}x"
+              f"{ratio:>17.3f}x")
+        print("(step-time ratios against monitor.every=0)")
     return 0
 
 

@@ -153,6 +153,7 @@ def tiny_config(family, norm_name, model) -> tuple[str, dict]:
             "eval_every": 100, "eval_batches": 8, "log_every": 10,
         },
         "logging": {"wandb": "off"},
+        "monitor": {"every": 50},
     }
 
 
@@ -176,6 +177,8 @@ SECTION_NOTES = {
     "tiny": {
         "data": "offline built-in corpus (Python's own documentation) with the default SentencePiece tokenizer",
         "train": "fp32: bf16 is over 100x slower on CPUs",
+        "monitor": "per-norm, per-block and per-parameter-group statistics every 50 steps (about 1 % of the step time; "
+                   "docs/monitoring.md) and loss/gradient-norm spike events",
     },
 }
 

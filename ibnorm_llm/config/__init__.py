@@ -30,6 +30,7 @@ from .sections import (
     EvalConfig,
     LoggingConfig,
     ModelConfig,
+    MonitorConfig,
     MuonConfig,
     NormConfig,
     NormOverride,
@@ -42,8 +43,9 @@ from .sections import (
 from .yaml12 import yaml_load
 
 __all__ = [
-    "CONFIG_DIR", "EVAL_SUITES", "AnalysisConfig", "ConfigError", "DataConfig", "EmbedScaleConfig", "EvalConfig", "LoggingConfig", "ModelConfig",
-    "MuonConfig", "NormConfig", "NormOverride", "OptimConfig", "PositionAlphaInit", "RunConfig", "TokenizerConfig", "TrainConfig",
+    "CONFIG_DIR", "EVAL_SUITES", "AnalysisConfig", "ConfigError", "DataConfig", "EmbedScaleConfig", "EvalConfig",
+    "LoggingConfig", "ModelConfig", "MonitorConfig", "MuonConfig", "NormConfig", "NormOverride", "OptimConfig",
+    "PositionAlphaInit", "RunConfig", "TokenizerConfig", "TrainConfig",
     "check_eval", "config_from_tree", "config_to_yaml", "from_dict", "legacy_norm_options", "load_config", "parse_override",
     "replace", "resolve_config_path", "save_config", "wsd_decay_steps",
     "to_dict", "yaml_load",

@@ -13,11 +13,11 @@ from .sections import DataConfig, EvalConfig, MuonConfig, OptimConfig, RunConfig
 _POSITIVE_INT = (
     "data.seq_len", "data.val_tokens", "data.shuffle_buffer", "data.num_workers",
     "tokenizer.vocab_size", "tokenizer.train_max_documents", "train.max_steps", "train.micro_batch_size", "train.keep_last",
-    "train.eval_batches", "train.log_every", "analysis.n_tokens",
+    "train.eval_batches", "train.log_every", "analysis.n_tokens", "monitor.attention_sequences",
 )
 _NON_NEGATIVE = (
     "optim.weight_decay", "optim.warmup_steps", "optim.grad_clip", "train.checkpoint_every",
-    "train.eval_every", "analysis.every", "analysis.beta",
+    "train.eval_every", "analysis.every", "analysis.beta", "monitor.every", "optim.z_loss",
 )
 
 
@@ -52,6 +52,7 @@ def check_values(cfg: RunConfig) -> None:
     if not 0 < cfg.data.val_fraction < 1:
         raise ConfigError(f"data.val_fraction={cfg.data.val_fraction}: must be in (0, 1)")
     check_eval(cfg.eval)
+    _check_monitor(cfg)
     _check_test_split(cfg)
     _check_muon(cfg.optim)
     _check_wsd(cfg)
@@ -102,6 +103,15 @@ def _check_wsd(cfg: RunConfig) -> None:
     if optim.warmup_steps + decay > cfg.train.max_steps:
         raise ConfigError(f"optim.schedule=wsd: optim.warmup_steps={optim.warmup_steps} plus the decay's {decay} steps "
                           f"exceed train.max_steps={cfg.train.max_steps}; shorten the warmup or optim.decay_fraction")
+
+
+def _check_monitor(cfg: RunConfig) -> None:
+    monitor = cfg.monitor
+    if monitor.spike_window < 4:
+        raise ConfigError(f"monitor.spike_window={monitor.spike_window}: must be at least 4 (a running standard "
+                          "deviation needs values; OLMo-core's default is 128)")
+    if not monitor.spike_sigmas > 0:
+        raise ConfigError(f"monitor.spike_sigmas={monitor.spike_sigmas}: must be > 0 (OLMo-core's default is 6)")
 
 
 def wsd_decay_steps(optim: OptimConfig, max_steps: int) -> int:

@@ -24,14 +24,15 @@ SAFE_ON_RESUME: tuple[str, ...] = (
     "train.log_every", "train.eval_every", "train.checkpoint_every", "train.keep_last",
     # how the same computation runs, not what it computes
     "train.peak_flops", "train.compile", "train.allow_slow_cpu_bf16", "train.reuse_freed_memory",
-    "train.skip_nonfinite", "model.gradient_checkpointing", "data.num_workers", "data.cache_dir",
+    "train.skip_nonfinite", "train.skip_spikes", "model.gradient_checkpointing", "data.num_workers", "data.cache_dir",
     "tokenizer.train_if_missing",
     # what is reported: wandb and progress, the leaderboard after training, the IB analysis
-    "logging", "eval", "analysis",
+    "logging", "eval", "analysis", "monitor",
 )
 """Keys (or whole sections) that may differ from the checkpoint's run config on resume. Entries
 are exact dotted keys or section prefixes."""
-RESULT_NEUTRAL: tuple[str, ...] = tuple(k for k in SAFE_ON_RESUME if k not in ("train.max_steps", "train.skip_nonfinite"))
+RESULT_NEUTRAL: tuple[str, ...] = tuple(k for k in SAFE_ON_RESUME if k not in ("train.max_steps", "train.skip_nonfinite",
+                                                                                       "train.skip_spikes"))
 """Keys in which a finished run may differ from a planned one and still be that run (a study reuses it)."""
 
 

@@ -264,6 +264,9 @@ class OptimConfig:
     """Final learning rate as a fraction of the peak."""
     grad_clip: float = 1.0
     """Max global gradient norm; 0 disables clipping."""
+    z_loss: float = 0.0
+    """Weight of the z-loss, mean over target tokens of logsumexp(logits)^2 (PaLM), added to the
+    training loss; 0 = not trained with (the logged loss stays the cross-entropy either way)."""
     muon: MuonConfig = field(default_factory=MuonConfig)
     """optim.name=muon: Muon's settings (setting one under another optim.name is an error)."""
 
@@ -304,6 +307,9 @@ class TrainConfig:
     """Write metrics every N steps."""
     skip_nonfinite: bool = False
     """Skip (and count) steps with a non-finite loss or gradient instead of stopping."""
+    skip_spikes: bool = False
+    """Skip the optimizer step (and count it) when the loss or the gradient norm spikes (monitor.spike_*:
+    above the running mean by monitor.spike_sigmas standard deviations); any rank spiking skips on all."""
     peak_flops: float | None = None
     """Peak FLOP/s per device for MFU when the device is not in the built-in table."""
     compile: bool = False
@@ -396,6 +402,24 @@ class AnalysisConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MonitorConfig:
+    """Norm-centric telemetry while training (ibnorm_llm.train.monitor; docs/monitoring.md)."""
+
+    every: int = 0
+    """Log per-norm, per-block, per-parameter-group and output statistics every N steps (forward hooks
+    exist on those steps only); 0 = off. Spike detection runs every step when this is > 0 or
+    train.skip_spikes is true."""
+    attention_sequences: int = 2
+    """Sequences of each micro batch whose attention entropy and max logit are computed (from the
+    queries and keys; the cost is quadratic in the sequence length)."""
+    spike_window: int = 128
+    """Spike detection: how many earlier values the running mean and standard deviation cover
+    (OLMo-core's default); nothing is flagged before half of it is filled."""
+    spike_sigmas: float = 6.0
+    """Spike detection: a value above the running mean by more than this many standard deviations is a spike."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class RunConfig:
     run_name: str = "run"
     """Folder name under out_dir; also the W&B run name."""
@@ -409,6 +433,7 @@ class RunConfig:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
 
     @property
     def run_dir(self) -> Path:

@@ -127,6 +127,12 @@ def build_accelerator(cfg: RunConfig, launch: Launch) -> Accelerator:
             "so a bad step cannot be skipped. Set train.skip_nonfinite=false (the run then stops on a non-finite "
             "loss or gradient) or launch with ddp/fsdp."
         )
+    if cfg.train.skip_spikes and launch.strategy == "deepspeed":
+        raise ConfigError(
+            "train.skip_spikes=true under DeepSpeed: the DeepSpeed engine applies the update inside backward, "
+            "so a spiking step cannot be skipped. Set train.skip_spikes=false (spikes are still logged with "
+            "monitor.every > 0) or launch with ddp/fsdp."
+        )
     if cfg.train.precision == "bf16-pure" and launch.strategy == "deepspeed":
         raise ConfigError(
             "train.precision=bf16-pure under DeepSpeed: DeepSpeed's bf16 mode keeps fp32 master weights, use "

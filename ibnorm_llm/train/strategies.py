@@ -80,6 +80,9 @@ class Replicated:
     state_format = "replicated"
     shards_parameters = False
     """True when a forward needs every rank (parameters split across ranks)."""
+    exposes_gradients = True
+    """True when parameters' ``.grad`` hold the step's gradients between backward and optimizer step
+    (not under DeepSpeed, whose engine keeps them in its own partitions)."""
 
     def __init__(self, accelerator, name: str):
         self.accelerator = accelerator
@@ -119,6 +122,8 @@ class Replicated:
 
 class DeepSpeed(Replicated):
     """ZeRO-2/3 through accelerate: the engine steps inside backward and owns its sharded state."""
+
+    exposes_gradients = False
 
     def __init__(self, accelerator, stage: int):
         super().__init__(accelerator, f"zero{stage}")

@@ -13,6 +13,7 @@ strategy's methods (train.strategies) and never asks which one runs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -26,6 +27,7 @@ from accelerate import Accelerator
 from accelerate.utils import gather_object, set_seed
 
 from ibnorm_llm.analysis import gather_tokens, layer_report
+from ibnorm_llm.analysis.capture import norm_modules
 from ibnorm_llm.checkpoint import RUN_CONFIG_FILE
 from ibnorm_llm.config import ConfigError, RunConfig, save_config, wsd_decay_steps, yaml_load
 from ibnorm_llm.config.eval_flags import default_eval_dir
@@ -55,6 +57,19 @@ from ibnorm_llm.train.metrics import (
     peak_flops_for,
     peak_flops_notice,
 )
+from ibnorm_llm.train.monitor import (
+    MonitorHooks,
+    SpikeDetector,
+    Tally,
+    gain_stats,
+    grad_sq_sums,
+    moved_most,
+    output_stats,
+    snapshot,
+    update_stats,
+    z_loss,
+)
+from ibnorm_llm.train.monitor.tally import no_reduce
 from ibnorm_llm.train.optim import build_optimizer, describe_split, lr_at, set_lr, summarize_split
 from ibnorm_llm.train.saturation_watch import binarizing_warnings, saturation_record, saturation_watch
 from ibnorm_llm.train.strategies import Strategy
@@ -79,6 +94,8 @@ class TrainResult:
     """Mean training throughput in target tokens/s of this process group (evaluation and checkpoints excluded)."""
     eval_scores: dict[str, float]
     """eval.suite headline values keyed 'eval/<task>'; empty with eval.suite=none."""
+    spike_skipped: int = 0
+    """Optimizer steps skipped for a spike (train.skip_spikes) in this launch."""
 
 
 def _warn(message: str) -> None:
@@ -229,6 +246,8 @@ class Session:
     """Held-out tokens for the IB analysis (analysis.every > 0), else None."""
     final_eval: FinalEval | None
     """The eval.suite runner on final/ (the caller's: train does not import evaluation)."""
+    spikes: SpikeDetector | None = None
+    """Loss and gradient-norm spike detection (monitor.every > 0 or train.skip_spikes), else None."""
 
 
 @dataclass
@@ -246,6 +265,12 @@ class Progress:
     trained_tokens: int = 0
     last_eval: float | None = None
     record: dict[str, Any] = field(default_factory=dict)
+    spike_skipped: int = 0
+    """Steps skipped for a loss or gradient-norm spike (train.skip_spikes) in this launch."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Monitor statistics and spike events of the current step: written in that step's record."""
+    last_grad_norms: dict[str, float] | None = None
+    """Per parameter group gradient norms of the last monitor step: what a spike is compared with."""
 
 
 def _build(cfg: RunConfig, accelerator, strategy, plan):
@@ -365,6 +390,8 @@ def setup(cfg: RunConfig, final_eval: FinalEval | None = None) -> Session:
         cfg, accelerator, strategy, plan, tokenizer, model, optimizer, loader, val_batches, test_batches,
         token_bytes(tokenizer), flops_tok, peak,
         resume, start, metrics, tracker, analysis_batch, final_eval,
+        SpikeDetector(cfg.monitor.spike_window, cfg.monitor.spike_sigmas)
+        if cfg.monitor.every > 0 or cfg.train.skip_spikes else None,
     )
     if resume is not None:
         tracker.write(f"resumed from {resume} at step {start.step}")
@@ -378,52 +405,161 @@ def setup(cfg: RunConfig, final_eval: FinalEval | None = None) -> Session:
     return session
 
 
+def _all_reduce(accelerator):
+    """``reduce(tensor, "sum" | "max")`` over every rank (the identity in one process)."""
+    def reduce(tensor: torch.Tensor, op: str) -> torch.Tensor:
+        if accelerator.num_processes == 1:
+            return tensor
+        if op == "sum":
+            return accelerator.reduce(tensor, reduction="sum")
+        reduced = tensor.clone()
+        torch.distributed.all_reduce(reduced, op=torch.distributed.ReduceOp.MAX)
+        return reduced
+    return reduce
+
+
+def _eager_if(monitoring: bool):
+    """A monitor step's forward runs eagerly under train.compile: the compiled graph would have to be
+    traced again with the hooks in it (and without them on the next step), and a traced graph drops
+    some of the hooks' side effects. Other steps run the compiled graph, which never saw a hook."""
+    return torch.compiler.set_stance("force_eager") if monitoring else contextlib.nullcontext()
+
+
+def monitor_due(cfg: RunConfig, step: int) -> bool:
+    """Whether optimizer step ``step`` (counted from 1) is a monitor step (monitor.every)."""
+    return cfg.monitor.every > 0 and step % cfg.monitor.every == 0
+
+
+def _group_grad_norms(s: Session, model: torch.nn.Module) -> dict[str, float]:
+    """``{group: gradient norm}`` of the current gradients (every rank calls it; summed over shards)."""
+    tally = Tally()
+    grad_sq_sums(model, tally)
+    reduce = _all_reduce(s.accelerator) if s.strategy.shards_parameters else no_reduce
+    return {key.split("/")[2]: value for key, value in tally.record(reduce, s.accelerator.device).items()}
+
+
+def _spike_event(s: Session, progress: Progress, rank_losses: list[float], grad_norm: float) -> dict[str, Any] | None:
+    """The step's spike event, decided alike on every rank from every rank's loss and the global norm."""
+    found = []
+    for rank, value in enumerate(rank_losses):
+        if (spike := s.spikes.check(f"loss/rank_{rank}", value)) is not None:
+            found.append((f"loss (rank {rank})", spike))
+    if (spike := s.spikes.check("grad_norm", grad_norm)) is not None:
+        found.append(("grad_norm", spike))
+    if not found:
+        return None
+    layers = ""
+    if s.strategy.exposes_gradients:  # the gradients are still there: which groups moved most
+        layers = ", ".join(moved_most(_group_grad_norms(s, s.strategy.plain_model(s.model)), progress.last_grad_norms))
+    kind, first = ", ".join(kind for kind, _ in found), found[0][1]
+    return {"spike/kind": kind, "spike/value": first.value, "spike/mean": first.mean, "spike/std": first.std,
+            "spike/layers": layers}
+
+
 def train_step(s: Session, progress: Progress) -> float:
     """One optimizer step over plan.grad_accum micro batches; returns the gradient norm (before clipping).
 
-    One host sync per step: loss and target tokens summed over ranks (float64 counts exactly)
-    with the (already global) gradient norm. A non-finite step stops the run or is skipped
-    (train.skip_nonfinite).
+    One host sync per step: every rank's loss (each rank fills its own slot, so that the spike test
+    sees each rank's loss) and the target tokens summed over ranks (float64 counts exactly), with
+    the (already global) gradient norm. A non-finite step stops the run or is skipped
+    (train.skip_nonfinite); a spike is logged or skipped (train.skip_spikes). On a monitor step
+    (monitor.every) the statistics of ibnorm_llm.train.monitor are gathered into progress.extra.
     """
-    device, plan = s.accelerator.device, s.plan
+    device, plan, cfg = s.accelerator.device, s.plan, s.cfg
+    world, rank = s.accelerator.num_processes, s.accelerator.process_index
+    plain = s.strategy.plain_model(s.model)
+    monitoring = monitor_due(cfg, progress.step + 1)
+    tally = Tally() if monitoring else None
     loss_sum = torch.zeros((), device=device)
     n_targets = torch.zeros((), device=device, dtype=torch.int64)
-    for micro in range(plan.grad_accum):
-        batch = {k: v.to(device, non_blocking=True) for k, v in next(s.loader).items()}
-        with s.strategy.micro_step(s.model, last=micro == plan.grad_accum - 1):
-            loss = s.model(**batch).loss
-            s.accelerator.backward(loss)
-        loss_sum += loss.detach().float()
-        n_targets += (batch["labels"] != IGNORE_INDEX).sum()  # padding (data.packing=pad) is not a token
-    clip = s.cfg.optim.grad_clip if s.cfg.optim.grad_clip > 0 else float("inf")
+    hooks = MonitorHooks(plain, tally, cfg.monitor.attention_sequences) if monitoring else contextlib.nullcontext()
+    with hooks:
+        for micro in range(plan.grad_accum):
+            batch = {k: v.to(device, non_blocking=True) for k, v in next(s.loader).items()}
+            with s.strategy.micro_step(s.model, last=micro == plan.grad_accum - 1):
+                with hooks.recording() if monitoring else contextlib.nullcontext(), _eager_if(monitoring):
+                    outputs = s.model(**batch)
+                loss = outputs.loss
+                objective = loss
+                if cfg.optim.z_loss > 0:
+                    objective = loss + cfg.optim.z_loss * z_loss(outputs.logits, batch["labels"])
+                if monitoring:
+                    total, top = output_stats(outputs.logits, batch["labels"])
+                    tally.share("monitor/output/z_loss", total)
+                    tally.maximum("monitor/output/max_logit", top)
+                del outputs
+                s.accelerator.backward(objective)
+            loss_sum += loss.detach().float()
+            n_targets += (batch["labels"] != IGNORE_INDEX).sum()  # padding (data.packing=pad) is not a token
+    param_tally = Tally() if monitoring and s.strategy.exposes_gradients else None
+    if param_tally is not None:
+        grad_sq_sums(plain, param_tally)  # before clipping changes the gradients
+    clip = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf")
     grad_norm = s.strategy.clip_grad_norm(s.model, clip)
     grad_norm = torch.as_tensor(grad_norm if grad_norm is not None else float("nan"), device=device)
-    rank_totals = torch.stack([(loss_sum / plan.grad_accum).double(), n_targets.double()])
+    rank_totals = torch.zeros(world + 1, device=device, dtype=torch.float64)
+    rank_totals[rank] = (loss_sum / plan.grad_accum).double()
+    rank_totals[world] = n_targets.double()
     global_totals = s.accelerator.reduce(rank_totals, reduction="sum")
-    loss_total, step_tokens, norm_value = torch.cat([global_totals, grad_norm.double().view(1)]).tolist()
-    step_loss = loss_total / s.accelerator.num_processes
+    *rank_losses, step_tokens, norm_value = torch.cat([global_totals, grad_norm.double().view(1)]).tolist()
+    step_loss = sum(rank_losses) / world
     progress.step += 1
     progress.window_steps += 1
     progress.window_tokens += int(step_tokens)
     progress.tokens += int(step_tokens)
     s.tracker.advance(progress.step)
     if math.isfinite(step_loss) and math.isfinite(norm_value):
+        event = _spike_event(s, progress, rank_losses, norm_value) if s.spikes is not None else None
+        progress.window_losses.append(step_loss)
+        if event is not None:
+            skip = cfg.train.skip_spikes
+            event["spike/skipped"] = skip
+            progress.extra.update(event)
+            if skip:
+                progress.spike_skipped += 1
+            s.tracker.write(f"step {progress.step}: {event['spike/kind']} spike ({event['spike/value']:.4g} against "
+                            f"{event['spike/mean']:.4g} +- {event['spike/std']:.3g}); "
+                            + (f"skipped ({progress.spike_skipped} so far)" if skip else "applied")
+                            + (f"; gradient norms moved most in {event['spike/layers']}" if event["spike/layers"] else ""))
+            if skip:
+                s.optimizer.zero_grad(set_to_none=True)
+                if monitoring:  # the spiking step's statistics, without an update to measure
+                    _finish_monitor(s, progress, plain, tally, param_tally, None)
+                return norm_value
+        before = snapshot(plain) if param_tally is not None else None
         s.optimizer.step()
         s.optimizer.zero_grad(set_to_none=True)
-        progress.window_losses.append(step_loss)
+        if monitoring:
+            _finish_monitor(s, progress, plain, tally, param_tally, before)
         return norm_value
-    where = _culprit(s.strategy.plain_model(s.model), step_loss)
-    if not s.cfg.train.skip_nonfinite:
+    where = _culprit(plain, step_loss)
+    if not cfg.train.skip_nonfinite:
         s.tracker.close()
         raise NonFiniteError(
             f"non-finite {where} at step {progress.step}; stopping (last good checkpoint: "
-            f"{ckpt.find_latest(s.cfg.run_dir) or 'none'}). Lower optim.lr, enable optim.grad_clip, "
+            f"{ckpt.find_latest(cfg.run_dir) or 'none'}). Lower optim.lr, enable optim.grad_clip, "
             "or set train.skip_nonfinite=true to skip such steps."
         )
     s.optimizer.zero_grad(set_to_none=True)
     progress.skipped += 1
     s.tracker.write(f"step {progress.step}: skipped, non-finite {where} ({progress.skipped} skipped so far)")
     return norm_value
+
+
+def _finish_monitor(s: Session, progress: Progress, plain, tally: Tally, param_tally: Tally | None, before) -> None:
+    """The monitor step's record (every rank calls it: the statistics are reduced over the ranks)."""
+    reduce = _all_reduce(s.accelerator)
+    record = tally.record(reduce, s.accelerator.device)
+    if param_tally is not None:
+        if before is not None:
+            update_stats(plain, before, param_tally)
+        shard_reduce = reduce if s.strategy.shards_parameters else no_reduce
+        params = param_tally.record(shard_reduce, s.accelerator.device)
+        record.update(params)
+        progress.last_grad_norms = {key.split("/")[2]: value for key, value in params.items()
+                                    if key.endswith("/grad_norm")}
+    record.update(gain_stats(norm_modules(plain)))
+    progress.extra.update(record)
 
 
 def periodic_report(s: Session, progress: Progress, lr: float, grad_norm: float) -> None:
@@ -433,7 +569,7 @@ def periodic_report(s: Session, progress: Progress, lr: float, grad_norm: float)
     is_last = step == tc.max_steps
     do_eval = is_last or (tc.eval_every > 0 and step % tc.eval_every == 0)
     do_analysis = s.analysis_batch is not None and step % s.cfg.analysis.every == 0
-    if not (do_eval or do_analysis or step % tc.log_every == 0):
+    if not (do_eval or do_analysis or step % tc.log_every == 0 or progress.extra):
         return
     elapsed = time.perf_counter() - progress.window_start
     tokens_per_s = progress.window_tokens / elapsed if elapsed > 0 else 0.0
@@ -448,6 +584,10 @@ def periodic_report(s: Session, progress: Progress, lr: float, grad_norm: float)
         "mfu": mfu(positions_per_s, s.flops_tok, s.peak_flops, world), "skipped_steps": progress.skipped,
         "world_size": world,
     }
+    if s.spikes is not None:
+        record["spike_skipped_steps"] = progress.spike_skipped
+    record.update(progress.extra)
+    progress.extra = {}
     record.update(_learnable_lams(s.strategy.plain_model(s.model)))
     if do_eval:
         held_out = s.val_batches[: tc.eval_batches]  # the first train.eval_batches micro batches of data.val_tokens
@@ -491,6 +631,9 @@ def periodic_checkpoint(s: Session, progress: Progress) -> None:
 
 def finish(s: Session, progress: Progress) -> TrainResult:
     """The eval.suite leaderboard on final/ (single process, see check_final_eval), then close."""
+    if progress.spike_skipped:
+        s.tracker.write(f"train.skip_spikes: {progress.spike_skipped} of {progress.step - s.start.step} steps "
+                        "skipped for a loss or gradient-norm spike (metrics.jsonl: spike/*)")
     if s.resume is not None and progress.step == s.start.step:
         s.tracker.write(f"{s.resume} is already at train.max_steps={s.cfg.train.max_steps}; nothing to train")
     final = ckpt.checkpoints_root(s.cfg.run_dir) / "final"
@@ -511,7 +654,7 @@ def finish(s: Session, progress: Progress) -> TrainResult:
         run_dir=s.cfg.run_dir, final_checkpoint=final, steps=progress.step, tokens=progress.tokens,
         train_loss=progress.record.get("loss"), eval_loss=progress.last_eval,
         tokens_per_s=progress.trained_tokens / progress.train_time if progress.train_time > 0 else None,
-        eval_scores=eval_scores,
+        eval_scores=eval_scores, spike_skipped=progress.spike_skipped,
     )
 
 

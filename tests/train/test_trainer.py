@@ -189,7 +189,7 @@ def test_gpu_missing_from_peak_table_gets_one_notice(tiny_overrides, monkeypatch
 def test_eval_suite_is_refused_under_a_multi_process_launch(tiny_overrides, monkeypatch, tmp_path):
     two_ranks = SimpleNamespace(is_main_process=True, num_processes=2, process_index=0)
     monkeypatch.setattr(trainer, "build_accelerator", lambda cfg, launch: two_ranks)
-    with pytest.raises(ConfigError, match=r"eval.suite=v1 .* 2 processes.*eval/leaderboard.py"):
+    with pytest.raises(ConfigError, match=r"eval.suite=v1 .* 2 processes.*ibnorm-llm eval --checkpoint"):
         train(tiny_config([*tiny_overrides, "run_name=multi", "eval.suite=v1"]))
     assert not (tmp_path / "runs").exists()
 
