@@ -83,18 +83,27 @@ def _source_key(csrc: Path) -> str:
 
 
 def _build() -> None:
+    from filelock import FileLock
     from torch.utils import cpp_extension
 
     csrc = _sources()
-    cpp_extension.load(
-        name=f"ibnorm_llm_cpu_{_cpu_key()}_{_source_key(csrc)}",
-        sources=[str(csrc / name) for name in SOURCES],
-        extra_include_paths=[str(csrc)],
-        extra_cflags=list(CFLAGS),
-        extra_ldflags=["-fopenmp"],
-        is_python_module=False,
-        verbose=False,
-    )
+    name = f"ibnorm_llm_cpu_{_cpu_key()}_{_source_key(csrc)}"
+    build_dir = Path(cpp_extension._get_build_directory(name, verbose=False))
+    # torch marks a build in progress with a plain file, <build dir>/lock, and makes every other process
+    # wait until it is gone: a build killed midway (Ctrl-C, a killed job) leaves it behind and the next
+    # process waits forever. Our builds hold an OS lock instead, which dies with its holder, so a torch
+    # lock found while holding it belongs to no running build.
+    with FileLock(str(build_dir / "ibnorm_llm_build.lock")):
+        (build_dir / "lock").unlink(missing_ok=True)
+        cpp_extension.load(
+            name=name,
+            sources=[str(csrc / source) for source in SOURCES],
+            extra_include_paths=[str(csrc)],
+            extra_cflags=list(CFLAGS),
+            extra_ldflags=["-fopenmp"],
+            is_python_module=False,
+            verbose=False,
+        )
 
 
 def load() -> str | None:

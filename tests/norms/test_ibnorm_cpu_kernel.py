@@ -467,3 +467,24 @@ def test_without_the_package_the_warning_names_the_package_not_a_compiler(tmp_pa
     done = subprocess.run([sys.executable, "-c", WITHOUT_SOURCES_CHILD], env=env, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0 and "names the package" in done.stdout, done.stderr[-3000:]
+
+
+def test_a_build_killed_midway_does_not_block_later_builds(tmp_path, monkeypatch):
+    """torch's own build marker (<build dir>/lock) outlives a killed build and would make every later
+    process wait forever; our builds hold an OS lock and clear a marker no running build owns."""
+    from torch.utils import cpp_extension
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    seen = {}
+
+    def fake_load(name, **_):
+        build_dir = Path(cpp_extension._get_build_directory(name, verbose=False))
+        seen["stale marker"] = (build_dir / "lock").exists()
+        seen["held"] = (build_dir / "ibnorm_llm_build.lock").exists()
+
+    name = f"ibnorm_llm_cpu_{cpu_ops._cpu_key()}_{cpu_ops._source_key(cpu_ops.CSRC)}"
+    build_dir = Path(cpp_extension._get_build_directory(name, verbose=False))
+    (build_dir / "lock").write_text("")  # what a killed build leaves behind
+    monkeypatch.setattr(cpp_extension, "load", fake_load)
+    cpu_ops._build()
+    assert seen == {"stale marker": False, "held": True}
