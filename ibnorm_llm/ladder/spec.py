@@ -30,11 +30,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ibnorm_llm.config import yaml_load
 from ibnorm_llm.models.presets import PRESETS
-from ibnorm_llm.shipped import find_named
 from ibnorm_llm.study.errors import StudyError, check_name, mapping
-from ibnorm_llm.study.spec import StudySpec, parse_study
+from ibnorm_llm.study.spec import StudySpec, parse_study, read_named_file
 
 STUDY_KEYS = ("name", "base", "overrides", "arms", "baseline", "tune", "seeds")
 LADDER_KEYS = ("sizes", "budgets", "lr_rule", "targets", "target_tokens_per_param")
@@ -202,11 +200,4 @@ def parse_ladder(data: Any, source: str = "<ladder>") -> LadderSpec:
 
 def load_ladder(name_or_path: str | Path) -> LadderSpec:
     """Read and check a ladder file: a path, or the name of one in ./ladders or shipped with the package."""
-    path, problem = find_named(name_or_path, "ladders")
-    if path is None:
-        raise LadderError(f"--ladder {problem}")
-    try:
-        data = yaml_load(path.read_text())
-    except Exception as err:  # yaml.YAMLError and decoding errors alike: name the file
-        raise LadderError(f"{path}: not valid YAML ({err})") from None
-    return parse_ladder(data, str(path))
+    return parse_ladder(*read_named_file(name_or_path, "ladders", "--ladder", LadderError))

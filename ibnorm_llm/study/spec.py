@@ -255,13 +255,18 @@ def _tune_from(raw: Any, arms: dict[str, dict[str, Any]], source: str) -> dict[s
     return result
 
 
+def read_named_file(name_or_path: str | Path, kind: str, flag: str, error: type[Exception]) -> tuple[Any, str]:
+    """A study or ladder file's decoded YAML and its path: a path, or the name of a file of ``kind`` in
+    ./<kind> or shipped with the package; a missing file or bad YAML raises ``error`` naming it."""
+    path, problem = find_named(name_or_path, kind)
+    if path is None:
+        raise error(f"{flag} {problem}")
+    try:
+        return yaml_load(path.read_text()), str(path)
+    except Exception as err:  # yaml.YAMLError and decoding errors alike: name the file
+        raise error(f"{path}: not valid YAML ({err})") from None
+
+
 def load_study(name_or_path: str | Path) -> StudySpec:
     """Read and check a study file: a path, or the name of one in ./studies or shipped with the package."""
-    path, problem = find_named(name_or_path, "studies")
-    if path is None:
-        raise StudyError(f"--study {problem}")
-    try:
-        data = yaml_load(path.read_text())
-    except Exception as err:  # yaml.YAMLError and decoding errors alike: name the file
-        raise StudyError(f"{path}: not valid YAML ({err})") from None
-    return parse_study(data, str(path))
+    return parse_study(*read_named_file(name_or_path, "studies", "--study", StudyError))
