@@ -55,6 +55,8 @@ class TrainerState:
     micro_batch_size: int
     state_format: str | None = None
     """How the optimizer state was saved (the strategy's state_format); None in checkpoints from before it was recorded."""
+    spike_skipped_steps: int = 0
+    """Steps skipped for a loss or gradient-norm spike (train.skip_spikes); 0 in checkpoints from before it was recorded."""
 
 
 def checkpoints_root(run_dir: Path) -> Path:

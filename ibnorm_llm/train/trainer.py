@@ -95,7 +95,7 @@ class TrainResult:
     eval_scores: dict[str, float]
     """eval.suite headline values keyed 'eval/<task>'; empty with eval.suite=none."""
     spike_skipped: int = 0
-    """Optimizer steps skipped for a spike (train.skip_spikes) in this launch."""
+    """Optimizer steps skipped for a spike (train.skip_spikes), earlier launches of a resumed run included."""
 
 
 def _warn(message: str) -> None:
@@ -266,7 +266,7 @@ class Progress:
     last_eval: float | None = None
     record: dict[str, Any] = field(default_factory=dict)
     spike_skipped: int = 0
-    """Steps skipped for a loss or gradient-norm spike (train.skip_spikes) in this launch."""
+    """Steps skipped for a loss or gradient-norm spike (train.skip_spikes), earlier launches of a resumed run included."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Monitor statistics and spike events of the current step: written in that step's record."""
     last_grad_norms: dict[str, float] | None = None
@@ -621,7 +621,8 @@ def periodic_checkpoint(s: Session, progress: Progress) -> None:
         ckpt.checkpoints_root(s.cfg.run_dir) / ("final" if is_last else f"step_{step}"),
         accelerator=s.accelerator, strategy=s.strategy, model=s.model, optimizer=s.optimizer,
         tokenizer=s.tokenizer, cfg=s.cfg, loader=s.loader,
-        state=replace(s.start, step=step, tokens=progress.tokens, skipped_steps=progress.skipped),
+        state=replace(s.start, step=step, tokens=progress.tokens, skipped_steps=progress.skipped,
+                      spike_skipped_steps=progress.spike_skipped),
     )
     if s.accelerator.is_main_process and not is_last:
         ckpt.prune(s.cfg.run_dir, tc.keep_last)
@@ -632,7 +633,7 @@ def periodic_checkpoint(s: Session, progress: Progress) -> None:
 def finish(s: Session, progress: Progress) -> TrainResult:
     """The eval.suite leaderboard on final/ (single process, see check_final_eval), then close."""
     if progress.spike_skipped:
-        s.tracker.write(f"train.skip_spikes: {progress.spike_skipped} of {progress.step - s.start.step} steps "
+        s.tracker.write(f"train.skip_spikes: {progress.spike_skipped} of {progress.step} steps "
                         "skipped for a loss or gradient-norm spike (metrics.jsonl: spike/*)")
     if s.resume is not None and progress.step == s.start.step:
         s.tracker.write(f"{s.resume} is already at train.max_steps={s.cfg.train.max_steps}; nothing to train")
@@ -658,11 +659,16 @@ def finish(s: Session, progress: Progress) -> TrainResult:
     )
 
 
+def start_progress(s: Session) -> Progress:
+    """The loop's counters where the checkpoint it resumes from left them (zeros on a fresh start)."""
+    return Progress(s.start.step, s.start.tokens, s.start.skipped_steps, spike_skipped=s.start.spike_skipped_steps)
+
+
 def train(cfg: RunConfig, final_eval: FinalEval | None = None) -> TrainResult:
     """Train ``cfg`` to train.max_steps (continuing from train.resume) and save final/; with
     eval.suite set, ``final_eval`` (e.g. ibnorm_llm.evaluation.harness.run_final_eval) runs it on final/."""
     s = setup(cfg, final_eval)
-    progress = Progress(s.start.step, s.start.tokens, s.start.skipped_steps)
+    progress = start_progress(s)
     s.model.train()
     while progress.step < cfg.train.max_steps:
         lr = lr_at(progress.step, cfg.optim, cfg.train.max_steps)

@@ -15,7 +15,8 @@ from spike_worker import inject
 from train_helpers import ROOT, overrides_for, pretrain_env, tiny_config
 
 from ibnorm_llm.train.optim import lr_at, set_lr
-from ibnorm_llm.train.trainer import Progress, finish, periodic_report, setup, train_step
+from ibnorm_llm.train.checkpoint import checkpoints_root, read_state
+from ibnorm_llm.train.trainer import Progress, finish, periodic_checkpoint, periodic_report, setup, start_progress, train_step
 
 SPIKE = ["monitor.spike_window=8", "optim.lr=0.001", "train.max_steps=10", "train.log_every=1"]
 
@@ -57,7 +58,15 @@ def test_an_injected_spike_is_logged_and_skipped_with_the_weights_unchanged(tmp_
         assert all(torch.equal(after[i]["step"], optimizer_state["state"][i]["step"]) for i in after)
     _step(s, progress)  # the next step trains again
     assert not all(torch.equal(p, weights[name]) for name, p in model.named_parameters())
+    _step(s, progress)
+    periodic_checkpoint(s, progress)  # step 10 = max_steps: final/
     finish(s, progress)
+    # the count is saved with the checkpoint, and a resumed run starts from it
+    assert read_state(checkpoints_root(cfg.run_dir) / "final").spike_skipped_steps == int(skip)
+    resumed = setup(tiny_config([*overrides_for(tmp_path, data_files), *SPIKE, "run_name=spike",
+                                 f"monitor.every={every}", f"train.skip_spikes={str(skip).lower()}", "train.resume=auto"]))
+    assert start_progress(resumed).spike_skipped == int(skip)
+    finish(resumed, start_progress(resumed))
     records = _records(cfg.run_dir)
     event = records[8]
     assert "loss (rank 0)" in event["spike/kind"] and event["spike/skipped"] is skip
