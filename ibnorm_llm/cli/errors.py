@@ -51,6 +51,7 @@ ERROR_KINDS = (
     ErrorKind("ibnorm_llm.checkpoint", "CheckpointError", 2, "checkpoint error"),
     ErrorKind("ibnorm_llm.models.export", "ExportError", 2, "export error"),
     ErrorKind("ibnorm_llm.analysis.errors", "AnalysisError", 2, "analysis error"),
+    ErrorKind("ibnorm_llm.health.errors", "HealthError", 2, "health error"),
     ErrorKind("ibnorm_llm.ladder.spec", "LadderError", 2, "ladder error"),  # a StudyError
     ErrorKind("ibnorm_llm.study.errors", "StudyError", 2, "study error"),
     ErrorKind("ibnorm_llm.ladder.fit", "FitError", 2, "ladder error"),

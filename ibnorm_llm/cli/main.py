@@ -27,6 +27,7 @@ COMMANDS: dict[str, Command] = {
     "ladder": Command("ibnorm_llm.cli.ladder", "a norm scaling ladder: laws per arm, a held-out check, crossovers"),
     "sweep": Command("ibnorm_llm.cli.sweep", "a grid over config keys, run as a study"),
     "demo": Command("ibnorm_llm.cli.demo", "the offline demo: tiny RMSNorm vs IBNorm-S/L/T, trained and compared"),
+    "health": Command("ibnorm_llm.cli.health", "the health report of monitored runs: heatmaps, curves, spikes"),
     "analyze": Command("ibnorm_llm.cli.analyze", "information-bottleneck analysis of checkpoints"),
     "export": Command("ibnorm_llm.cli.export", "export a baseline-norm checkpoint as a stock transformers model"),
     "prefetch": Command("ibnorm_llm.cli.prefetch", "download evaluation data for offline use"),

@@ -14,6 +14,8 @@ from pathlib import Path
 from ibnorm_llm.config import EvalConfig
 from ibnorm_llm.config.eval_flags import eval_flags
 from ibnorm_llm.evaluation.comparison.summaries import TaskScore, load_summary
+from ibnorm_llm.health import HealthError, load_run, write_health
+from ibnorm_llm.health.report import heatmap_links
 from ibnorm_llm.stats import SeedTest, Spread, describe_difference, seed_test, spread
 from ibnorm_llm.study.claims import claims_section
 from ibnorm_llm.study.factorial_report import write_factorial
@@ -262,6 +264,32 @@ def _selection(spec, tuning_seed: int) -> str:
             "validation loss); that point run with")
 
 
+def _health_section(results: StudyResults) -> list[str]:
+    """health/health.md over each arm's final run at the tuning seed, and links to each arm's heatmaps;
+    nothing when the runs were not monitored (monitor.every = 0)."""
+    seed = results.plan.tuning_seed
+    runs = []
+    for arm, by_seed in results.finals.items():
+        result = by_seed.get(seed)
+        if result is None or result.diverged is not None:
+            continue
+        try:
+            runs.append(load_run(result.run_dir, arm))
+        except HealthError:
+            continue
+    if not runs:
+        return []
+    out = results.plan.out / "health"
+    write_health(runs, out)
+    lines = ["## Health (monitor statistics while training, seed " + str(seed) + ")", "",
+             "[health/health.md](health/health.md): largest values, spikes, and the curves of every statistic "
+             "across arms. Layer x step heatmaps per arm:", ""]
+    for run in runs:
+        links = ", ".join(f"[{family}](health/{path})" for family, path in heatmap_links(out, run.label))
+        lines.append(f"- {run.label}: {links}")
+    return [*lines, ""]
+
+
 def write_report(results: StudyResults) -> Path:
     plan, spec = results.plan, results.plan.spec
     arms = summarize(results)
@@ -311,6 +339,7 @@ def write_report(results: StudyResults) -> Path:
     if sensitivity is not None:
         lines += ["![validation loss against the tuned value](lr_sensitivity.png)", ""]
     lines += ["![training loss, mean over seeds with the seed spread as a band](loss_curves.png)", "",
+              *_health_section(results),
               f"Runs: one folder per run under {out} (configs in configs/, logs in logs/); every run in runs.csv, "
               "the selection in selection.json.", ""]
     path = out / "report.md"

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def study(tmp_path, data, **changes) -> Path:
     spec = {
-        "name": "e2e", "base": "llama_tiny_rmsnorm.yaml", "overrides": tiny_run_overrides(data),
+        "name": "e2e", "base": "llama_tiny_rmsnorm.yaml", "overrides": {**tiny_run_overrides(data), "monitor.every": 3},
         "arms": {"rmsnorm": {"model.norm.kind": "rmsnorm"},
                  "ibnorm_t": {"model.norm.kind": "ibnorm", "model.norm.variant": "T"}},
         "baseline": "rmsnorm", "tune": {"optim.lr": [0.003, 0.01], "model.norm.lam": [4.0]}, "seeds": [0, 1],
@@ -75,6 +75,12 @@ def test_scaled_down_study_trains_selects_and_reports(tmp_path, data_files):
     rows = {r["arm"]: r for r in csv.DictReader(open(out / "report.csv"))}
     assert rows["rmsnorm"]["n"] == "2" and rows["ibnorm_t"]["diff_test_loss_vs_baseline"] != ""
     assert (out / "lr_sensitivity.png").stat().st_size > 5000 and (out / "loss_curves.png").stat().st_size > 5000
+    # the runs were monitored: the report links the health report and each arm's heatmaps
+    assert "[health/health.md](health/health.md)" in report
+    for arm in ("rmsnorm", "ibnorm_t"):
+        assert f"- {arm}: [norm](health/heatmaps/{arm}/norm.png)" in report
+        assert (out / "health" / "heatmaps" / arm / "block.png").stat().st_size > 5000
+    assert "| norm/saturated | – |" in (out / "health" / "health.md").read_text()  # RMSNorm has no saturated range
 
     # A rerun finds every run finished and trains nothing.
     again = run_script("--study", str(path), "--out", str(out))

@@ -14,9 +14,17 @@ import torch
 from spike_worker import inject
 from train_helpers import ROOT, overrides_for, pretrain_env, tiny_config
 
-from ibnorm_llm.train.optim import lr_at, set_lr
 from ibnorm_llm.train.checkpoint import checkpoints_root, read_state
-from ibnorm_llm.train.trainer import Progress, finish, periodic_checkpoint, periodic_report, setup, start_progress, train_step
+from ibnorm_llm.train.optim import lr_at, set_lr
+from ibnorm_llm.train.trainer import (
+    Progress,
+    finish,
+    periodic_checkpoint,
+    periodic_report,
+    setup,
+    start_progress,
+    train_step,
+)
 
 SPIKE = ["monitor.spike_window=8", "optim.lr=0.001", "train.max_steps=10", "train.log_every=1"]
 
