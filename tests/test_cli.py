@@ -19,6 +19,7 @@ SHIMS = {
     "scripts/study.py": "study", "scripts/sweep.py": "sweep", "scripts/demo.py": "demo",
     "scripts/analyze.py": "analyze", "scripts/export_hf.py": "export", "eval/prefetch.py": "prefetch",
     "scripts/train_tokenizer.py": "tokenizer", "scripts/ladder.py": "ladder",
+    "scripts/health.py": "health",
 }
 
 

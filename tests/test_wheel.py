@@ -61,9 +61,17 @@ def test_the_installed_wheel_trains_evaluates_and_runs_a_study_outside_the_check
     assert (final / "model.safetensors").is_file()
 
     # The small suite on the shipped smoke data; the results go beside the run.
-    _run(installed, "eval", "--checkpoint", str(final), "--suite", "small", "--smoke", "--threads", "1")
+    # The seed, batch size and --no-perplexity reach lm-eval and the summary; the scores are printed as JSON.
+    result = _run(installed, "eval", "--checkpoint", str(final), "--suite", "small", "--smoke", "--threads", "1",
+                  "--seed", "7", "--batch-size", "2", "--no-perplexity")
     summary = json.loads((final.parent.parent / "eval_small" / "summary.json").read_text())
     assert set(summary["tasks"]) >= {"arc_easy", "piqa", "lambada_openai"}
+    printed = json.loads(result.stdout[result.stdout.index("{"):])
+    assert printed["scores"] == {task: round(score["value"], 4) for task, score in summary["tasks"].items()}
+    assert summary["perplexity"] is None and "--no-perplexity" in summary["notes"][0]
+    assert summary["seeds"] == dict.fromkeys(("random_seed", "numpy_random_seed", "torch_random_seed",
+                                              "fewshot_random_seed"), 7)
+    assert summary["batch_size"] == 2
 
     # A two-run study from a study file of the user's own; its trainings start through the package.
     (installed["work"] / "my_study.yaml").write_text(yaml.safe_dump({

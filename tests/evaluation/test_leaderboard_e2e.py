@@ -54,26 +54,3 @@ def test_both_suites_offline_smoke(tiny_checkpoint, tmp_path, restore_globals):
     ppl = summary["perplexity"]
     assert ppl["tokens"] > 0 and abs(ppl["loss"] - math.log(VOCAB)) < 1.0
     assert parse_summary(summary, "e2e").held_out.ppl == pytest.approx(ppl["ppl"])  # the comparison tables read it
-
-
-@pytest.mark.slow
-def test_cli_runs_from_the_repository_root(tiny_checkpoint, tmp_path):
-    import subprocess
-    import sys
-
-    repo = OFFLINE.parents[1]
-    out = tmp_path / "cli"
-    proc = subprocess.run(
-        [sys.executable, "eval/leaderboard.py", "--checkpoint", str(tiny_checkpoint), "--suite", "v1",
-         "--tasks", "truthfulqa_mc2", "--limit", "2", "--batch-size", "2", "--offline-data", "eval/offline_data",
-         "--no-perplexity", "--threads", "1", "--seed", "7", "--out", str(out)],
-        cwd=repo, capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    printed = json.loads(proc.stdout[proc.stdout.index("{"):])
-    summary = json.loads((out / "summary.json").read_text())
-    assert printed["scores"] == {"truthfulqa_mc2": round(summary["tasks"]["truthfulqa_mc2"]["value"], 4)}
-    assert summary["perplexity"] is None and "--no-perplexity" in summary["notes"][0]
-    assert summary["seeds"] == dict.fromkeys(("random_seed", "numpy_random_seed", "torch_random_seed",
-                                              "fewshot_random_seed"), 7)
-    assert summary["batch_size"] == 2 and summary["tasks"]["truthfulqa_mc2"]["n"] == 2

@@ -88,17 +88,22 @@ def test_an_injected_spike_is_logged_and_skipped_with_the_weights_unchanged(tmp_
 
 
 @pytest.mark.slow
-def test_a_spike_on_one_rank_makes_every_rank_skip(tmp_path, data_files):
-    overrides = [*overrides_for(tmp_path, data_files), *SPIKE, "run_name=ddp_spike", "train.skip_spikes=true",
+def test_a_spike_on_one_rank_makes_every_fsdp2_rank_skip_with_its_shards_unchanged(tmp_path, data_files):
+    overrides = [*overrides_for(tmp_path, data_files), *SPIKE, "run_name=fsdp_spike", "train.skip_spikes=true",
                  "train.micro_batch_size=2", "train.global_batch_size=4"]
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", "launch/ddp_cpu.yaml",
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", "launch/fsdp_cpu.yaml",
                str(ROOT / "tests" / "train" / "spike_worker.py"), "--config", str(ROOT / "configs" / "llama_tiny_rmsnorm.yaml"),
                *overrides]
     result = subprocess.run(command, cwd=ROOT, env=pretrain_env({"SPIKE_RANK": "1", "SPIKE_STEP": "8"}),
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    run_dir = tmp_path / "ddp_spike"
-    assert json.loads((run_dir / "run.json").read_text())["world_size"] == 2
+    run_dir = tmp_path / "fsdp_spike"
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["world_size"] == 2 and run["sharding"] == "fsdp2"
+    # each rank holds about half the parameters, and its half did not move on the skipped step
+    shards = [json.loads((run_dir / f"spike_step_rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert all(shard["unchanged"] for shard in shards)
+    assert 0.3 < shards[0]["elements"] / (shards[0]["elements"] + shards[1]["elements"]) < 0.7
     records = _records(run_dir)
     # rank 0 writes the metrics and its own loss did not spike: it skipped because rank 1's did (the
     # all-reduced gradient norm spikes on both)
