@@ -50,6 +50,8 @@ ERROR_KINDS = (
     ErrorKind("ibnorm_llm.data.corpus", "DataError", 2, "data error"),
     ErrorKind("ibnorm_llm.checkpoint", "CheckpointError", 2, "checkpoint error"),
     ErrorKind("ibnorm_llm.models.export", "ExportError", 2, "export error"),
+    ErrorKind("ibnorm_llm.models.weights", "UnsetWeightsError", 2, "checkpoint error"),
+    ErrorKind("ibnorm_llm.models.official", "OfficialStateDictError", 2, "checkpoint error"),
     ErrorKind("ibnorm_llm.analysis.errors", "AnalysisError", 2, "analysis error"),
     ErrorKind("ibnorm_llm.health.errors", "HealthError", 2, "health error"),
     ErrorKind("ibnorm_llm.ladder.spec", "LadderError", 2, "ladder error"),  # a StudyError

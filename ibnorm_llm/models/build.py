@@ -18,6 +18,7 @@ from .modeling_norm_lm import NormGPT2Config, NormGPT2LMHeadModel, NormLlamaConf
 from .norm_blocks import MIX_LN_FRACTION, post_ln_blocks
 from .presets import FAMILY_NORM_EPS, PRESETS, Preset
 from .recipes import dyt_alpha_init, sqrt_d
+from .weights import UnsetWeightsError, describe_unset, unset_tensors
 
 MODEL_CLASSES: dict[str, type[PreTrainedModel]] = {
     NormLlamaConfig.model_type: NormLlamaForCausalLM,
@@ -280,10 +281,16 @@ def load_model(path: str | Path, **from_pretrained_kwargs: Any) -> PreTrainedMod
     model_type = LEGACY_MODEL_TYPES.get(fields.get("model_type"), fields.get("model_type"))
     model_class = MODEL_CLASSES.get(model_type)
     if model_class is None:
-        return AutoModelForCausalLM.from_pretrained(path, **from_pretrained_kwargs)
-    if model_type != fields["model_type"]:
+        model_class = AutoModelForCausalLM
+    elif model_type != fields["model_type"]:
         # The old auto_map names classes this package no longer has; today's classes replace it on save.
         fields = {key: value for key, value in fields.items() if key not in ("model_type", "auto_map")}
         from_pretrained_kwargs.setdefault("config", model_class.config_class.from_dict(fields))
-    return model_class.from_pretrained(path, **from_pretrained_kwargs)
+    model, info = model_class.from_pretrained(path, output_loading_info=True, **from_pretrained_kwargs)
+    # from_pretrained fills what the files lack with a fresh init and only logs it: refuse instead
+    unset = unset_tensors(model, set(model.state_dict()) - set(info["missing_keys"]))
+    if unset:
+        raise UnsetWeightsError(f"{path}: {describe_unset(model, unset)}: the weights were not written for the "
+                                "model its config.json describes")
+    return model
 
