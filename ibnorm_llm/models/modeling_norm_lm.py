@@ -217,22 +217,20 @@ class _EmbedScaleHook:
         return args, {**kwargs, "hidden_states": hidden * scale.to(hidden.dtype)}
 
 
-def _scale_init(block: nn.Module, fresh_only: bool) -> None:
-    """Multiply the weights (and biases) the block's placement initializes scaled (``scaled_init``).
-
-    At construction the weights have been drawn in the base model's constructor (``fresh_only``
-    False; weights on the meta device are skipped); in ``_init_weights`` only those not loaded
-    from a checkpoint (``_is_hf_initialized`` unset) are scaled, so a loaded weight is never touched.
-    """
+def _scale_init(block: nn.Module) -> None:
+    """Multiply the weights (and biases) the block's placement initializes scaled (``scaled_init``),
+    each once: at construction those the base model's constructor drew (not those on the meta
+    device), in ``initialize_weights`` those it has just drawn. A weight loaded from a checkpoint
+    (``_is_hf_initialized``) or scaled already (``_init_scaled``) is left as it is."""
     for name, factor, part in getattr(block, "scaled_init", ()):
         module = block.get_submodule(name)
         for param in (module.weight, getattr(module, "bias", None)):
-            if param is None or param.device.type == "meta":
-                continue
-            if fresh_only and getattr(param, "_is_hf_initialized", False):
+            if param is None or param.device.type == "meta" or getattr(param, "_is_hf_initialized", False) \
+                    or getattr(param, "_init_scaled", False):
                 continue
             with torch.no_grad():
                 (param if part is None else param.chunk(3, dim=-1)[part]).mul_(factor)
+            param._init_scaled = True
 
 
 class _RegistryNormModel:
@@ -243,9 +241,6 @@ class _RegistryNormModel:
             module.reset_parameters()
             return
         super()._init_weights(module)
-        if isinstance(module, _PlacedBlock):
-            # After its children (transformers initializes children first): the weights just drawn.
-            _scale_init(module, fresh_only=True)
         embed_std = self.config.embed_init_std
         if isinstance(module, nn.Embedding) and embed_std is not None:
             # After the family's own init, so this std wins for the embedding tables only (a tied LM
@@ -256,6 +251,14 @@ class _RegistryNormModel:
         scale = module._parameters.get("embed_scale", module._buffers.get("embed_scale"))
         if scale is not None:
             init.constant_(scale, self.config.embed_scale["init"])
+
+    def initialize_weights(self) -> None:
+        # transformers skips ``_init_weights`` for a module of custom code without parameters of its
+        # own (the decoder blocks), so the blocks' scaled init is applied here, after every draw.
+        super().initialize_weights()
+        for module in self.modules():
+            if isinstance(module, _PlacedBlock):
+                _scale_init(module)
 
     def _init_embeddings(self, base_model: nn.Module) -> None:
         """Draw the embedding tables again with ``config.embed_init_std`` when it is set.
@@ -323,7 +326,7 @@ class _RegistryNormModel:
                     value=True,
                 )
             block.scaled_init = list(scaled_init)
-            _scale_init(block, fresh_only=False)
+            _scale_init(block)
         # FSDP's transformer-based wrap and device maps find blocks by these class names; the stock
         # name (collected from the base model at post_init) no longer names any module.
         self._no_split_modules = {block_class.__name__}
