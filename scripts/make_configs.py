@@ -57,11 +57,19 @@ BASELINES: dict[str, dict] = {
     "rmsnorm_mix": {"norm": {"kind": "rmsnorm"}, "norm_placement": "mix", "embed_init_std": MIX_LN_EMBED_INIT_STD},
     "rmsnorm_lns": {"norm": {"kind": "rmsnorm"}, "norm_scaling": "lns", "embed_init_std": MIX_LN_EMBED_INIT_STD},
     "ibnorm_l_peri": {"norm": {"kind": "ibnorm", "variant": "L", "lam": LAM}, "norm_placement": "peri"},
+    # HybridNorm (BryceZhuo/HybridNorm) and DeepNorm (microsoft/torchscale): the placement brings its
+    # code's init scaling (alpha and beta of DeepNorm from the depth); docs/baselines.md
+    "rmsnorm_hybrid": {"norm": {"kind": "rmsnorm"}, "norm_placement": "hybrid"},
+    "rmsnorm_hybrid_star": {"norm": {"kind": "rmsnorm"}, "norm_placement": "hybrid_star"},
+    "rmsnorm_deepnorm": {"norm": {"kind": "rmsnorm"}, "norm_placement": "deepnorm"},
 }
 _LAYOUT_WORDS = {
     ("norm_placement", "peri"): "in the Peri-LN placement",
     ("norm_placement", "mix"): "in the Mix-LN placement (Post-LN in the first quarter of blocks)",
     ("norm_scaling", "lns"): "with LayerNorm Scaling",
+    ("norm_placement", "hybrid"): "in the HybridNorm placement (QKV norms, Post-Norm FFN)",
+    ("norm_placement", "hybrid_star"): "in the HybridNorm* placement (HybridNorm, Pre-Norm first block)",
+    ("norm_placement", "deepnorm"): "in the DeepNorm placement (Post-LN, residual x alpha, init x beta)",
 }
 
 

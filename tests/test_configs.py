@@ -19,6 +19,9 @@ BASELINES = {
     "rmsnorm_mix": ("rmsnorm", "mix", "none"),
     "rmsnorm_lns": ("rmsnorm", "pre", "lns"),
     "ibnorm_l_peri": ("ibnorm", "peri", "none"),
+    "rmsnorm_hybrid": ("rmsnorm", "hybrid", "none"),
+    "rmsnorm_hybrid_star": ("rmsnorm", "hybrid_star", "none"),
+    "rmsnorm_deepnorm": ("rmsnorm", "deepnorm", "none"),
 }
 
 

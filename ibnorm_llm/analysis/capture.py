@@ -8,8 +8,10 @@ Modules are found by their Hugging Face names (kept by ibnorm_llm's models):
 
 plus, where a model has them, Peri-LN's output norms (LLaMA ``.attn_output_layernorm``,
 ``.mlp_output_layernorm``; GPT-2 ``.ln_attn_out``, ``.ln_mlp_out``) and the per-head query/key
-norms (``.self_attn.q_norm``, ``.self_attn.k_norm``; GPT-2 ``.attn.q_norm``, ``.attn.k_norm``),
-whose (…, heads, head_dim) activations are recorded flattened, one group per head.
+norms (``.self_attn.q_norm``, ``.self_attn.k_norm``; GPT-2 ``.attn.q_norm``, ``.attn.k_norm``) and
+HybridNorm's value norm (``.self_attn.v_norm``, ``.attn.v_norm``), whose (…, heads, head_dim)
+activations are recorded flattened, one group per head. A stock norm a block's placement leaves out
+(HybridNorm's attention input norm) is None there and is skipped.
 
 Block outputs are taken with forward hooks on the blocks themselves rather than from
 ``output_hidden_states``, whose last entry is the final norm's output, not block L's.
@@ -41,11 +43,12 @@ class Layout:
 LAYOUTS: dict[str, Layout] = {
     "llama": Layout(
         blocks="model.layers", block_norms=("input_layernorm", "post_attention_layernorm"), final_norm="model.norm",
-        optional_norms=("self_attn.q_norm", "self_attn.k_norm", "attn_output_layernorm", "mlp_output_layernorm"),
+        optional_norms=("self_attn.q_norm", "self_attn.k_norm", "self_attn.v_norm", "attn_output_layernorm",
+                        "mlp_output_layernorm"),
     ),
     "gpt2": Layout(
         blocks="transformer.h", block_norms=("ln_1", "ln_2"), final_norm="transformer.ln_f",
-        optional_norms=("attn.q_norm", "attn.k_norm", "ln_attn_out", "ln_mlp_out"),
+        optional_norms=("attn.q_norm", "attn.k_norm", "attn.v_norm", "ln_attn_out", "ln_mlp_out"),
     ),
 }
 
@@ -79,10 +82,12 @@ def norm_modules(model: nn.Module) -> dict[str, nn.Module]:
     any optional ones the block has; the final norm last."""
     layout = model_layout(model)
     norms: dict[str, nn.Module] = {}
-    for index in range(len(decoder_blocks(model))):
+    for index, block in enumerate(decoder_blocks(model)):
         for attr in layout.block_norms:
             name = f"{layout.blocks}.{index}.{attr}"
             module = _submodule(model, name)
+            if module is None and attr in block._modules and block._modules[attr] is None:
+                continue  # left out by the block's placement (HybridNorm's attention input norm)
             if module is None:
                 raise ValueError(f"{type(model).__name__}: expected a norm module at {name}")
             norms[name] = module

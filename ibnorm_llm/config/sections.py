@@ -92,9 +92,12 @@ class ModelConfig:
     """Per-block-range norms; later entries win where ranges overlap."""
     final_norm: NormConfig | None = None
     """The norm before the LM head; None = same as ``model.norm``."""
-    norm_placement: Literal["pre", "post", "peri", "mix"] = "pre"
+    norm_placement: Literal["pre", "post", "peri", "mix", "hybrid", "hybrid_star", "deepnorm"] = "pre"
     """Where the block norms sit: pre (Pre-LN, x + F(N(x))), post (Post-LN, N(x + F(x))), peri
-    (Peri-LN, x + N_out(F(N_in(x)))) or mix (Mix-LN: post in the first blocks, pre in the rest)."""
+    (Peri-LN, x + N_out(F(N_in(x)))), mix (Mix-LN: post in the first blocks, pre in the rest),
+    hybrid (HybridNorm: query/key/value norms in attention, N(x) + F(N(x)) for the MLP), hybrid_star
+    (HybridNorm*: pre in the first block) or deepnorm (DeepNorm: N(alpha x + F(x)), beta-scaled init);
+    docs/baselines.md."""
     mix_ln_fraction: float | None = None
     """norm_placement=mix: share of blocks, counted from the first, that use Post-LN
     (floor(fraction * n_layers), in (0, 1)); None = the Mix-LN paper's 0.25."""
@@ -102,6 +105,10 @@ class ModelConfig:
     """lns: LayerNorm Scaling, every norm output of block l (counted from 1) times 1/sqrt(l)."""
     qk_norm: NormConfig | None = None
     """A norm over each attention head's queries and keys (before RoPE); None = none."""
+    deepnorm_alpha: float | None = None
+    """norm_placement=deepnorm: the residual weight alpha; None = (2 n_layers)^(1/4), the decoder-only value."""
+    deepnorm_beta: float | None = None
+    """norm_placement=deepnorm: the init scale beta; None = (8 n_layers)^(-1/4), the decoder-only value."""
     d_model: int | None = None
     """Override the preset's width."""
     n_layers: int | None = None
@@ -151,6 +158,23 @@ class ModelConfig:
                     f"model.mix_ln_fraction={self.mix_ln_fraction}: must be in (0, 1), the share of blocks "
                     "using Post-LN (e.g. 0.25, the paper's)"
                 )
+
+        for name in ("deepnorm_alpha", "deepnorm_beta"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if self.norm_placement != "deepnorm":
+                raise ConfigError(
+                    f"model.{name}={value} is set but model.norm_placement={self.norm_placement}: it applies "
+                    "only to norm_placement=deepnorm; remove it or set that"
+                )
+            if not 0 < value < float("inf"):
+                raise ConfigError(f"model.{name}={value}: must be a finite number > 0 (or null for the depth's value)")
+        if self.qk_norm is not None and self.norm_placement in ("hybrid", "hybrid_star"):
+            raise ConfigError(
+                f"model.qk_norm is set but model.norm_placement={self.norm_placement}: HybridNorm has its own "
+                "query/key/value norms (of model.norm's kind); remove model.qk_norm"
+            )
 
     def norm_for_block(self, index: int) -> NormConfig:
         chosen = self.norm

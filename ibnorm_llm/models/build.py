@@ -15,7 +15,7 @@ from ibnorm_llm.config import ConfigError, ModelConfig, NormConfig
 from ibnorm_llm.norms import accepted_options, resolve_options
 
 from .modeling_norm_lm import NormGPT2Config, NormGPT2LMHeadModel, NormLlamaConfig, NormLlamaForCausalLM
-from .norm_blocks import MIX_LN_FRACTION, post_ln_blocks
+from .norm_blocks import MIX_LN_FRACTION, deepnorm_alpha, deepnorm_beta, post_ln_blocks
 from .presets import FAMILY_NORM_EPS, PRESETS, Preset
 from .recipes import dyt_alpha_init, sqrt_d
 from .weights import UnsetWeightsError, describe_unset, unset_tensors
@@ -159,9 +159,20 @@ def _block_layout(model_cfg: ModelConfig, family: str, n_layers: int, head_dim: 
     qk_norm = None
     if model_cfg.qk_norm is not None:
         qk_norm = resolve_norm(model_cfg.qk_norm, family, head_dim, "model.qk_norm")
+    if model_cfg.norm_placement in ("hybrid", "hybrid_star"):  # the block norms also normalize each head
+        resolve_norm(model_cfg.norm, family, head_dim, "model.norm (HybridNorm's query/key/value norms)")
+        for i, override in enumerate(model_cfg.norm_overrides):
+            key = f"model.norm_overrides[{i}].norm (HybridNorm's query/key/value norms)"
+            resolve_norm(override.norm, family, head_dim, key)
+    deepnorm = {}
+    if model_cfg.norm_placement == "deepnorm":  # recorded as numbers, so a checkpoint's meaning stays fixed
+        deepnorm = dict(
+            deepnorm_alpha=deepnorm_alpha(n_layers) if model_cfg.deepnorm_alpha is None else model_cfg.deepnorm_alpha,
+            deepnorm_beta=deepnorm_beta(n_layers) if model_cfg.deepnorm_beta is None else model_cfg.deepnorm_beta,
+        )
     return dict(
         norm_placement=model_cfg.norm_placement, mix_ln_fraction=fraction, norm_scaling=model_cfg.norm_scaling,
-        qk_norm=qk_norm,
+        qk_norm=qk_norm, **deepnorm,
     )
 
 

@@ -37,7 +37,7 @@ _STOCK_LAYOUT = {"norm_placement": "pre", "norm_scaling": "none", "qk_norm": Non
 """Layout settings of the stock classes (Pre-LN, no scaling, no query/key norm, no embedding scale)."""
 _OUR_CONFIG_KEYS = (
     "preset", "norm", "block_norms", "block_mlp_norms", "final_norm", "auto_map", "architectures", "model_type",
-    "mix_ln_fraction", "embed_init_std", *_STOCK_LAYOUT,
+    "mix_ln_fraction", "embed_init_std", "deepnorm_alpha", "deepnorm_beta", *_STOCK_LAYOUT,
 )
 
 

@@ -7,14 +7,18 @@ RoPE, KV-cache generation, gradient checkpointing and checkpoint I/O are transfo
 ``transformer.h[i].ln_1``, ``ln_2``, ``transformer.ln_f``) so parameter names stay stock, and
 gives each decoder layer the configured norm placement (``norm_blocks``). Peri-LN adds
 ``attn_output_layernorm`` / ``mlp_output_layernorm`` (GPT-2: ``ln_attn_out`` / ``ln_mlp_out``)
-to each block; a query/key norm adds ``q_norm`` / ``k_norm`` to each attention module.
+to each block; a query/key norm adds ``q_norm`` / ``k_norm`` to each attention module, HybridNorm
+``q_norm`` / ``k_norm`` / ``v_norm`` (of the block's norm kind) and, outside HybridNorm*'s first
+block, no attention input norm (``input_layernorm`` / ``ln_1`` is None). DeepNorm and HybridNorm
+scale the init of some block weights (``init_scales`` in ``norm_blocks``).
 
 The config records each norm as JSON-able data, ``{"kind": <registry name>, <option>: value}``:
 ``norm`` (the block norm), ``block_norms`` (one entry per block, overrides applied: the norms
 of the attention sub-layer), ``block_mlp_norms`` (the same for the MLP sub-layer; unset = a
 copy of ``block_norms``, as every checkpoint written before it existed meant), ``final_norm``
-and ``qk_norm`` (None = none); the block layout: ``norm_placement`` (pre, post, peri, mix),
-``mix_ln_fraction`` and ``norm_scaling`` (none, lns); and the embeddings: ``embed_scale``
+and ``qk_norm`` (None = none); the block layout: ``norm_placement`` (pre, post, peri, mix,
+hybrid, hybrid_star, deepnorm), ``mix_ln_fraction``, ``norm_scaling`` (none, lns) and DeepNorm's
+``deepnorm_alpha`` / ``deepnorm_beta`` (None = from the depth; set only under deepnorm); and the embeddings: ``embed_scale``
 (``{"init": s0, "learnable": bool}``: the residual stream entering the first block is
 multiplied by a scalar ``embed_scale`` of shape (1,) on the base model, initialized to s0;
 None = no scale) and ``embed_init_std`` (std of the embedding tables' normal init; None =
@@ -45,8 +49,11 @@ from .norm_blocks import (
     PLACEMENTS,
     NormGPT2Block,
     NormLlamaDecoderLayer,
+    _PlacedBlock,
     attach_qk_norm,
     block_placements,
+    deepnorm_alpha,
+    deepnorm_beta,
     norm_output_scale,
 )
 from .norm_registry import NORMS, build_norm, with_legacy_options
@@ -71,7 +78,20 @@ def _check_block_layout(config: "NormLlamaConfig | NormGPT2Config") -> None:
     if config.norm_scaling not in NORM_SCALINGS:
         raise ValueError(f"norm_scaling={config.norm_scaling!r}: must be one of {', '.join(NORM_SCALINGS)}")
     if config.qk_norm is not None:
+        if config.norm_placement in ("hybrid", "hybrid_star"):
+            raise ValueError(
+                f"qk_norm is set but norm_placement={config.norm_placement!r} has its own query/key/value "
+                "norms (of the block norm's kind): remove qk_norm"
+            )
         config.qk_norm = _check_norm_spec(config.qk_norm, "qk_norm")
+    for name in ("deepnorm_alpha", "deepnorm_beta"):
+        value = getattr(config, name)
+        if value is None:
+            continue
+        if config.norm_placement != "deepnorm":
+            raise ValueError(f"{name}={value!r} is set but norm_placement={config.norm_placement!r}: only deepnorm uses it")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+            raise ValueError(f"{name}={value!r}: expected None (from the depth) or a finite number > 0")
     scale = config.embed_scale
     if scale is not None and not (
         isinstance(scale, dict) and set(scale) == {"init", "learnable"} and isinstance(scale["learnable"], bool)
@@ -129,6 +149,8 @@ class _NormFields:
     norm_scaling: str = "none"
     embed_scale: dict | None = None
     embed_init_std: float | None = None
+    deepnorm_alpha: float | None = None
+    deepnorm_beta: float | None = None
 
 
 @strict
@@ -195,6 +217,22 @@ class _EmbedScaleHook:
         return args, {**kwargs, "hidden_states": hidden * scale.to(hidden.dtype)}
 
 
+def _scale_init(block: nn.Module) -> None:
+    """Multiply the weights (and biases) the block's placement initializes scaled (``scaled_init``),
+    each once: at construction those the base model's constructor drew (not those on the meta
+    device), in ``initialize_weights`` those it has just drawn. A weight loaded from a checkpoint
+    (``_is_hf_initialized``) or scaled already (``_init_scaled``) is left as it is."""
+    for name, factor, part in getattr(block, "scaled_init", ()):
+        module = block.get_submodule(name)
+        for param in (module.weight, getattr(module, "bias", None)):
+            if param is None or param.device.type == "meta" or getattr(param, "_is_hf_initialized", False) \
+                    or getattr(param, "_init_scaled", False):
+                continue
+            with torch.no_grad():
+                (param if part is None else param.chunk(3, dim=-1)[part]).mul_(factor)
+            param._init_scaled = True
+
+
 class _RegistryNormModel:
     """What both families share: registry-norm initialization and self-contained saving."""
 
@@ -213,6 +251,14 @@ class _RegistryNormModel:
         scale = module._parameters.get("embed_scale", module._buffers.get("embed_scale"))
         if scale is not None:
             init.constant_(scale, self.config.embed_scale["init"])
+
+    def initialize_weights(self) -> None:
+        # transformers skips ``_init_weights`` for a module of custom code without parameters of its
+        # own (the decoder blocks), so the blocks' scaled init is applied here, after every draw.
+        super().initialize_weights()
+        for module in self.modules():
+            if isinstance(module, _PlacedBlock):
+                _scale_init(module)
 
     def _init_embeddings(self, base_model: nn.Module) -> None:
         """Draw the embedding tables again with ``config.embed_init_std`` when it is set.
@@ -256,10 +302,16 @@ class _RegistryNormModel:
         config, dim = self.config, self.config.hidden_size
         placements = block_placements(config.norm_placement, len(blocks), config.mix_ln_fraction)
         layout = zip(blocks, config.block_norms, config.block_mlp_norms, placements, strict=True)
+        deepnorm = config.norm_placement == "deepnorm"
+        alpha = config.deepnorm_alpha or deepnorm_alpha(len(blocks))
+        beta = config.deepnorm_beta or deepnorm_beta(len(blocks))
+        scaled_init = block_class.init_scales(config.norm_placement, len(blocks), beta)
         for index, (block, spec, mlp_spec, placement) in enumerate(layout):
-            block_class.adopt(block, placement, norm_output_scale(config.norm_scaling, index))
+            block_class.adopt(
+                block, placement, norm_output_scale(config.norm_scaling, index), alpha if deepnorm else 1.0
+            )
             (input_norm, output_norm), (mlp_input_norm, mlp_output_norm) = block_class.NORM_NAMES
-            setattr(block, input_norm, _registry_norm(spec, dim))
+            setattr(block, input_norm, None if placement == "hybrid" else _registry_norm(spec, dim))
             setattr(block, mlp_input_norm, _registry_norm(mlp_spec, dim))
             if placement == "peri":
                 setattr(block, output_norm, _registry_norm(spec, dim))
@@ -268,6 +320,13 @@ class _RegistryNormModel:
                 attach_qk_norm(
                     getattr(block, attention_name), lambda: _registry_norm(config.qk_norm, head_dim), head_dim
                 )
+            if config.norm_placement in ("hybrid", "hybrid_star"):
+                attach_qk_norm(
+                    getattr(block, attention_name), lambda spec=spec: _registry_norm(spec, head_dim), head_dim,
+                    value=True,
+                )
+            block.scaled_init = list(scaled_init)
+            _scale_init(block)
         # FSDP's transformer-based wrap and device maps find blocks by these class names; the stock
         # name (collected from the base model at post_init) no longer names any module.
         self._no_split_modules = {block_class.__name__}

@@ -150,6 +150,8 @@ LAYOUTS = {
     "peri-lns": dict(norm_placement="peri", norm_scaling="lns", norm=NormConfig(kind="seednorm")),
     "mix-qk": dict(norm_placement="mix", mix_ln_fraction=0.5, qk_norm=NormConfig(kind="rmsnorm")),
     "pre-lns-qk": dict(norm_scaling="lns", norm=NormConfig(kind="derf"), qk_norm=NormConfig(kind="ibnorm", variant="L")),
+    "hybrid-star": dict(norm_placement="hybrid_star", norm=NormConfig(kind="ibnorm", variant="L")),
+    "deepnorm": dict(norm_placement="deepnorm"),
 }
 
 

@@ -10,7 +10,8 @@ from train_helpers import losses
 from ibnorm_llm.config import load_config
 from ibnorm_llm.train.trainer import train
 
-BASELINES = ("dyt", "derf", "seednorm", "rmsnorm_peri", "rmsnorm_mix", "rmsnorm_lns", "ibnorm_l_peri")
+BASELINES = ("dyt", "derf", "seednorm", "rmsnorm_peri", "rmsnorm_mix", "rmsnorm_lns", "ibnorm_l_peri",
+             "rmsnorm_hybrid", "rmsnorm_hybrid_star", "rmsnorm_deepnorm")
 
 
 @pytest.mark.slow

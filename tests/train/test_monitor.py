@@ -52,7 +52,8 @@ def _entropy(probs: torch.Tensor) -> float:
     {"n_kv_heads": 2},                                              # LLaMA, grouped-query attention, RoPE
     {"n_kv_heads": 2, "qk_norm": NormSpec("rmsnorm")},              # queries and keys normalized per head
     {"preset": "gpt2-tiny", "d_model": 32, "n_heads": 4},           # GPT-2: fused projection, no RoPE
-], ids=["llama_gqa", "llama_qk_norm", "gpt2"])
+    {"n_kv_heads": 2, "norm_placement": "hybrid"},                  # HybridNorm: queries, keys, values normalized
+], ids=["llama_gqa", "llama_qk_norm", "gpt2", "llama_hybrid"])
 def test_attention_statistics_match_the_eager_attention(overrides):
     model = _model(**overrides).eval()
     model.set_attn_implementation("eager")
@@ -108,6 +109,24 @@ def test_every_norm_of_every_placement_is_measured(placement, norm):
     block_norm = "monitor/norm/model.layers.0.input_layernorm"
     assert (f"{block_norm}/saturated" in record) == (norm != "layernorm")  # bounded norms only
     assert (f"{block_norm}/eps_dominated" in record) == (norm in ("ibnorm", "layernorm"))  # norms with an eps
+    for index in range(2):
+        for stat in ("attn_update_ratio", "mlp_update_ratio", "attn_entropy", "stream_rms", "massive"):
+            value = record[f"monitor/block/{index}/{stat}"]
+            assert value is not None and math.isfinite(value), (stat, value)
+
+
+@pytest.mark.parametrize("placement", ["hybrid_star", "deepnorm"])
+def test_every_norm_of_hybridnorm_and_deepnorm_is_measured(placement):
+    model = _model(norm=NormSpec("ibnorm", variant="T"), norm_placement=placement)
+    record, _ = _record(model, _batch())
+    names = {key.split("/")[2] for key in record if key.startswith("monitor/norm/")}
+    expected = {f"model.layers.{i}.post_attention_layernorm" for i in range(2)} | {"model.norm"}
+    if placement == "hybrid_star":  # the attention input norm only in the first (Pre-LN) block
+        expected |= {"model.layers.0.input_layernorm"}
+        expected |= {f"model.layers.{i}.self_attn.{n}" for i in range(2) for n in ("q_norm", "k_norm", "v_norm")}
+    else:
+        expected |= {f"model.layers.{i}.input_layernorm" for i in range(2)}
+    assert names == expected
     for index in range(2):
         for stat in ("attn_update_ratio", "mlp_update_ratio", "attn_entropy", "stream_rms", "massive"):
             value = record[f"monitor/block/{index}/{stat}"]

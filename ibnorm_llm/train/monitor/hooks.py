@@ -10,8 +10,8 @@ Where the values come from (names as in ibnorm_llm.analysis.capture):
 - every norm (``norm_modules``: block norms in every placement, Peri-LN output norms, the query/key
   norms, the final norm): its input and output;
 - every decoder block: its input and output, and the stream between the two sub-layers (the input
-  of the MLP's norm under pre/peri placement; under post, the attention and MLP outputs, which are
-  added to the stream before its norm);
+  of the MLP's norm under pre/peri/hybrid placement; under post and deepnorm, the attention and MLP
+  outputs, which are added to the stream before its norm);
 - attention: the query and key projections' outputs (after any query/key norm) and, for LLaMA, the
   rotary embedding the attention receives: the logits are recomputed from them, so the model's
   attention implementation (SDPA, flash) is left as it is.
@@ -121,7 +121,7 @@ class MonitorHooks:
             self._hook(block, self._block_output(index, prefix))
             placement = getattr(block, "placement", "pre")
             attention = _attention(block)
-            if placement == "post":
+            if placement in ("post", "deepnorm"):
                 self._hook(attention, self._keep(index, "attn_out", output=True))
                 self._hook(block.mlp, self._keep(index, "mlp_in", output=False, also_output="mlp_out"))
             else:
