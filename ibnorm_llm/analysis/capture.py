@@ -11,6 +11,9 @@ plus, where a model has them, Peri-LN's output norms (LLaMA ``.attn_output_layer
 norms (``.self_attn.q_norm``, ``.self_attn.k_norm``; GPT-2 ``.attn.q_norm``, ``.attn.k_norm``),
 whose (…, heads, head_dim) activations are recorded flattened, one group per head.
 
+A norm-free block (nGPT: ``NORM_NAMES`` empty) contributes no norms, and an identity at the final
+norm's place (nGPT's ``model.norm``) is none: such a model has no norms to record, only its stream.
+
 Block outputs are taken with forward hooks on the blocks themselves rather than from
 ``output_hidden_states``, whose last entry is the final norm's output, not block L's.
 """
@@ -79,7 +82,9 @@ def norm_modules(model: nn.Module) -> dict[str, nn.Module]:
     any optional ones the block has; the final norm last."""
     layout = model_layout(model)
     norms: dict[str, nn.Module] = {}
-    for index in range(len(decoder_blocks(model))):
+    for index, block in enumerate(decoder_blocks(model)):
+        if getattr(block, "NORM_NAMES", None) == ():  # a norm-free block (nGPT)
+            continue
         for attr in layout.block_norms:
             name = f"{layout.blocks}.{index}.{attr}"
             module = _submodule(model, name)
@@ -94,7 +99,8 @@ def norm_modules(model: nn.Module) -> dict[str, nn.Module]:
     final = _submodule(model, layout.final_norm)
     if final is None:
         raise ValueError(f"{type(model).__name__}: expected the final norm at {layout.final_norm}")
-    norms[layout.final_norm] = final
+    if not isinstance(final, nn.Identity):  # nGPT: no final norm
+        norms[layout.final_norm] = final
     return norms
 
 
