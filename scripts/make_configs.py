@@ -13,7 +13,8 @@ Scaling; docs/baselines.md) run in the same LLaMA recipe at 60M and 130M, and on
 the settings of their authors' code that are not the training recipe: DyT and Derf with the
 DyT/Derf LM recipe (embeddings times a learnable sqrt(d_model), alpha_0 by position from the DyT
 paper's width table, no norm bias), Mix-LN and LayerNorm Scaling with their codes' embedding init
-(std sqrt(2/5)).
+(std sqrt(2/5)). nGPT (model.architecture=ngpt, no norm layers) keeps each recipe as it is: its
+official recipe's weight decay 0 and no warmup (NVIDIA/ngpt train.py) are training-recipe settings.
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ BASELINES: dict[str, dict] = {
     "rmsnorm_hybrid": {"norm": {"kind": "rmsnorm"}, "norm_placement": "hybrid"},
     "rmsnorm_hybrid_star": {"norm": {"kind": "rmsnorm"}, "norm_placement": "hybrid_star"},
     "rmsnorm_deepnorm": {"norm": {"kind": "rmsnorm"}, "norm_placement": "deepnorm"},
+    # nGPT (NVIDIA/ngpt): its init values and scalings are the official ones, set by the model itself
+    "ngpt": {"architecture": "ngpt"},
 }
 _LAYOUT_WORDS = {
     ("norm_placement", "peri"): "in the Peri-LN placement",
@@ -81,6 +84,8 @@ def _norms(baseline: str) -> dict[str, dict]:
 
 
 def _describe(model: dict) -> str:
+    if model.get("architecture") == "ngpt":
+        return "nGPT (the normalized Transformer: no norm layers, unit-norm vectors; docs/baselines.md)"
     norm = model["norm"]
     words = [f"IBNorm-{norm['variant']} (lambda {norm['lam']:g})" if norm["kind"] == "ibnorm" else norm["kind"]]
     words += [text for (key, value), text in _LAYOUT_WORDS.items() if model.get(key) == value]

@@ -22,6 +22,7 @@ BASELINES = {
     "rmsnorm_hybrid": ("rmsnorm", "hybrid", "none"),
     "rmsnorm_hybrid_star": ("rmsnorm", "hybrid_star", "none"),
     "rmsnorm_deepnorm": ("rmsnorm", "deepnorm", "none"),
+    "ngpt": ("rmsnorm", "pre", "none"),  # model.architecture=ngpt: the norm settings stay at their (unused) defaults
 }
 
 
@@ -51,6 +52,7 @@ def test_config_loads_and_matches_its_name(path):
         assert norm.kind == ("rmsnorm" if path.stem.startswith("llama") else "layernorm")
     # The authors' settings beyond the norm (docs/baselines.md): the DyT/Derf LM recipe, the Mix-LN/LNS
     # codes' embedding init; every other config keeps the defaults (no scale, alpha per spec, init_std).
+    assert cfg.model.architecture == ("ngpt" if baseline == "ngpt" else "standard")
     recipe = baseline in ("dyt", "derf")
     assert cfg.model.embed_scale == (EmbedScaleConfig(init="sqrt_d", learnable=True) if recipe else None)
     assert cfg.model.alpha_init == ("dyt_width" if recipe else None)

@@ -13,6 +13,9 @@ HybridNorm's value norm (``.self_attn.v_norm``, ``.attn.v_norm``), whose (…, h
 activations are recorded flattened, one group per head. A stock norm a block's placement leaves out
 (HybridNorm's attention input norm) is None there and is skipped.
 
+A norm-free block (nGPT: ``NORM_NAMES`` empty) contributes no norms, and an identity at the final
+norm's place (nGPT's ``model.norm``) is none: such a model has no norms to record, only its stream.
+
 Block outputs are taken with forward hooks on the blocks themselves rather than from
 ``output_hidden_states``, whose last entry is the final norm's output, not block L's.
 """
@@ -83,6 +86,8 @@ def norm_modules(model: nn.Module) -> dict[str, nn.Module]:
     layout = model_layout(model)
     norms: dict[str, nn.Module] = {}
     for index, block in enumerate(decoder_blocks(model)):
+        if getattr(block, "NORM_NAMES", None) == ():  # a norm-free block (nGPT)
+            continue
         for attr in layout.block_norms:
             name = f"{layout.blocks}.{index}.{attr}"
             module = _submodule(model, name)
@@ -99,7 +104,8 @@ def norm_modules(model: nn.Module) -> dict[str, nn.Module]:
     final = _submodule(model, layout.final_norm)
     if final is None:
         raise ValueError(f"{type(model).__name__}: expected the final norm at {layout.final_norm}")
-    norms[layout.final_norm] = final
+    if not isinstance(final, nn.Identity):  # nGPT: no final norm
+        norms[layout.final_norm] = final
     return norms
 
 

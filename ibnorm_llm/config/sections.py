@@ -82,6 +82,13 @@ class PositionAlphaInit:
                 raise ConfigError(f"model.alpha_init.{name}={value}: must be a finite number > 0")
 
 
+_NGPT_UNUSED = (
+    "norm", "norm_overrides", "final_norm", "norm_placement", "mix_ln_fraction", "norm_scaling", "qk_norm",
+    "init_std", "embed_init_std", "embed_scale", "alpha_init",
+)
+"""The model settings model.architecture=ngpt has no use for: they must keep their defaults."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig:
     preset: str = "llama-tiny"
@@ -135,8 +142,13 @@ class ModelConfig:
     DyT paper's values for the model's width); None = each norm spec's own alpha_init."""
     gradient_checkpointing: bool = False
     """Recompute block activations in the backward to save memory."""
+    architecture: Literal["standard", "ngpt"] = "standard"
+    """standard (norm layers where model.norm* say) or ngpt: the normalized Transformer (nGPT, Loshchilov et al.,
+    arXiv 2410.01131; LLaMA only): hidden states and weight vectors on the unit sphere, no norm layers, so
+    every norm setting above must stay at its default (docs/baselines.md)."""
 
     def __post_init__(self) -> None:
+        self._check_architecture()
         for name in ("d_model", "n_layers", "n_heads", "n_kv_heads", "d_ff", "max_seq_len"):
             value = getattr(self, name)
             if value is not None and value <= 0:
@@ -175,6 +187,17 @@ class ModelConfig:
                 f"model.qk_norm is set but model.norm_placement={self.norm_placement}: HybridNorm has its own "
                 "query/key/value norms (of model.norm's kind); remove model.qk_norm"
             )
+    def _check_architecture(self) -> None:
+        """architecture=ngpt has no norm layers: a norm setting would be silently unused, so it is refused."""
+        if self.architecture != "ngpt":
+            return
+        defaults = ModelConfig()
+        for key in _NGPT_UNUSED:
+            if getattr(self, key) != getattr(defaults, key):
+                raise ConfigError(
+                    f"model.{key} is set but model.architecture=ngpt: nGPT has no norm layers (every vector is "
+                    f"normalized to unit length instead) and its own initialization; remove model.{key}"
+                )
 
     def norm_for_block(self, index: int) -> NormConfig:
         chosen = self.norm

@@ -15,6 +15,7 @@ from ibnorm_llm.config import ConfigError, ModelConfig, NormConfig
 from ibnorm_llm.norms import accepted_options, resolve_options
 
 from .modeling_norm_lm import NormGPT2Config, NormGPT2LMHeadModel, NormLlamaConfig, NormLlamaForCausalLM
+from .ngpt_blocks import official_scales
 from .norm_blocks import MIX_LN_FRACTION, deepnorm_alpha, deepnorm_beta, post_ln_blocks
 from .presets import FAMILY_NORM_EPS, PRESETS, Preset
 from .recipes import dyt_alpha_init, sqrt_d
@@ -176,6 +177,23 @@ def _block_layout(model_cfg: ModelConfig, family: str, n_layers: int, head_dim: 
     )
 
 
+def _ngpt_scales(model_cfg: ModelConfig, preset: Preset, n_heads: int, n_kv_heads: int, d_model: int) -> dict | None:
+    """The model config's ``ngpt`` (the official init values at this width) under model.architecture=ngpt."""
+    if model_cfg.architecture != "ngpt":
+        return None
+    if preset.family != "llama":
+        raise ConfigError(
+            f"model.architecture=ngpt with model.preset={model_cfg.preset} ({preset.family}): nGPT is built on "
+            "the LLaMA family only (RoPE, SwiGLU, untied head, as in NVIDIA/ngpt); use a llama-* preset"
+        )
+    if n_kv_heads != n_heads:
+        raise ConfigError(
+            f"model.n_kv_heads={n_kv_heads} with model.architecture=ngpt: nGPT scales queries and keys with one "
+            f"s_qk per head and needs as many key/value heads as query heads ({n_heads}); remove model.n_kv_heads"
+        )
+    return official_scales(d_model)
+
+
 def build_hf_config(
     model_cfg: ModelConfig,
     vocab_size: int,
@@ -202,6 +220,7 @@ def build_hf_config(
             f"model.n_kv_heads={model_cfg.n_kv_heads}: GPT-2 ({model_cfg.preset}) has no grouped-query attention; remove it"
         )
 
+    ngpt = _ngpt_scales(model_cfg, preset, n_heads, n_kv_heads, d_model)
     norm = resolve_norm(model_cfg.norm, preset.family, d_model, "model.norm")
     block_norms = _block_norms(model_cfg, norm, preset.family, d_model, n_layers)
     final_norm = (
@@ -235,6 +254,7 @@ def build_hf_config(
             num_key_value_heads=n_kv_heads,
             max_position_embeddings=max_seq_len,
             rms_norm_eps=family_eps,
+            ngpt=ngpt,
             **common,
         )
     # nanoGPT/llm.c pretrain GPT-2 without dropout; transformers' GPT2Config defaults to 0.1.

@@ -37,7 +37,7 @@ _STOCK_LAYOUT = {"norm_placement": "pre", "norm_scaling": "none", "qk_norm": Non
 """Layout settings of the stock classes (Pre-LN, no scaling, no query/key norm, no embedding scale)."""
 _OUR_CONFIG_KEYS = (
     "preset", "norm", "block_norms", "block_mlp_norms", "final_norm", "auto_map", "architectures", "model_type",
-    "mix_ln_fraction", "embed_init_std", "deepnorm_alpha", "deepnorm_beta", *_STOCK_LAYOUT,
+    "mix_ln_fraction", "embed_init_std", "deepnorm_alpha", "deepnorm_beta", "ngpt", *_STOCK_LAYOUT,
 )
 
 
@@ -57,6 +57,9 @@ def stock_norm_eps(config: PretrainedConfig) -> float:
     family, _, stock_class, _ = _STOCK[config.model_type]
     baseline = FAMILY_BASELINE_NORM[family]
     shared = "; share the checkpoint as is: it loads with trust_remote_code=True"
+    if getattr(config, "ngpt", None) is not None:
+        raise ExportError(f"cannot export to a stock {stock_class.__name__}: the model is nGPT (model.architecture="
+                          f"ngpt: no norms, unit-norm vectors, learned scales){shared}")
     for setting, stock_value in _STOCK_LAYOUT.items():
         value = getattr(config, setting)
         if value != stock_value:

@@ -24,6 +24,13 @@ multiplied by a scalar ``embed_scale`` of shape (1,) on the base model, initiali
 None = no scale) and ``embed_init_std`` (std of the embedding tables' normal init; None =
 ``initializer_range``, like the linear layers).
 
+LLaMA only: ``ngpt`` (None = the standard Transformer) makes the model nGPT, the normalized
+Transformer (``ngpt_blocks``): no norm modules at all (the block norms are removed, ``model.norm``
+is an identity; the norm fields above are still recorded but unused), unit-norm hidden states
+and weights, and the learnable vectors of ``ngpt`` (``{name: {"init", "scaling"}}``, the official
+values from ``ngpt_blocks.official_scales``). Such a model needs ``post_optimizer_step()`` after
+every optimizer step (``requires_post_optimizer_step``), which re-normalizes its matrices.
+
 This file is copied into every checkpoint (``auto_map``), so that
 ``AutoModelForCausalLM.from_pretrained(dir, trust_remote_code=True)`` works where ibnorm_llm
 is not installed. It must therefore import nothing from ibnorm_llm by absolute name: the
@@ -43,6 +50,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausa
 from transformers import initialization as init
 from transformers.dynamic_module_utils import get_relative_import_files
 
+from .ngpt_blocks import check_scales, make_ngpt, normalize_matrices, reset_scales
 from .norm_blocks import (
     MIX_LN_FRACTION,
     NORM_SCALINGS,
@@ -159,10 +167,19 @@ class NormLlamaConfig(_NormFields, LlamaConfig):
     RMSNorm (``rms_norm_eps``), the placement to Pre-LN."""
 
     model_type = "norm_llama"
+    ngpt: dict | None = None
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
         _resolve_norm_fields(self, {"kind": "rmsnorm", "eps": self.rms_norm_eps})
+        if self.ngpt is not None:
+            self.ngpt = check_scales(self.ngpt)
+            if self.num_key_value_heads != self.num_attention_heads:
+                raise ValueError(
+                    f"ngpt with num_key_value_heads={self.num_key_value_heads} != num_attention_heads="
+                    f"{self.num_attention_heads}: nGPT scales queries and keys with one s_qk per head, so it "
+                    "needs as many key/value heads as query heads"
+                )
 
 
 @strict
@@ -349,11 +366,33 @@ class NormLlamaForCausalLM(_RegistryNormModel, LlamaForCausalLM):
 
     def __init__(self, config: NormLlamaConfig):
         super().__init__(config)
+        if config.ngpt is not None:
+            make_ngpt(self, config.ngpt)
+            self._route_norm_init(self.model)
+            return
         self._place_norms(self.model.layers, NormLlamaDecoderLayer, "self_attn", config.head_dim)
         self.model.norm = _registry_norm(config.final_norm, config.hidden_size)
         self._place_embed_scale(self.model, self.model.layers)
         self._route_norm_init(self.model)
         self._init_embeddings(self.model)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if self.config.ngpt is not None:  # nGPT: its vectors at their stored init, its matrices on the sphere
+            reset_scales(module)
+            weight = getattr(module, "weight", None)
+            if getattr(module, "ngpt_unit_dim", None) is not None and not getattr(weight, "_is_hf_initialized", False):
+                normalize_matrices(module)
+
+    @property
+    def requires_post_optimizer_step(self) -> bool:
+        """Whether ``post_optimizer_step`` must run after every optimizer step (nGPT)."""
+        return self.config.ngpt is not None
+
+    def post_optimizer_step(self) -> None:
+        """What the model needs after each optimizer step: nGPT re-normalizes its matrices; others nothing."""
+        if self.config.ngpt is not None:
+            normalize_matrices(self)
 
 
 class NormGPT2LMHeadModel(_RegistryNormModel, GPT2LMHeadModel):

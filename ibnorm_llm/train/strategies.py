@@ -34,6 +34,7 @@ from torch.distributed.checkpoint.state_dict import (
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
+from ibnorm_llm.config import ConfigError
 from ibnorm_llm.train.checkpoint import load_model_weights
 
 OptimizerFactory = Callable[[nn.Module], torch.optim.Optimizer]
@@ -50,6 +51,17 @@ def decoder_blocks(model: nn.Module) -> nn.ModuleList:
             f"{type(model).__name__}: expected exactly one ModuleList of {n_layers} decoder blocks, found {len(lists)}"
         )
     return lists[0]
+
+
+def refuse_post_optimizer_step(model: nn.Module, strategy: str) -> None:
+    """A clear error for a model that must change its weights after every optimizer step (nGPT's
+    re-normalization, ``post_optimizer_step``) under a strategy whose ranks each hold a shard."""
+    if getattr(model, "requires_post_optimizer_step", False):
+        raise ConfigError(
+            f"model.architecture=ngpt re-normalizes its weight matrices after every optimizer step, which is "
+            f"not supported under {strategy} (parameters split across ranks): train it in one process or "
+            "with DDP (launch/ddp.yaml, launch/ddp_cpu.yaml)"
+        )
 
 
 def _is_sharded(param: torch.Tensor) -> bool:
@@ -91,6 +103,13 @@ class Replicated:
     def wrap(self, model: nn.Module, build_optimizer: OptimizerFactory) -> tuple[nn.Module, torch.optim.Optimizer]:
         return self.accelerator.prepare(model, build_optimizer(model))
 
+    def after_optimizer_step(self, model: nn.Module) -> None:
+        """The model's own ``post_optimizer_step`` where it has one (nGPT: matrices back on the sphere).
+        Replicated: every rank holds the same updated weights and changes them the same way."""
+        step = getattr(self.plain_model(model), "post_optimizer_step", None)
+        if step is not None:
+            step()
+
     @contextlib.contextmanager
     def micro_step(self, model: nn.Module, last: bool) -> Iterator[None]:
         """One micro batch's forward and backward; gradients are reduced across ranks on the last only."""
@@ -130,6 +149,10 @@ class DeepSpeed(Replicated):
         self.state_format = f"deepspeed-zero{stage}"
         self.shards_parameters = stage == 3
 
+    def wrap(self, model: nn.Module, build_optimizer: OptimizerFactory) -> tuple[nn.Module, torch.optim.Optimizer]:
+        refuse_post_optimizer_step(model, f"DeepSpeed ZeRO-{self.state_format[-1]}")
+        return super().wrap(model, build_optimizer)
+
     def save_state(self, model: nn.Module, optimizer, state_dir: Path) -> None:
         self.accelerator.save_state(str(state_dir / "accelerate"))
 
@@ -149,6 +172,7 @@ class FSDP2(Replicated):
         self.param_dtype = param_dtype
 
     def wrap(self, model: nn.Module, build_optimizer: OptimizerFactory) -> tuple[nn.Module, torch.optim.Optimizer]:
+        refuse_post_optimizer_step(model, "FSDP2")
         device = self.accelerator.device
         mesh = init_device_mesh(device.type, (self.accelerator.num_processes,))
         # Gradients are reduced in fp32 whatever the compute dtype: a bf16 sum over ranks loses bits.

@@ -528,6 +528,7 @@ def train_step(s: Session, progress: Progress) -> float:
                 return norm_value
         before = snapshot(plain) if param_tally is not None else None
         s.optimizer.step()
+        s.strategy.after_optimizer_step(s.model)  # e.g. nGPT's matrices back on the unit sphere
         s.optimizer.zero_grad(set_to_none=True)
         if monitoring:
             _finish_monitor(s, progress, plain, tally, param_tally, before)

@@ -13,8 +13,12 @@ Where the values come from (names as in ibnorm_llm.analysis.capture):
   of the MLP's norm under pre/peri/hybrid placement; under post and deepnorm, the attention and MLP
   outputs, which are added to the stream before its norm);
 - attention: the query and key projections' outputs (after any query/key norm) and, for LLaMA, the
-  rotary embedding the attention receives: the logits are recomputed from them, so the model's
-  attention implementation (SDPA, flash) is left as it is.
+  rotary embedding the attention receives: the logits are recomputed from them (nGPT: through the
+  attention's own ``sphere_qk``, with its softmax scale), so the model's attention implementation
+  (SDPA, flash) is left as it is.
+
+An nGPT model has no norms: its blocks' statistics (stream, update ratios, attention) are recorded,
+the "mid" stream being the MLP's input.
 """
 
 from __future__ import annotations
@@ -121,7 +125,9 @@ class MonitorHooks:
             self._hook(block, self._block_output(index, prefix))
             placement = getattr(block, "placement", "pre")
             attention = _attention(block)
-            if placement in ("post", "deepnorm"):
+            if placement == "ngpt":  # no norms: the MLP reads the stream left by the attention step
+                self._hook(block.mlp, self._keep(index, "mid", output=False))
+            elif placement in ("post", "deepnorm"):
                 self._hook(attention, self._keep(index, "attn_out", output=True))
                 self._hook(block.mlp, self._keep(index, "mlp_in", output=False, also_output="mlp_out"))
             else:
@@ -245,4 +251,6 @@ class MonitorHooks:
             if cos.shape[0] > 1:
                 cos, sin = cos[: q.shape[0]], sin[: q.shape[0]]
             q, k = apply_rotary_pos_emb(q, k, cos, sin)
+        if hasattr(module, "sphere_qk"):  # nGPT: unit queries and keys times s_qk, after RoPE
+            q, k = module.sphere_qk(q, k)
         return q, k
