@@ -2,8 +2,8 @@
 
 The fit is Chinchilla's "approach 3" (Hoffmann et al. 2022, appendix D.2), as OLMo's ladder fits it:
 in log space, ``log L`` against ``LSE(a - alpha log N, b - beta log D, e)`` (A = e^a, B = e^b,
-E = e^e), a Huber loss on the residuals (delta 1e-3), L-BFGS (analytic gradient) from the best
-16 points of a grid of starting points, the best end point kept. Intervals come from refitting resampled data: points with replacement, or,
+E = e^e), a Huber loss on the residuals (delta 1e-3), L-BFGS-B (analytic gradient; alpha, beta >= 0)
+from the best 16 points of a grid of starting points, the best end point kept. Intervals come from refitting resampled data: points with replacement, or,
 when the points carry several seeds, whole seeds with replacement (a seed's points share its noise).
 Each refit starts from the full fit's parameters, so a bootstrap costs one descent per resample.
 
@@ -89,8 +89,14 @@ def _objective(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_loss
     return float(np.sum(huber(HUBER_DELTA, residual)) / HUBER_DELTA), gradient
 
 
+BOUNDS = ((None, None), (None, None), (None, None), (0.0, None), (0.0, None))
+"""a, b, e free (their exponentials are positive); alpha, beta >= 0. Unbounded, a fit to few sizes can
+take a negative exponent, a loss that grows with N or D: the refit of a 3-size ladder without its
+largest size then predicted a loss of 1e13 one size up."""
+
+
 def _descend(start: np.ndarray, data: tuple[np.ndarray, ...]) -> tuple[float, np.ndarray]:
-    result = minimize(_objective, start, args=data, jac=True, method="L-BFGS-B")
+    result = minimize(_objective, start, args=data, jac=True, method="L-BFGS-B", bounds=BOUNDS)
     return float(result.fun), result.x
 
 

@@ -87,3 +87,14 @@ def test_compute_law_fits_the_frontier():
 def test_unfittable_points_say_why(points, message):
     with pytest.raises(FitError, match=message):
         fit_scaling_law(points)
+
+
+def test_exponents_stay_non_negative_when_the_loss_rises_with_size():
+    """Three sizes whose loss rises slightly with N (as a noisy tiny ladder can): the law cannot bend upwards,
+    so one size up it predicts no more than the largest measured loss at that budget."""
+    points = [{"N": n, "D": d, "loss": 2.0 + 40.0 / d ** 0.3 + 0.02 * np.log(n)}
+              for n in (1e4, 2e4, 4e4) for d in (1e5, 2e5, 4e5)]
+    law = fit_scaling_law(points, n_bootstrap=0)
+    assert law.alpha >= 0 and law.beta >= 0
+    highest = max(p["loss"] for p in points if p["D"] == 4e5)
+    assert law.predict(8e4, 4e5) <= highest + 1e-6
