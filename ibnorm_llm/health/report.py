@@ -62,12 +62,16 @@ def _summary(runs: list[RunHealth]) -> list[str]:
             lines.append(f"Largest `{statistic}`: {value:.3g}, in {run.label} at {_where(family, where)}, step {step}.")
     for run in runs:
         if (saturated := _largest(run, "norm", "saturated")) is not None:
+            value, where, step = saturated
             lines.append(f"{run.label}: `saturated` at the last monitor step (step {run.steps[-1]}), mean [min, max] over "
-                         f"its bounded norms: {_at_last_step(run, 'norm', 'saturated')}"
-                         + (" (above 0.9: those layers pass on little more than signs)" if saturated[0] > 0.9 else "") + ".")
-        spikes = ", ".join(str(e.step) for e in run.spikes)
+                         f"its bounded norms: {_at_last_step(run, 'norm', 'saturated')}; largest over training {value:.3g} "
+                         f"({short_name(where)}, step {step})"
+                         + (": above 0.9, where a layer passes on little more than its inputs' signs" if value > 0.9 else "")
+                         + ".")
+        steps = ", ".join(str(e.step) for e in run.spikes)
         lines.append(f"{run.label}: {len(run.spikes)} spike{'s' if len(run.spikes) != 1 else ''}"
-                     + (f" (steps {spikes}); {run.skipped_steps} step(s) skipped" if run.spikes else "") + ".")
+                     + (f" (step{'s' if len(run.spikes) != 1 else ''} {steps}); {run.skipped_steps} step(s) skipped"
+                        if run.spikes else "") + ".")
     return lines
 
 

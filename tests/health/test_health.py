@@ -75,7 +75,9 @@ def test_the_report_names_the_largest_values_where_and_when_and_draws_the_figure
     assert "| block/massive | RMSNorm | 4 | block 1 | 30 |" in text
     # at the last step: saturated mean over the 5 norms 0.5..0.9 is 0.7; RMSNorm has none
     assert "| norm/saturated | – | 0.7 [0.5, 0.9] |" in text
-    assert "IBNorm-T: 1 spike (steps 25); 1 step(s) skipped." in text and "RMSNorm: 0 spikes." in text
+    assert "IBNorm-T: 1 spike (step 25); 1 step(s) skipped." in text and "RMSNorm: 0 spikes." in text
+    # the largest saturated share over training is named apart from the last step's
+    assert "largest over training 0.9 (model.norm, step 10)." in text
     assert "| IBNorm-T | 25 | loss (rank 1) | 9 | 5 ± 0.1 | block_1 (x12.0) | yes |" in text
     for figure in ("curves/norm_in_max.png", "curves/block_massive.png", "curves/output_max_logit.png",
                    "heatmaps/RMSNorm/norm.png", "heatmaps/IBNorm-T/block.png", "heatmaps/IBNorm-T/param.png"):
