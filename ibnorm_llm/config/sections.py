@@ -142,6 +142,9 @@ class ModelConfig:
     DyT paper's values for the model's width); None = each norm spec's own alpha_init."""
     gradient_checkpointing: bool = False
     """Recompute block activations in the backward to save memory."""
+    mlp_activation: Literal["gelu_new", "gelu"] | None = None
+    """GPT-2 only: the MLP's GELU. None = gelu_new, the tanh approximation of transformers' and OpenAI's GPT-2;
+    gelu = the exact GELU of nanoGPT (nn.GELU), the code of the Derf language model. LLaMA's MLP is SwiGLU."""
     architecture: Literal["standard", "ngpt"] = "standard"
     """standard (norm layers where model.norm* say) or ngpt: the normalized Transformer (nGPT, Loshchilov et al.,
     arXiv 2410.01131; LLaMA only): hidden states and weight vectors on the unit sphere, no norm layers, so

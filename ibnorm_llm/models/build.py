@@ -215,6 +215,11 @@ def build_hf_config(
         raise ConfigError(f"model.n_heads={n_heads}: must divide model.d_model={d_model}")
     if n_heads % n_kv_heads:
         raise ConfigError(f"model.n_kv_heads={n_kv_heads}: must divide model.n_heads={n_heads}")
+    if preset.family != "gpt2" and model_cfg.mlp_activation is not None:
+        raise ConfigError(
+            f"model.mlp_activation={model_cfg.mlp_activation}: only GPT-2's MLP takes a GELU choice; "
+            f"{model_cfg.preset}'s MLP is SwiGLU; remove it"
+        )
     if preset.family == "gpt2" and model_cfg.n_kv_heads is not None:
         raise ConfigError(
             f"model.n_kv_heads={model_cfg.n_kv_heads}: GPT-2 ({model_cfg.preset}) has no grouped-query attention; remove it"
@@ -265,6 +270,7 @@ def build_hf_config(
         n_head=n_heads,
         n_positions=max_seq_len,
         layer_norm_epsilon=family_eps,
+        activation_function=model_cfg.mlp_activation or "gelu_new",
         resid_pdrop=0.0,
         embd_pdrop=0.0,
         attn_pdrop=0.0,

@@ -1,6 +1,6 @@
 """State dicts written by the baselines' official codes, renamed and reshaped into this package's models.
 
-Two layouts (docs/baselines.md#official-checkpoints gives the full name tables):
+Three layouts (docs/baselines.md#official-checkpoints gives the full name tables):
 
 - ``galore_llama``: the LLaMA of GaLore's ``peft_pretraining/modeling_llama.py`` as forked by the
   Mix-LN code (pixeli99/MixLN, Post-LN and Mix-LN) and the LayerNorm Scaling code
@@ -19,6 +19,12 @@ Two layouts (docs/baselines.md#official-checkpoints gives the full name tables):
   paper's order), transformers' rotates the two halves of each head: the query and key rows are
   permuted per head so that both give the same attention (the inverse of foundation-model-stack's
   own ``_hf_to_fms_rope``).
+
+- ``nanogpt_gpt2``: nanoGPT's GPT-2 as the Derf code patches it (zlab-princeton/Derf ``language model/
+  model_derf.patch``; its norm_type also selects DyT or LayerNorm): transformers' GPT-2 names, the
+  linear layers stored as ``nn.Linear`` (out, in) where transformers' ``Conv1D`` keeps (in, out), the
+  embedding scale ``shared_scale``, the causal-mask buffer ``attn.bias``. Its MLP's GELU is exact, so the
+  model must be built with ``model.mlp_activation=gelu``.
 
 Every scalar the official code stores with shape (1,) (DyT/Derf ``alpha`` and ``shift``, the
 embedding scale) is reshaped to the model's. :func:`load_official_state_dict` then loads strictly:
@@ -139,22 +145,54 @@ def _fms_llama(state_dict: Mapping[str, torch.Tensor], config) -> dict[str, torc
     return converted
 
 
-LAYOUTS: dict[str, Callable[[Mapping[str, torch.Tensor], object], dict[str, torch.Tensor]]] = {
-    "galore_llama": _galore_llama,
-    "fms_llama": _fms_llama,
+# ---------------------------------------------------------------- nanogpt_gpt2 (Derf, and DyT through the same patch)
+
+_NANOGPT_TRANSPOSED = re.compile(r"^transformer\.h\.\d+\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj)\.weight$")
+_NANOGPT_MASK = re.compile(r"^transformer\.h\.\d+\.attn\.bias$")
+
+
+def _nanogpt_gpt2(state_dict: Mapping[str, torch.Tensor], config) -> dict[str, torch.Tensor]:
+    if config.activation_function != "gelu":
+        raise OfficialStateDictError(
+            f"nanoGPT's MLP uses the exact GELU (nn.GELU) and the model uses {config.activation_function}: "
+            "build it with model.mlp_activation=gelu"
+        )
+    if "shared_scale" in state_dict and config.embed_scale is None:
+        raise OfficialStateDictError(
+            "the state dict has the Derf/DyT recipe's embedding scale (shared_scale) but the model has none: "
+            "set model.embed_scale (e.g. {init: sqrt_d, learnable: true})"
+        )
+    converted = {}
+    for name, tensor in state_dict.items():
+        if _NANOGPT_MASK.match(name):
+            continue  # the causal mask nanoGPT registers when it has no flash attention
+        if name == "shared_scale":
+            name = "transformer.embed_scale"
+        elif _NANOGPT_TRANSPOSED.match(name):
+            tensor = tensor.t()  # nn.Linear (out, in) -> transformers' Conv1D (in, out)
+        converted[name] = tensor
+    return converted
+
+
+LAYOUTS: dict[str, tuple[str, Callable[[Mapping[str, torch.Tensor], object], dict[str, torch.Tensor]]]] = {
+    "galore_llama": ("norm_llama", _galore_llama),
+    "fms_llama": ("norm_llama", _fms_llama),
+    "nanogpt_gpt2": ("norm_gpt2", _nanogpt_gpt2),
 }
-"""layout name -> converter(state_dict, model config) -> state dict in this package's names."""
+"""layout name -> (the model type it loads into, converter(state_dict, model config) -> our names)."""
 
 _SCALAR_SUFFIXES = (".alpha", ".shift", "embed_scale")
+"""Scalars the official codes store with shape (1,)."""
 
 
 def convert_state_dict(state_dict: Mapping[str, torch.Tensor], layout: str, model: nn.Module) -> dict[str, torch.Tensor]:
     """``state_dict`` (official names) in ``model``'s names and shapes."""
     if layout not in LAYOUTS:
         raise OfficialStateDictError(f"layout={layout!r}: must be one of {', '.join(LAYOUTS)}")
-    if getattr(model.config, "model_type", None) != "norm_llama":
-        raise OfficialStateDictError(f"layout {layout} is a LLaMA layout; the model is a {type(model).__name__}")
-    converted = LAYOUTS[layout](state_dict, model.config)
+    model_type, convert = LAYOUTS[layout]
+    if getattr(model.config, "model_type", None) != model_type:
+        raise OfficialStateDictError(f"layout {layout} loads into a {model_type} model; the model is a {type(model).__name__}")
+    converted = convert(state_dict, model.config)
     own = model.state_dict()
     for name, tensor in converted.items():
         target = own.get(name)

@@ -4,6 +4,10 @@ output of the official forward, written out here in float64 from those codes:
 - galore_llama: pixeli99/MixLN and lmsdss/LayerNorm-Scaling, peft_pretraining/modeling_llama.py
   (LlamaDecoderLayer.forward, norm_type 'post' and 'post_pre': x = N_pa(x + Attn(x)), x = N_pf(x + MLP(x))
   in the first POST_NUM blocks; 'pre' elsewhere; rotate_half RoPE);
+- nanogpt_gpt2: zlab-princeton/Derf "language model"/model_derf.patch on nanoGPT's model.py
+  (Dynamic_erf: weight * erf(alpha * x + shift) + bias, alpha and shift of shape (1,);
+  x = (tok_emb + pos_emb) * shared_scale; Block: x + attn(ln_1(x)), x + mlp(ln_2(x)); nn.Linear
+  layers; MLP c_proj(GELU(c_fc x)) with the exact GELU; lm_head tied to wte);
 - fms_llama: jiachenzhu/DyT other_tasks/LLaMA/fms_fsdp/models/llama.py (LayerNormParameterized:
   weight * tanh(alpha * x), alpha of shape (1,); x = shared(x_in) * shared_scale; LLaMABlock.forward
   pre-norm with ln / ff_ln; dec_norm; foundation-model-stack's RotaryEmbedding rotates adjacent pairs,
@@ -19,7 +23,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from ibnorm_llm.config import EmbedScaleConfig, ModelConfig, NormConfig
+from ibnorm_llm.config import ConfigError, EmbedScaleConfig, ModelConfig, NormConfig
 from ibnorm_llm.models import build_model, load_model
 from ibnorm_llm.models.official import OfficialStateDictError, load_official_state_dict
 from ibnorm_llm.models.weights import UnsetWeightsError
@@ -30,9 +34,9 @@ HEAD_DIM = D // HEADS
 THETA = 10000.0
 
 
-def _ours(**fields) -> torch.nn.Module:
+def _ours(preset: str = "llama-tiny", **fields) -> torch.nn.Module:
     fields = {"d_model": D, "n_heads": HEADS, "d_ff": FF, "n_layers": LAYERS, **fields}
-    model = build_model(ModelConfig(preset="llama-tiny", **fields), VOCAB)
+    model = build_model(ModelConfig(preset=preset, **fields), VOCAB)
     return model.double().eval()
 
 
@@ -119,6 +123,28 @@ def fms_dyt_forward(sd, ids, kv_heads):
     return dyt(h, "dec_norm") @ sd["shared.head.weight"].T
 
 
+def nanogpt_derf_forward(sd, ids):
+    def derf(x, name):
+        return sd[name + ".weight"] * torch.erf(sd[name + ".alpha"] * x + sd[name + ".shift"]) + sd[name + ".bias"]
+
+    def linear(x, name):
+        return x @ sd[name + ".weight"].T + sd[name + ".bias"]
+
+    T = len(ids)
+    h = (sd["transformer.wte.weight"][ids] + sd["transformer.wpe.weight"][:T]) * sd["shared_scale"]
+    mask = torch.ones(T, T, dtype=torch.bool).triu(1)
+    for i in range(LAYERS):
+        p = f"transformer.h.{i}."
+        q, k, v = linear(derf(h, p + "ln_1"), p + "attn.c_attn").split(D, dim=-1)
+        q, k, v = (t.view(T, HEADS, HEAD_DIM) for t in (q, k, v))
+        scores = torch.einsum("qhd,khd->hqk", q, k) / math.sqrt(HEAD_DIM)
+        attended = torch.einsum("hqk,khd->qhd", scores.masked_fill(mask, float("-inf")).softmax(-1), v)
+        h = h + linear(attended.reshape(T, D), p + "attn.c_proj")
+        gelu = torch.nn.functional.gelu(linear(derf(h, p + "ln_2"), p + "mlp.c_fc"))  # exact, nn.GELU()
+        h = h + linear(gelu, p + "mlp.c_proj")
+    return derf(h, "transformer.ln_f") @ sd["lm_head.weight"].T
+
+
 # ------------------------------------------------------------------ state dicts as the official codes write them
 
 def galore_state_dict(vocab: int, post_blocks: int, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -158,6 +184,25 @@ def fms_state_dict(vocab: int, kv_heads: int, seed: int = 0) -> dict[str, torch.
         for norm, alpha in (("ln", 0.8), ("ff_ln", 0.2)):
             sd[p + f"{norm}.alpha"] = torch.tensor([alpha + 0.1 * i], dtype=torch.float64)
             sd[p + f"{norm}.weight"] = 1 + _random(D, scale=0.5, generator=g)
+    return sd
+
+
+def nanogpt_state_dict(vocab: int, positions: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    wte = _random(vocab, D, generator=g)
+    sd = {"transformer.wte.weight": wte, "lm_head.weight": wte,  # tied, as nanoGPT ties them
+          "transformer.wpe.weight": _random(positions, D, generator=g),
+          "shared_scale": torch.tensor([math.sqrt(D)], dtype=torch.float64)}
+    for name in ("transformer.ln_f", *(f"transformer.h.{i}.{ln}" for i in range(LAYERS) for ln in ("ln_1", "ln_2"))):
+        sd |= {f"{name}.alpha": 0.5 + _random(1, scale=0.1, generator=g), f"{name}.shift": _random(1, scale=0.1, generator=g),
+               f"{name}.weight": 1 + _random(D, generator=g), f"{name}.bias": _random(D, scale=0.1, generator=g)}
+    for i in range(LAYERS):
+        p = f"transformer.h.{i}."
+        for layer, (rows, cols) in {"attn.c_attn": (3 * D, D), "attn.c_proj": (D, D), "mlp.c_fc": (4 * D, D),
+                                    "mlp.c_proj": (D, 4 * D)}.items():
+            sd[p + layer + ".weight"] = _random(rows, cols, generator=g)  # nn.Linear: (out, in)
+            sd[p + layer + ".bias"] = _random(rows, scale=0.05, generator=g)
+        sd[p + "attn.bias"] = torch.ones(1, 1, positions, positions).tril()  # the causal mask without flash attention
     return sd
 
 
@@ -235,3 +280,28 @@ def test_a_checkpoint_missing_a_norm_tensor_is_refused_naming_it(tmp_path):
     save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(UnsetWeightsError, match=r"1 norm tensor\(s\) would stay unset \(model.layers.0.input_layernorm.weight\)"):
         load_model(tmp_path)
+
+
+def _derf_gpt2(**fields):
+    return _ours("gpt2-tiny", norm=NormConfig("derf"), d_ff=4 * D, mlp_activation="gelu",
+                 embed_scale=EmbedScaleConfig(init="sqrt_d", learnable=True), **fields)
+
+
+def test_a_derf_nanogpt_state_dict_loads_and_gives_the_official_output():
+    model = _derf_gpt2()
+    official = nanogpt_state_dict(_vocab(model), model.config.n_positions)
+    load_official_state_dict(model, official, "nanogpt_gpt2")
+    assert model.transformer.h[0].ln_1.alpha.shape == () and model.transformer.embed_scale.shape == (1,)
+    with torch.no_grad():
+        ours = model(IDS[None]).logits[0]
+    torch.testing.assert_close(ours, nanogpt_derf_forward(official, IDS), rtol=0, atol=1e-10)
+
+
+def test_nanogpt_weights_need_the_exact_gelu():
+    model = _ours("gpt2-tiny", norm=NormConfig("derf"), d_ff=4 * D, embed_scale=EmbedScaleConfig(init="sqrt_d", learnable=True))
+    with pytest.raises(OfficialStateDictError, match="model.mlp_activation=gelu"):
+        load_official_state_dict(model, nanogpt_state_dict(_vocab(model), model.config.n_positions), "nanogpt_gpt2")
+    with pytest.raises(OfficialStateDictError, match="loads into a norm_gpt2 model"):
+        load_official_state_dict(_ours(), {}, "nanogpt_gpt2")
+    with pytest.raises(ConfigError, match="model.mlp_activation=gelu: only GPT-2's MLP"):
+        _ours(mlp_activation="gelu")  # LLaMA's MLP is SwiGLU
