@@ -91,7 +91,7 @@ def norm_modules(model: nn.Module) -> dict[str, nn.Module]:
         for attr in layout.block_norms:
             name = f"{layout.blocks}.{index}.{attr}"
             module = _submodule(model, name)
-            if module is None and attr in block._modules and block._modules[attr] is None:
+            if module is None and hasattr(block, attr) and getattr(block, attr) is None:
                 continue  # left out by the block's placement (HybridNorm's attention input norm)
             if module is None:
                 raise ValueError(f"{type(model).__name__}: expected a norm module at {name}")

@@ -190,6 +190,7 @@ class ModelConfig:
                 f"model.qk_norm is set but model.norm_placement={self.norm_placement}: HybridNorm has its own "
                 "query/key/value norms (of model.norm's kind); remove model.qk_norm"
             )
+
     def _check_architecture(self) -> None:
         """architecture=ngpt has no norm layers: a norm setting would be silently unused, so it is refused."""
         if self.architecture != "ngpt":

@@ -111,9 +111,10 @@ def comparison(runs: list[RunHealth], family: str, statistic: str, path: Path) -
             continue
         steps = run.steps
         shown = sorted({steps[0], steps[len(steps) // 2], steps[-1]})
-        roles = sorted({role for step in shown for role in _by_depth(run, family, statistic, step)})
+        by_step = {step: _by_depth(run, family, statistic, step) for step in shown}
+        roles = sorted({role for lines in by_step.values() for role in lines})
         for alpha, step in zip(np.linspace(0.35, 1.0, len(shown)), shown, strict=True):
-            for role, points in _by_depth(run, family, statistic, step).items():
+            for role, points in by_step[step].items():
                 points.sort()
                 last = step == shown[-1]
                 label = f"{run.label}{' ' + role if role else ''}" if last else None

@@ -18,6 +18,9 @@ HEADLINE = (
 )
 """The statistics the summary names the largest value of (where it occurs, when)."""
 
+HEATMAP_FAMILIES = FAMILIES[:3]
+"""The families drawn as layer x step heatmaps (the output family has one value per step: curves only)."""
+
 LAST_STEP = (
     ("norm", "in_kurtosis"), ("norm", "out_kurtosis"), ("norm", "saturated"), ("norm", "mean_share"),
     ("block", "stream_rms"), ("block", "massive"), ("block", "attn_entropy"), ("block", "attn_logit_max"),
@@ -40,8 +43,9 @@ def _largest(run: RunHealth, family: str, statistic: str) -> tuple[float, str, i
 
 
 def _at_last_step(run: RunHealth, family: str, statistic: str) -> str:
+    last = run.steps[-1]
     values = [points[-1][1] for where in run.places(family, statistic)
-              if (points := run.values(family, where, statistic)) and points[-1][0] == run.steps[-1]]
+              if (points := run.values(family, where, statistic)) and points[-1][0] == last]
     if not values:
         return "–"
     if len(values) == 1:
@@ -121,16 +125,19 @@ def write_health(runs: list[RunHealth], out: str | Path) -> Path:
                 lines.append(f"![{family}/{statistic}]({path.relative_to(out).as_posix()})")
     lines += ["", "## Per run: layer x step heatmaps", ""]
     for run in runs:
-        links = [f"[{family}]({path.relative_to(out).as_posix()})" for family in FAMILIES[:3]
-                 if (path := heatmap(run, family, out / "heatmaps" / _slug(run.label) / f"{family}.png")) is not None]
+        links = [f"[{family}]({heatmap_path(run.label, family)})" for family in HEATMAP_FAMILIES
+                 if heatmap(run, family, out / heatmap_path(run.label, family)) is not None]
         lines.append(f"- {run.label}: " + ", ".join(links))
     path = out / "health.md"
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
+def heatmap_path(label: str, family: str) -> str:
+    """Where :func:`write_health` draws run ``label``'s heatmap of ``family``, relative to its ``out``."""
+    return f"heatmaps/{_slug(label)}/{family}.png"
+
+
 def heatmap_links(out: str | Path, label: str) -> list[tuple[str, str]]:
     """(family, path relative to ``out``) of the heatmaps :func:`write_health` drew for run ``label``."""
-    folder = Path(out) / "heatmaps" / _slug(label)
-    return [(family, (folder / f"{family}.png").relative_to(out).as_posix()) for family in FAMILIES[:3]
-            if (folder / f"{family}.png").is_file()]
+    return [(family, path) for family in HEATMAP_FAMILIES if (Path(out) / (path := heatmap_path(label, family))).is_file()]

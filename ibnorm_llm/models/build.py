@@ -16,7 +16,7 @@ from ibnorm_llm.norms import accepted_options, resolve_options
 
 from .modeling_norm_lm import NormGPT2Config, NormGPT2LMHeadModel, NormLlamaConfig, NormLlamaForCausalLM
 from .ngpt_blocks import official_scales
-from .norm_blocks import MIX_LN_FRACTION, deepnorm_alpha, deepnorm_beta, post_ln_blocks
+from .norm_blocks import HYBRID_PLACEMENTS, MIX_LN_FRACTION, deepnorm_alpha, deepnorm_beta, post_ln_blocks
 from .presets import FAMILY_NORM_EPS, PRESETS, Preset
 from .recipes import dyt_alpha_init, sqrt_d
 from .weights import UnsetWeightsError, describe_unset, unset_tensors
@@ -160,7 +160,7 @@ def _block_layout(model_cfg: ModelConfig, family: str, n_layers: int, head_dim: 
     qk_norm = None
     if model_cfg.qk_norm is not None:
         qk_norm = resolve_norm(model_cfg.qk_norm, family, head_dim, "model.qk_norm")
-    if model_cfg.norm_placement in ("hybrid", "hybrid_star"):  # the block norms also normalize each head
+    if model_cfg.norm_placement in HYBRID_PLACEMENTS:  # the block norms also normalize each head
         resolve_norm(model_cfg.norm, family, head_dim, "model.norm (HybridNorm's query/key/value norms)")
         for i, override in enumerate(model_cfg.norm_overrides):
             key = f"model.norm_overrides[{i}].norm (HybridNorm's query/key/value norms)"

@@ -52,6 +52,7 @@ from transformers.dynamic_module_utils import get_relative_import_files
 
 from .ngpt_blocks import check_scales, make_ngpt, normalize_matrices, reset_scales
 from .norm_blocks import (
+    HYBRID_PLACEMENTS,
     MIX_LN_FRACTION,
     NORM_SCALINGS,
     PLACEMENTS,
@@ -86,7 +87,7 @@ def _check_block_layout(config: "NormLlamaConfig | NormGPT2Config") -> None:
     if config.norm_scaling not in NORM_SCALINGS:
         raise ValueError(f"norm_scaling={config.norm_scaling!r}: must be one of {', '.join(NORM_SCALINGS)}")
     if config.qk_norm is not None:
-        if config.norm_placement in ("hybrid", "hybrid_star"):
+        if config.norm_placement in HYBRID_PLACEMENTS:
             raise ValueError(
                 f"qk_norm is set but norm_placement={config.norm_placement!r} has its own query/key/value "
                 "norms (of the block norm's kind): remove qk_norm"
@@ -337,7 +338,7 @@ class _RegistryNormModel:
                 attach_qk_norm(
                     getattr(block, attention_name), lambda: _registry_norm(config.qk_norm, head_dim), head_dim
                 )
-            if config.norm_placement in ("hybrid", "hybrid_star"):
+            if config.norm_placement in HYBRID_PLACEMENTS:
                 attach_qk_norm(
                     getattr(block, attention_name), lambda spec=spec: _registry_norm(spec, head_dim), head_dim,
                     value=True,

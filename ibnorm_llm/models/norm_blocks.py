@@ -42,6 +42,8 @@ from transformers.models.gpt2.modeling_gpt2 import GPT2Block
 from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 
 PLACEMENTS = ("pre", "post", "peri", "mix", "hybrid", "hybrid_star", "deepnorm")
+HYBRID_PLACEMENTS = ("hybrid", "hybrid_star")
+"""The placements whose attention has per-head query/key/value norms (HybridNorm, HybridNorm*)."""
 NORM_SCALINGS = ("none", "lns")
 MIX_LN_FRACTION = 0.25
 """Mix-LN's share of Post-LN blocks: the paper's alpha = 0.25 (first floor(alpha * L) blocks)."""
@@ -167,7 +169,7 @@ class NormLlamaDecoderLayer(_PlacedBlock, LlamaDecoderLayer):
         if placement == "deepnorm":
             names = ("self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
             return [(name, beta, None) for name in names]
-        if placement in ("hybrid", "hybrid_star"):
+        if placement in HYBRID_PLACEMENTS:
             return [(name, 1 / math.sqrt(2 * n_blocks), None) for name in ("self_attn.o_proj", "mlp.down_proj")]
         return []
 
